@@ -1,0 +1,40 @@
+# Entry points. `make setup && make test` is all a fresh machine needs; see README.md.
+PY := .venv/bin/python
+DEVICE ?=
+DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE),)
+DATA ?= data
+OUT ?= outputs
+
+.PHONY: setup test demo bench bench-metrics reproduce-bmvos reproduce-emvos reproduce-tbd reproduce-hmmn reproduce-gis
+
+setup:
+	@bash tools/setup.sh
+
+# pytest exits 5 when it collects nothing; that is reported, not hidden.
+test:
+	@$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; fi; exit $$rc
+
+demo:
+	$(PY) -m common.demo --out demo_out $(DEVICE_FLAG)
+
+bench:
+	$(PY) -m common.bench $(DEVICE_FLAG)
+
+bench-metrics:
+	$(PY) -m common.bench_metrics
+
+reproduce-bmvos:
+	$(PY) -m bmvos.reproduce --davis $(DATA)/DAVIS --output $(OUT)/bmvos $(DEVICE_FLAG)
+
+reproduce-emvos:
+	$(PY) -m emvos.reproduce --davis $(DATA)/DAVIS --output $(OUT)/emvos $(DEVICE_FLAG)
+
+reproduce-tbd:
+	$(PY) -m tbd.reproduce --davis $(DATA)/DAVIS --output $(OUT)/tbd $(DEVICE_FLAG)
+
+reproduce-hmmn:
+	$(PY) -m hmmn.reproduce --davis $(DATA)/DAVIS --output $(OUT)/hmmn $(DEVICE_FLAG)
+
+reproduce-gis:
+	$(PY) -m gis.reproduce --davis $(DATA)/DAVIS --output $(OUT)/gis $(DEVICE_FLAG)

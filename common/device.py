@@ -1,0 +1,82 @@
+"""Device choice, seeding, CUDA-synchronised timing and peak-memory reporting."""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_device(requested: Optional[str] = None) -> torch.device:
+    """The requested device, or cuda when available else cpu.
+
+    Asking for CUDA on a machine without it falls back to CPU with a one-line notice instead of
+    failing deep inside the first `.to()`.
+    """
+    name = requested or default_device()
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"notice: --device {name} requested but CUDA is not available; running on cpu", file=sys.stderr)
+        return torch.device("cpu")
+    return device
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cuda, cuda:1 or cpu (default: cuda if available, else cpu)")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices) the way the official trainers do."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Wall-clock timer that waits for queued CUDA work before reading the clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.elapsed = 0.0
+        self._start: Optional[float] = None
+
+    def __enter__(self) -> "Stopwatch":
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        assert self._start is not None
+        self.elapsed += time.perf_counter() - self._start
+        self._start = None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """CUDA max allocated memory on a GPU; the process's peak resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -1,0 +1,1 @@
+"""Model pieces shared by several papers, each named for what it does."""

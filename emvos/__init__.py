@@ -1,0 +1,1 @@
+"""emvos package."""

@@ -1,0 +1,1 @@
+"""tbd package."""
