@@ -19,17 +19,21 @@ if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import torch, torchvision, davisint
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+# pip_install ARGS...: quiet pip, minus the per-package notices some machines' extra index URLs print.
+pip_install() {
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }
+  return "${PIPESTATUS[0]}"
+}
 
-"${PIP[@]}" "${TORCH_PAIR[@]}"
+pip_install "${TORCH_PAIR[@]}"
 # Runtime dependencies, davisinteractive's real dependencies (its sdist pins scikit-learn==0.20.3,
 # which cannot be built on current Pythons), and its build needs (Cython, a setuptools that still
 # ships pkg_resources).
-"${PIP[@]}" numpy opencv-python pillow gdown tqdm scikit-image scipy pytest \
+pip_install numpy opencv-python pillow gdown tqdm scikit-image scipy pytest \
   networkx pandas scikit-learn absl-py requests six matplotlib \
   cython "setuptools<81" wheel
-"${PIP[@]}" --no-deps --no-build-isolation "davisinteractive==1.0.4"
-"${PIP[@]}" --no-deps --no-build-isolation -e .
+pip_install --no-deps --no-build-isolation "davisinteractive==1.0.4"
+pip_install --no-deps --no-build-isolation -e .
 
 # Import check: the torch pair, davisinteractive (through the project's compatibility shim) and
 # every project package.
