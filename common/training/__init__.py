@@ -1,0 +1,37 @@
+"""Shared training pipeline of BMVOS, EMVOS and TBD (their official trainers and loaders are near-identical).
+
+Public interface (what a paper package uses)::
+
+    from common.training import (Trainer, TrainConfig, ClipRecipe, COCOClips, davis_train_clips,
+                                 ytvos_train_clips, davis_validator, swap_and_attach)
+
+    recipe = EMVOS_COCO.scaled(output_size=(64, 64))           # or TBD_COCO / TBD_DAVIS / ...; sizes for smoke runs
+    train_set = COCOClips(coco_root, recipe, clips_per_epoch=128)
+    validate = davis_validator(davis_root, segment)             # segment(model, Video) -> {frame: uint8 labels}
+    config = TrainConfig(save_name="coco", epochs=8000, batch_size=16, save_step=4000, val_step=400)
+    Trainer(model, forward_clip, train_set, config, out_dir, device, validate, resume=True).train()
+
+- `forward_clip(model, imgs [B,L,3,H,W] float in [0,1], masks [B,L,1,H,W] int64 in {0,1})` returns the raw
+  logits `[B, L-1, 2, H, W]` of frames 1..L-1 (EMVOS: `model(imgs, masks[:, :1], None)['scores']`; TBD feeds its
+  distance matrix). Everything else — swap-and-attach (p=0.2), the skip rule, the loss, the IoU statistic, Adam,
+  checkpoints (`<save_name>_{NNNN,best,last}.pth`), validation, NaN checks, resume — is shared.
+- BatchNorm stays in eval() during training by default, as the official code does (`TrainConfig.bn_train`).
+- Seeding is the caller's job (seed before building the model, as upstream: `common.device.seed_everything`);
+  resume checkpoints carry all RNG states.
+- Schedules (epochs, batch sizes, save/val steps) are per paper: see `emvos/run.py` for EMVOS's.
+"""
+from common.training.augment import (EMVOS_COCO, EMVOS_VIDEO, TBD_COCO, TBD_DAVIS, TBD_YTVOS, AffineRecipe,
+                                     ClipAugmenter, ClipRecipe)
+from common.training.clips import COCOClips, VideoClips, davis_train_clips, ytvos_train_clips
+from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach, swap_and_attach
+from common.training.trainer import (ForwardClip, LossNotFinite, TrainConfig, Trainer, Validate, atomic_save,
+                                     clip_loss, fg_iou, has_one_object_each)
+from common.training.validation import davis_validator
+
+__all__ = [
+    "EMVOS_COCO", "EMVOS_VIDEO", "TBD_COCO", "TBD_DAVIS", "TBD_YTVOS", "AffineRecipe", "ClipAugmenter", "ClipRecipe",
+    "COCOClips", "VideoClips", "davis_train_clips", "ytvos_train_clips",
+    "SWAP_ATTACH_PROBABILITY", "maybe_swap_and_attach", "swap_and_attach",
+    "ForwardClip", "LossNotFinite", "TrainConfig", "Trainer", "Validate", "atomic_save", "clip_loss", "fg_iou",
+    "has_one_object_each", "davis_validator",
+]

@@ -1,0 +1,279 @@
+"""The one training loop of the BMVOS/EMVOS/TBD family (their official `trainer.py` files are near-identical).
+
+Upstream an "epoch" is one pass over `clips_per_epoch` random clips (128), i.e. a handful of batches; the
+official schedules count these epochs (e.g. COCO: 8000 epochs of 8 batches of 16 clips), save a numbered
+checkpoint every `save_step` epochs, validate every `val_step` epochs and keep the best validation score's
+weights as `<save_name>_best.pth`. Per batch: optional swap-and-attach (probability 0.2), skip the batch if
+any clip's first-frame mask does not hold exactly background + one object, the paper's forward, mean
+cross-entropy over frames 1..L-1, Adam step, and the running loss / foreground-IoU statistics.
+
+BatchNorm: the official run scripts build the model with `.eval()` and never call `.train()`, so the
+encoder's BatchNorm layers use their running statistics during training. That is the default here;
+`TrainConfig.bn_train=True` trains in train() mode instead (validation always runs in eval()).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from common.errors import UserError
+from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach
+
+# forward_clip(model, imgs [B,L,3,H,W] float, masks [B,L,1,H,W] int64) -> scores [B,L-1,2,H,W] raw logits
+ForwardClip = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# validate(model) -> score to maximise (J&F on DAVIS 2017 val upstream); called under no_grad in eval()
+Validate = Callable[[nn.Module], float]
+
+
+class LossNotFinite(UserError):
+    """Training produced a NaN/inf loss; the message says where and which checkpoint to resume from."""
+
+
+@dataclass
+class TrainConfig:
+    """One training stage. Defaults are the shared upstream values; schedules come from each paper."""
+    save_name: str                  # checkpoint prefix, e.g. 'coco' or 'coco_davis' as upstream
+    epochs: int                     # upstream `trainer.train(max_epochs)`
+    batch_size: int
+    save_step: int                  # numbered checkpoint every this many epochs
+    val_step: int                   # validation every this many epochs (when a validator is given)
+    lr: float = 1e-4                # Adam, no weight decay, no schedule
+    num_workers: int = 4
+    shuffle: bool = True            # EMVOS's DataLoader shuffles, TBD's does not (the clips are random anyway)
+    swap_attach_probability: float = SWAP_ATTACH_PROBABILITY  # 0 disables swap-and-attach
+    bn_train: bool = False          # False = official behaviour (module stays in eval())
+    resume_every: int = 0           # write the resume checkpoint every this many epochs (0: at val/save steps)
+
+
+def fg_iou(scores: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean foreground IoU of argmax predictions, the official training statistic.
+
+    `scores` `[N, 2, H, W]`, `gt` `[N, H, W]`; per sample (inter + 1e-7) / (union + 1e-7) of class 1.
+    """
+    n, c, h, w = scores.shape
+    pred = scores.argmax(dim=1).view(n, 1, h, w)
+    classes = torch.arange(c, device=gt.device).view(1, c, 1, 1)
+    pred_bin = pred == classes
+    gt_bin = gt.view(n, 1, h, w) == classes
+    inter = (pred_bin & gt_bin).float().sum(dim=(-2, -1))
+    union = (pred_bin | gt_bin).float().sum(dim=(-2, -1))
+    return ((inter + 1e-7) / (union + 1e-7))[:, 1:].mean()
+
+
+def clip_loss(scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of `scores` `[B, L-1, 2, H, W]` against frames 1..L-1 of `masks` `[B, L, 1, H, W]`."""
+    h, w = scores.shape[-2:]
+    return nn.CrossEntropyLoss()(scores.reshape(-1, 2, h, w), masks[:, 1:].reshape(-1, h, w))
+
+
+def has_one_object_each(masks: torch.Tensor) -> bool:
+    """Upstream skips a batch unless every clip's first-frame mask has exactly two distinct values."""
+    return all(len(masks[b, 0].unique()) == 2 for b in range(masks.shape[0]))
+
+
+class _Mean:
+    def __init__(self) -> None:
+        self.sum, self.count = 0.0, 0
+
+    def update(self, value: float, n: int) -> None:
+        self.sum += value * n
+        self.count += n
+
+    @property
+    def avg(self) -> float:
+        return self.sum / self.count if self.count else float("nan")
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------------------
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _rng_state() -> Dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npst = state["numpy"]
+    np.random.set_state(("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
+                         npst["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Runs one stage: `Trainer(model, forward_clip, train_set, config, out_dir, device, validate).train()`.
+
+    Files in `out_dir`: `<save_name>_<epoch:04d>.pth` and `<save_name>_best.pth` (plain model state_dicts,
+    like the official ones), `<save_name>_last.pth` (resume checkpoint: model, optimizer, epoch, best score,
+    RNG states) and `<save_name>_log.jsonl` (one line of loss/IoU/score per epoch).
+    With `resume=True` an existing `<save_name>_last.pth` is restored first; a finished stage only reloads
+    its final weights, so a two-stage run can be restarted as a whole.
+    """
+
+    def __init__(self, model: nn.Module, forward_clip: ForwardClip, train_set: Dataset, config: TrainConfig,
+                 out_dir: Path, device: torch.device, validate: Optional[Validate] = None,
+                 resume: bool = False) -> None:
+        self.model = model.to(device)
+        self.forward_clip = forward_clip
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.validate = validate
+        self.loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=config.shuffle,
+                                 num_workers=config.num_workers, pin_memory=device.type == "cuda")
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.epoch = 0              # last completed epoch
+        self.best_score = 0.0       # upstream starts at 0: a checkpoint is "best" only with a positive score
+        self.score = 0.0
+        if resume:
+            self.load_resume_checkpoint()
+
+    # -- paths
+    def path(self, tag: str) -> Path:
+        return self.out_dir / f"{self.config.save_name}_{tag}.pth"
+
+    @property
+    def resume_path(self) -> Path:
+        return self.path("last")
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    # -- main loop
+    def train(self) -> Dict[str, float]:
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.finished:
+            print(f"[{cfg.save_name}] already finished ({self.epoch} epochs); using its final weights")
+            return {"epoch": self.epoch, "best_score": self.best_score}
+        bar = tqdm(range(self.epoch + 1, cfg.epochs + 1), desc=f"train {cfg.save_name}", unit="epoch",
+                   initial=self.epoch, total=cfg.epochs, dynamic_ncols=True)
+        for epoch in bar:
+            loss, iou = self.train_epoch(epoch)
+            validated = self.validate is not None and epoch % cfg.val_step == 0
+            if validated:
+                self.score = self.run_validation()
+                tqdm.write(f"[{cfg.save_name} ep{epoch:04d}] loss {loss:.5f}  iou {iou:.5f}  J&F {self.score:.5f}")
+            bar.set_postfix(loss=f"{loss:.4f}", iou=f"{iou:.4f}")
+            self.epoch = epoch
+            if epoch % cfg.save_step == 0:
+                atomic_save(self.model.state_dict(), self.path(f"{epoch:04d}"))
+            if self.score > self.best_score:
+                tqdm.write(f"[{cfg.save_name}] new best checkpoint after epoch {epoch} (score {self.score:.5f})")
+                self.best_score = self.score
+                atomic_save(self.model.state_dict(), self.path("best"))
+            self._log({"epoch": epoch, "loss": loss, "iou": iou, "score": self.score if validated else None})
+            every = cfg.resume_every
+            if (every and epoch % every == 0) or validated or epoch % cfg.save_step == 0 or epoch == cfg.epochs:
+                self.save_resume_checkpoint()
+        bar.close()
+        print(f"[{cfg.save_name}] finished training ({cfg.epochs} epochs, best score {self.best_score:.5f})")
+        return {"epoch": self.epoch, "best_score": self.best_score}
+
+    def train_epoch(self, epoch: int) -> tuple:
+        cfg = self.config
+        self.model.train(cfg.bn_train)
+        loss_meter, iou_meter = _Mean(), _Mean()
+        for step, batch in enumerate(self.loader):
+            imgs = batch["imgs"].to(self.device, non_blocking=True)
+            masks = batch["masks"].to(self.device, non_blocking=True)
+            if cfg.swap_attach_probability > 0:
+                imgs, masks = maybe_swap_and_attach(imgs, masks, cfg.swap_attach_probability)
+            if not has_one_object_each(masks):
+                continue
+            scores = self.forward_clip(self.model, imgs, masks)
+            loss = clip_loss(scores, masks)
+            if not torch.isfinite(loss):
+                raise LossNotFinite(
+                    f"[{cfg.save_name}] loss became {loss.item()} at epoch {epoch}, batch {step}; training stopped. "
+                    f"The last good state is {self.resume_path if self.resume_path.exists() else 'not saved yet'}; "
+                    f"resume from it (--resume) with a lower learning rate or check the training data")
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            b = imgs.shape[0]
+            h, w = scores.shape[-2:]
+            loss_meter.update(loss.item(), b)
+            iou_meter.update(fg_iou(scores.detach().reshape(-1, 2, h, w), masks[:, 1:].reshape(-1, h, w)).item(), b)
+        return loss_meter.avg, iou_meter.avg
+
+    def run_validation(self) -> float:
+        assert self.validate is not None
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            score = float(self.validate(self.model))
+        self.model.train(was_training)
+        return score
+
+    # -- checkpoints
+    def save_resume_checkpoint(self) -> None:
+        atomic_save({
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "best_score": self.best_score,
+            "score": self.score,
+            "rng": _rng_state(),
+            "config": asdict(self.config),
+        }, self.resume_path)
+
+    def load_resume_checkpoint(self) -> bool:
+        """Restore `<save_name>_last.pth` if present; returns whether something was restored."""
+        path = self.resume_path
+        if not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, EOFError) as err:
+            raise UserError(f"cannot resume from {path}: {err}; delete it to start this stage afresh") from err
+        self.epoch = int(state["epoch"])
+        self.best_score = float(state["best_score"])
+        self.score = float(state["score"])
+        _set_rng_state(state["rng"])
+        print(f"[{self.config.save_name}] resumed from {path} after epoch {self.epoch}")
+        return True
+
+    def _log(self, record: Dict[str, Any]) -> None:
+        with open(self.out_dir / f"{self.config.save_name}_log.jsonl", "a") as f:
+            f.write(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                for k, v in record.items()}) + "\n")
