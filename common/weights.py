@@ -1,0 +1,486 @@
+"""Official checkpoints: where each one lives, how to fetch it into a local cache, and how to load it.
+
+    WEIGHTS['bmvos-davis']            registry entry (a frozen `WeightSpec`)
+    fetch('bmvos-davis')              -> Path in the cache, downloaded and checked on first use
+    load_state_dict('bmvos-davis')    -> {key: Tensor}, `torch.load(weights_only=True)`, `module.` stripped
+    load_into(model, state_dict)      strict load; one `UserError` naming the first mismatching key
+
+The cache is `$VOS_WEIGHTS` or `~/.cache/vos-papers`, one folder per paper holding the official file
+names (`<cache>/bmvos/BMVOS_davis.pth`), so a file downloaded by hand can be dropped in place.
+A download goes to a private temporary folder inside the cache and is moved into place only after it
+has been checked (not an HTML page, loadable by `torch.load(weights_only=True)`, hash when known), so
+an interrupted or refused download never leaves a file that looks like a checkpoint.
+
+Command line: `python -m common.weights list` and `python -m common.weights fetch NAME [NAME ...]`.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+from common.errors import UserError, run_cli
+
+_DRIVE_PAGE = "https://drive.google.com/file/d/{}/view"
+_EMVOS_COMMIT = "7e1e200338e9e74afa9f9d3cffb592fcc570d00b"  # suhwan-cho/EMVOS main, 2023-01-10
+_EMVOS_RAW = f"https://raw.githubusercontent.com/suhwan-cho/EMVOS/{_EMVOS_COMMIT}/trained_model/"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One official checkpoint.
+
+    Exactly one of `drive_id` / `url` says where to download it; with neither, `manual` tells the user
+    where to get the file by hand. `sha256` is None where no official hash was published and the file
+    could not be downloaded to compute one (true of every entry so far); `git_blob_sha1` is the git
+    object id when the file is committed to the official repository, which pins the exact bytes too.
+    """
+
+    name: str
+    paper: str                       # package name: bmvos, emvos, tbd, hmmn, gis
+    description: str
+    dataset: str                     # benchmark family it is meant for: 'davis' or 'ytvos'
+    filename: str                    # the official file name, as the official run script loads it
+    source: str                      # where the link / file name was taken from
+    drive_id: Optional[str] = None
+    url: Optional[str] = None
+    sha256: Optional[str] = None
+    git_blob_sha1: Optional[str] = None
+    nested_key: Optional[str] = None  # state_dict stored under checkpoint[nested_key]; None = plain
+    module_prefix: bool = False      # saved from nn.DataParallel: every key starts with 'module.'
+    aliases: Tuple[str, ...] = ()    # other names the official code uses for the same file
+    manual: str = ""                 # how to get the file when there is no download link
+
+    @property
+    def page_url(self) -> Optional[str]:
+        """The address a person opens in a browser to download the file by hand."""
+        if self.drive_id:
+            return _DRIVE_PAGE.format(self.drive_id)
+        return self.url
+
+
+# sha256: None everywhere, because no official hashes exist and the files cannot be downloaded
+# where this registry was written. Fill them in once a file has been verified to give the paper's numbers.
+WEIGHTS: Dict[str, WeightSpec] = {spec.name: spec for spec in [
+    WeightSpec(
+        name="bmvos-davis", paper="bmvos", dataset="davis",
+        description="BMVOS (WACV 2022) model for DAVIS 2016/2017 evaluation",
+        filename="BMVOS_davis.pth", drive_id="16FmdVvTn9BKAr2X1QbJhcMOvQ4av_JGw",
+        source="suhwan-cho/BMVOS README 'Pre-trained model (davis)'; run.py loads weights/BMVOS_davis.pth",
+    ),
+    WeightSpec(
+        name="bmvos-ytvos", paper="bmvos", dataset="ytvos",
+        description="BMVOS (WACV 2022) model for YouTube-VOS 2018 evaluation",
+        # run.py only names the DAVIS file; this name follows it by analogy.
+        filename="BMVOS_ytvos.pth", drive_id="1Gbv9SfNkJf08kd2ZWiRdEjWTP0em20f2",
+        source="suhwan-cho/BMVOS README 'Pre-trained model (ytvos)'",
+    ),
+    WeightSpec(
+        name="emvos-coco_davis", paper="emvos", dataset="davis",
+        description="EMVOS model pre-trained on COCO, then trained on DAVIS 2017 train (best on DAVIS 2017 val)",
+        filename="coco_davis_best.pth", url=_EMVOS_RAW + "coco_davis_best.pth",
+        git_blob_sha1="fd1081e60b4c7ab791edd1267a321c9621f86391",
+        source=f"committed in suhwan-cho/EMVOS@{_EMVOS_COMMIT[:8]} as trained_model/coco_davis_best.pth "
+               "(a plain git blob, not an LFS pointer); run.py loads it",
+    ),
+    WeightSpec(
+        name="emvos-coco_ytvos", paper="emvos", dataset="ytvos",
+        description="EMVOS model pre-trained on COCO, then trained on YouTube-VOS 2018 train",
+        filename="coco_ytvos_best.pth", url=_EMVOS_RAW + "coco_ytvos_best.pth",
+        git_blob_sha1="1778292b21ea66d8cfb18ceaf39f70f3fc8dc179",
+        source=f"committed in suhwan-cho/EMVOS@{_EMVOS_COMMIT[:8]} as trained_model/coco_ytvos_best.pth",
+    ),
+    WeightSpec(
+        name="tbd-davis", paper="tbd", dataset="davis",
+        description="TBD (ECCV 2022) model for DAVIS 2016/2017 evaluation",
+        filename="TBD_davis.pth", drive_id="1bL5sew3b76XhXe7vlC57gYZSPjkbmaPb",
+        source="suhwan-cho/TBD README 'Pre-trained model (davis)'; run.py loads weights/TBD_davis.pth",
+    ),
+    WeightSpec(
+        name="tbd-ytvos", paper="tbd", dataset="ytvos",
+        description="TBD (ECCV 2022) model for YouTube-VOS 2018 evaluation",
+        # run.py only names the DAVIS file; this name follows it by analogy.
+        filename="TBD_ytvos.pth", drive_id="1mDHAj5Utih9aNmmexsXzoUGZQzzeb-Tf",
+        source="suhwan-cho/TBD README 'Pre-trained model (ytvos)'",
+    ),
+    WeightSpec(
+        name="hmmn", paper="hmmn", dataset="davis",
+        description="HMMN (ICCV 2021) model; the official eval_DAVIS.py uses it for DAVIS 2016 and 2017",
+        # The README's first link (1Vm4Hf6hCdIAXdLQDWiTG8DWn4RAyD8oT) was replaced by this one on 2022-07-05.
+        filename="HMMN_weights.pth", drive_id="16vOMm7hIdmC6yL4FlBO4p_miTeUoskt7",
+        module_prefix=True,  # eval_DAVIS.py loads it into nn.DataParallel(HMMN())
+        source="Hongje/HMMN README 'Trained model'; eval_DAVIS.py loads HMMN_weights.pth",
+    ),
+    WeightSpec(
+        name="gis-davis", paper="gis", dataset="davis",
+        description="GIS-RAmap (CVPR 2021) model for the DAVIS 2017 interactive benchmark",
+        filename="GIS-ckpt_standard.pth", drive_id="1dkgXJJ2gPYDtPE9yTtlP4Th0iNX5ZG6a",
+        aliases=("ckpt_standard.pth",),  # the name IVOS_main_DAVIS.py actually opens
+        source="yuk6heo/GIS-RAmap README 'For DAVIS2017 evaluation'; file name from README and config.py",
+    ),
+    WeightSpec(
+        name="gis-youtube", paper="gis", dataset="ytvos",
+        description="GIS-RAmap model trained without the YouTube-IVOS evaluation videos, for YouTube-VOS 2019",
+        filename="GIS-ckpt_wo_YTIVOStrainset.pth", drive_id="1m52fHwoYt2zupSmqgvDYUTqB24ApX0my",
+        aliases=("ckpt_wo_YTIVOStrainset.pth",),  # the name IVOS_main_youtube.py actually opens
+        source="yuk6heo/GIS-RAmap README 'For youtube2019 evaluation'; file name from config.py",
+    ),
+]}
+
+
+# ----------------------------------------------------------------------------------------- cache
+
+def cache_dir() -> Path:
+    """`$VOS_WEIGHTS` when set, else `~/.cache/vos-papers`."""
+    return Path(os.environ.get("VOS_WEIGHTS") or "~/.cache/vos-papers").expanduser()
+
+
+def spec_for(name: str) -> WeightSpec:
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise UserError(f"unknown weights {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
+
+
+def weight_path(name: str, *, cache_dir: Optional[Path] = None) -> Path:
+    """Where the checkpoint `name` lives in the cache (whether or not it is there yet)."""
+    spec = spec_for(name)
+    return _root(cache_dir) / spec.paper / spec.filename
+
+
+def cached_path(name: str, *, cache_dir: Optional[Path] = None) -> Optional[Path]:
+    """The cached file for `name` (official name or an alias), or None; no download, no check."""
+    spec = spec_for(name)
+    folder = _root(cache_dir) / spec.paper
+    for filename in (spec.filename, *spec.aliases):
+        if (folder / filename).is_file():
+            return folder / filename
+    return None
+
+
+def _root(explicit: Optional[Path]) -> Path:
+    return Path(explicit).expanduser() if explicit is not None else cache_dir()
+
+
+# ----------------------------------------------------------------------------------------- fetch
+
+def fetch(name: str, *, cache_dir: Optional[Path] = None, force: bool = False) -> Path:
+    """The checked local path of checkpoint `name`, downloading it into the cache if needed.
+
+    A cached file is checked and returned without touching the network. `force=True` downloads
+    again; the old file is replaced only once the new one has passed every check.
+    """
+    spec = spec_for(name)
+    dest = weight_path(name, cache_dir=cache_dir)
+    present = cached_path(name, cache_dir=cache_dir)
+    if present is not None and not force:
+        try:
+            _check_checkpoint(present, spec)
+        except UserError as err:
+            raise UserError(f"{err} This file is in the weights cache; delete it, or re-download with "
+                            f"`python -m common.weights fetch --force {name}`.") from None
+        return present
+
+    if spec.page_url is None:
+        raise UserError(f"no download link is known for weights {name!r} ({spec.description}). "
+                        f"{spec.manual} Save the file as {dest}.")
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the weights cache folder {dest.parent} ({err.strerror}); "
+                        f"set $VOS_WEIGHTS to a writable folder") from None
+    # A private folder on the same file system: gdown's own partial files land in it too, the final
+    # os.replace is atomic, and removing the folder leaves nothing half-written behind.
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
+    try:
+        tmp = staging / spec.filename
+        if spec.drive_id:
+            _download_drive(spec, tmp, dest)
+        else:
+            _download_url(spec, tmp, dest)
+        _check_checkpoint(tmp, spec, dest=dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _manual_hint(spec: WeightSpec, dest: Path) -> str:
+    return (f"Download it by hand from {spec.page_url} and save it as {dest} "
+            f"(or set $VOS_WEIGHTS to a folder holding {spec.paper}/{spec.filename}).")
+
+
+def _download_drive(spec: WeightSpec, tmp: Path, dest: Path) -> None:
+    import gdown  # imported here so tests can patch gdown.download, and listing needs no gdown
+    import requests
+
+    try:
+        result = gdown.download(id=spec.drive_id, output=str(tmp), quiet=False)
+    except requests.exceptions.RequestException as err:
+        if isinstance(err, requests.exceptions.HTTPError):
+            raise UserError(f"Google Drive refused to serve weights {spec.name!r} ({err}). "
+                            f"{_manual_hint(spec, dest)}") from None
+        raise UserError(f"could not reach Google Drive for weights {spec.name!r}: are you offline? "
+                        f"({type(err).__name__}) {_manual_hint(spec, dest)}") from None
+    except gdown.exceptions.FileURLRetrievalError as err:
+        reason = " ".join(str(err).split())[:300] or "no reason given"  # gdown's text spans several lines
+        raise UserError(f"Google Drive refused to serve weights {spec.name!r} (download quota exceeded, "
+                        f"or the file is no longer shared): {reason} {_manual_hint(spec, dest)}") from None
+    except gdown.exceptions.DownloadError as err:
+        raise UserError(f"downloading weights {spec.name!r} from Google Drive failed: {err}. "
+                        f"{_manual_hint(spec, dest)}") from None
+    # Older gdown versions report failure by returning None instead of raising.
+    if result is None or not tmp.is_file():
+        raise UserError(f"Google Drive refused to serve weights {spec.name!r} (nothing was downloaded). "
+                        f"{_manual_hint(spec, dest)}")
+
+
+def _download_url(spec: WeightSpec, tmp: Path, dest: Path) -> None:
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    assert spec.url is not None
+    request = urllib.request.Request(spec.url, headers={"User-Agent": "vos-papers"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response, open(tmp, "wb") as out:
+            announced = response.headers.get("Content-Length")
+            total = int(announced) if announced and announced.isdigit() else None
+            received = 0
+            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.filename, file=sys.stderr) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as err:
+        raise UserError(f"the server refused weights {spec.name!r}: HTTP {err.code} {err.reason} "
+                        f"for {spec.url}. {_manual_hint(spec, dest)}") from None
+    except urllib.error.URLError as err:
+        raise UserError(f"could not reach {spec.url} for weights {spec.name!r}: are you offline? "
+                        f"({err.reason}) {_manual_hint(spec, dest)}") from None
+    except http.client.IncompleteRead as err:
+        raise UserError(f"the download of weights {spec.name!r} broke off after {len(err.partial)} bytes "
+                        f"(truncated). {_manual_hint(spec, dest)}") from None
+    except (OSError, http.client.HTTPException) as err:  # timeouts, resets mid-transfer
+        raise UserError(f"the download of weights {spec.name!r} from {spec.url} failed: {err}. "
+                        f"{_manual_hint(spec, dest)}") from None
+    if total is not None and received != total:
+        raise UserError(f"the download of weights {spec.name!r} is truncated: got {received} of {total} "
+                        f"bytes. {_manual_hint(spec, dest)}")
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<script")
+
+
+def _check_checkpoint(path: Path, spec: WeightSpec, *, dest: Optional[Path] = None) -> None:
+    """Raise one UserError unless `path` is a complete checkpoint with the expected bytes."""
+    where = dest or path
+    hint = _manual_hint(spec, where) if spec.page_url else f"{spec.manual} Save the file as {where}."
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"the file for weights {spec.name!r} is empty ({path}). {hint}")
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith(_HTML_STARTS):
+        raise UserError(f"got an HTML page instead of the checkpoint for weights {spec.name!r} (Google Drive "
+                        f"answers with a page when its download quota is exceeded or the file is not "
+                        f"shared). {hint}")
+    if spec.sha256 is not None:
+        actual = _file_digest(path, hashlib.sha256())
+        if actual != spec.sha256:
+            raise UserError(f"sha256 mismatch for weights {spec.name!r} ({path}): got {actual}, expected "
+                            f"{spec.sha256}; the file is damaged or not the official one. {hint}")
+    if spec.git_blob_sha1 is not None:
+        git_hash = hashlib.sha1(b"blob %d\0" % size)
+        actual = _file_digest(path, git_hash)
+        if actual != spec.git_blob_sha1:
+            raise UserError(f"git blob hash mismatch for weights {spec.name!r} ({path}): got {actual}, "
+                            f"expected {spec.git_blob_sha1}; the file is damaged or not the official one. "
+                            f"{hint}")
+    try:
+        _torch_load(path, "cpu", cheap=True)
+    except UserError as err:
+        raise UserError(f"{err} {hint}") from None
+
+
+def _file_digest(path: Path, hasher) -> str:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _torch_load(path: Path, map_location, *, cheap: bool = False):
+    """`torch.load(weights_only=True)` with its failures turned into one UserError.
+
+    `cheap=True` memory-maps zip-format files, so checking that a large file loads reads its index,
+    not all its tensor data.
+    """
+    is_zip = zipfile.is_zipfile(path)
+    try:
+        if cheap and is_zip and _TORCH_HAS_MMAP:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on damage
+        if "weights only load failed" in str(err).lower():
+            raise UserError(f"checkpoint {path} holds pickled Python objects besides tensors, so it cannot "
+                            f"be loaded safely with torch.load(weights_only=True); is it the official file?"
+                            ) from None
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if is_zip or _looks_like_truncated_zip(path):
+            problem = "is truncated or damaged (an incomplete download?)"
+        else:
+            problem = "is not a PyTorch checkpoint, or is truncated"
+        raise UserError(f"checkpoint {path} {problem}: torch.load failed with: {first_line}") from None
+
+
+_TORCH_HAS_MMAP = "mmap" in inspect.signature(torch.load).parameters  # torch >= 2.1
+
+
+def _looks_like_truncated_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+class StateDict(OrderedDict):
+    """A state_dict that remembers which file it came from, for error messages."""
+
+    source: Optional[Path] = None
+
+
+_NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
+
+
+def load_state_dict(name_or_path: Union[str, os.PathLike], *, map_location="cpu") -> StateDict:
+    """Tensors of a checkpoint, given a registry name (fetched if needed) or a file path.
+
+    Loads with `weights_only=True`, unwraps the nesting the registry records (or, for a bare file,
+    a single dict under a usual key such as 'state_dict'), and strips the `module.` prefix that
+    `nn.DataParallel` adds.
+    """
+    spec: Optional[WeightSpec] = None
+    if isinstance(name_or_path, str) and name_or_path in WEIGHTS:
+        spec = WEIGHTS[name_or_path]
+        path = fetch(name_or_path)
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise UserError(f"no checkpoint file at {path}, and {str(name_or_path)!r} is not a registered "
+                            f"weights name (known: {', '.join(sorted(WEIGHTS))})")
+
+    obj = _torch_load(path, map_location)
+    if spec is not None and spec.nested_key is not None:
+        if not isinstance(obj, Mapping) or spec.nested_key not in obj:
+            raise UserError(f"checkpoint {path} has no {spec.nested_key!r} entry, where the official "
+                            f"{spec.name!r} file keeps its weights; is it the right file?")
+        obj = obj[spec.nested_key]
+    else:
+        obj = _unwrap(obj)
+
+    if not isinstance(obj, Mapping) or not obj:
+        raise UserError(f"checkpoint {path} holds {type(obj).__name__}, not a state_dict (a dict of tensors)")
+    bad = next((k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise UserError(f"checkpoint {path} is not a plain state_dict: entry {bad!r} is a "
+                        f"{type(obj[bad]).__name__}, not a tensor")
+
+    state = StateDict((_strip_module(key), value) for key, value in obj.items())
+    state.source = path
+    return state
+
+
+def _unwrap(obj):
+    """Descend into {'state_dict': {...}, 'epoch': 3, ...}-style wrappers until the tensors."""
+    while isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _NESTING_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            return obj
+        obj = inner
+    return obj
+
+
+def _strip_module(key: str) -> str:
+    return key[len("module."):] if key.startswith("module.") else key
+
+
+def load_into(model: torch.nn.Module,
+              state_dict: Union[Mapping[str, torch.Tensor], str, os.PathLike],
+              *, source: Optional[Union[str, os.PathLike]] = None) -> torch.nn.Module:
+    """`model.load_state_dict(state_dict, strict=True)`, with a mismatch reported as one UserError.
+
+    `state_dict` may also be a registry name or a file path. The message names the checkpoint, the
+    first missing key, the first unexpected key and the first shape mismatch.
+    """
+    if isinstance(state_dict, (str, os.PathLike)):
+        state_dict = load_state_dict(state_dict)
+    origin = source if source is not None else getattr(state_dict, "source", None)
+    where = f"checkpoint {origin}" if origin is not None else "the state_dict"
+    target = model.state_dict()
+
+    # BatchNorm fills in a missing `num_batches_tracked` itself (checkpoints from torch < 0.4.1).
+    missing = [k for k in target if k not in state_dict and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in target]
+    mismatched = [k for k in target if k in state_dict and tuple(state_dict[k].shape) != tuple(target[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), first {missing[0]!r}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
+    if mismatched:
+        k = mismatched[0]
+        problems.append(f"{len(mismatched)} shape mismatch(es), first {k!r}: checkpoint "
+                        f"{list(state_dict[k].shape)} vs model {list(target[k].shape)}")
+    if problems:
+        raise UserError(f"{where} does not fit {type(model).__name__}: {'; '.join(problems)}. "
+                        f"Is it the checkpoint for this model?")
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:  # anything the checks above did not foresee
+        first_line = (str(err).strip().splitlines() or ["?"])[0]
+        raise UserError(f"{where} does not load into {type(model).__name__}: {first_line}") from None
+    return model
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.weights", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="show every registered checkpoint and whether it is cached")
+    get = sub.add_parser("fetch", help="download checkpoints into the cache and check them")
+    get.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(WEIGHTS)}")
+    get.add_argument("--force", action="store_true", help="download again even if cached")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        print(f"weights cache: {cache_dir()}")
+        for spec in WEIGHTS.values():
+            here = cached_path(spec.name)
+            state = f"cached at {here}" if here else (spec.page_url or "no link: download by hand")
+            print(f"{spec.name:18s} {spec.paper + '/' + spec.filename:38s} {state}")
+        return 0
+    for name in args.names:
+        print(f"{name}: {fetch(name, force=args.force)}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
