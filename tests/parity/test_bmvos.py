@@ -1,0 +1,92 @@
+"""BMVOS against the golden outputs of the official code (../shared/parity/bmvos, see its README).
+
+Tolerances are the README's suggestions. Per-call tensors are recorded with hooks on the model's
+normal inference path: the decoder's inputs (matching scores, mask features) and `vos`'s output
+(the raw logits), in call order.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Dict, List
+
+import torch
+
+from bmvos.model import BMVOS
+from tests.parity.harness import (Case, assert_close, assert_masks_agree, assert_matches_manifest, cases,
+                                  dispatch, fill_, load_case)
+
+torch.set_num_threads(2)  # the fixtures were recorded with 2 threads
+
+MAX_FLIPPED_FRACTION = 1e-3  # README: near-ties between objects may flip a few pixels per frame
+
+
+@lru_cache(maxsize=1)
+def _filled_state() -> Dict[str, torch.Tensor]:
+    model = BMVOS()
+    fill_(model)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def filled_model() -> BMVOS:
+    model = BMVOS()
+    model.load_state_dict(_filled_state())
+    return model.eval()
+
+
+def to_imgs(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 `[..., H, W, 3]` -> contiguous float `[..., 3, H, W]` in [0, 1] (ToTensor + stack)."""
+    return frames.movedim(-1, -3).contiguous().float() / 255
+
+
+def test_state_dict_matches_official_manifest():
+    assert_matches_manifest(BMVOS(), "bmvos")
+
+
+def check_encoder(case: Case) -> None:
+    model = filled_model()
+    with torch.no_grad():
+        feats = model.vos.encoder(to_imgs(case["inputs"]["frame"])[None])
+        key = model.vos.matcher.get_key(feats["s16"])
+    for name in ("s4", "s8", "s16"):
+        assert_close(name, feats[name], case["outputs"][name], atol=2e-4)
+    assert_close("key", key, case["outputs"]["key"], atol=1e-6)
+
+
+def check_video(case: Case) -> None:
+    model = filled_model()
+    inputs, outputs, meta = case["inputs"], case["outputs"], case["meta"]
+    assert meta["val_frame_ids"] == "None"
+    frames = inputs["frames"]
+    given = [inputs["given_masks"].get(t) for t in range(frames.shape[0])]
+    given = [None if m is None else m.long() for m in given]
+
+    calls: List[Dict[str, torch.Tensor]] = []
+    decoder_hook = model.vos.decoder.register_forward_pre_hook(lambda m, args: calls.append(
+        {"matching": args[1].clone(), "mask_feats": args[2].clone()}))
+    vos_hook = model.vos.register_forward_hook(lambda m, args, out: calls[-1].update(final=out.clone()))
+    try:
+        with torch.no_grad():
+            result = model(to_imgs(frames)[None], given, None)
+    finally:
+        decoder_hook.remove()
+        vos_hook.remove()
+
+    assert len(calls) == len(outputs["final_scores"]) == len(outputs["final_score_calls"])
+    for n, (call, (frame, obj)) in enumerate(zip(calls, outputs["final_score_calls"])):
+        where = f"call {n} (frame {frame}, object {obj})"
+        assert_close(f"matching_scores {where}", call["matching"], outputs["matching_scores"][n], atol=1e-5)
+        assert_close(f"mask_feats {where}", call["mask_feats"], outputs["mask_feats"][n], atol=1e-4)
+        assert_close(f"final_scores {where}", call["final"], outputs["final_scores"][n], atol=1e-3)
+
+    assert result.frame_ids == list(outputs["out_frame_ids"])
+    assert result.masks.dtype == torch.long
+    assert torch.equal(result.masks[:, 0], given[0]), "entry 0 must be the given mask itself"
+    assert_masks_agree("masks", result.masks, outputs["masks"], MAX_FLIPPED_FRACTION)
+
+
+ADAPTERS = {"encoder": check_encoder, "video": check_video}
+
+
+@cases("bmvos")
+def test_fixture(case_path):
+    dispatch(load_case(case_path), ADAPTERS)
