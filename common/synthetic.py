@@ -94,7 +94,9 @@ class _Blob:
         bumps, amplitude, bump_phase = self.wobble
         inside = np.hypot(nu, nv) <= 1 + amplitude * np.sin(bumps * np.arctan2(nv, nu) + bump_phase)
         size = self.texture.shape[0]
-        tex = self.texture[np.floor(v).astype(np.int64) % size, np.floor(u).astype(np.int64) % size]
+        ti = np.clip(np.floor(v + size / 2).astype(np.int64), 0, size - 1)
+        tj = np.clip(np.floor(u + size / 2).astype(np.int64), 0, size - 1)
+        tex = self.texture[ti, tj]
         image[y0:y1, x0:x1][inside] = tex[inside]
         labels[y0:y1, x0:x1][inside] = self.label
 
@@ -124,7 +126,8 @@ def _make_blob(rng: np.random.Generator, label: int, height: int, width: int, st
     short = min(height, width)
     ry, rx = rng.uniform(0.14, 0.24) * short, rng.uniform(0.14, 0.24) * short
     color = rng.uniform(0.15, 1.0, size=3).astype(np.float32)
-    tex_size = int(2 ** math.ceil(math.log2(max(16, 2 * max(ry, rx)))))
+    # The texture covers the whole blob (diameter incl. boundary bumps), so it never wraps into a seam.
+    tex_size = int(math.ceil(2 * max(ry, rx) * 1.25)) + 4
     return _Blob(
         label=label,
         radius=(ry, rx),
@@ -191,7 +194,9 @@ def _publish(tmp: Path, root: Path, params: dict) -> Path:
     return root
 
 
-def _check_size(height: int, width: int, n_frames: int, n_objects: int) -> None:
+def _check_size(height: int, width: int, n_frames: int, n_objects: int, n_videos: int = 1) -> None:
+    if n_videos < 1:
+        raise UserError(f"the synthetic sample needs at least 1 video (image), got {n_videos}")
     if height < 32 or width < 32:
         raise UserError(f"synthetic frames must be at least 32x32, got {width}x{height}")
     if n_frames < 2:
@@ -210,7 +215,7 @@ def make_davis_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames
     lists the same train/val videos; the loader binarises their masks, as DAVIS 2016 is built from 2017.
     Every video has `n_objects` objects, ids 1..n_objects, all visible in frame 0.
     """
-    _check_size(height, width, n_frames, n_objects)
+    _check_size(height, width, n_frames, n_objects, n_videos)
     root = Path(root)
     tmp = _prepare(root)
     rng = np.random.default_rng(seed)
@@ -259,7 +264,7 @@ def make_ytvos_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames
     frames they appear in. ``valid_gt/Annotations`` holds the full ground truth of the scored frames
     (the real set keeps it on the server), so tests can score results.
     """
-    _check_size(height, width, n_frames, n_objects)
+    _check_size(height, width, n_frames, n_objects, n_videos)
     root = Path(root)
     tmp = _prepare(root)
     rng = np.random.default_rng(seed + 1_000_003)  # a different stream from the DAVIS sample of the same seed
@@ -295,7 +300,7 @@ def make_ytvos_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames
 def make_coco_sample(root: PathLike, seed: int = 0, n_images: int = 4, height: int = 96, width: int = 160,
                      n_objects: int = 2) -> Path:
     """Write ``JPEGImages/<id>.jpg`` + ``Annotations/<id>.png`` pairs (COCO-style ids) for training smoke tests."""
-    _check_size(height, width, 2, n_objects)
+    _check_size(height, width, 2, n_objects, n_images)
     root = Path(root)
     tmp = _prepare(root)
     rng = np.random.default_rng(seed + 2_000_003)

@@ -100,3 +100,13 @@ def test_cli_writes_all_three_layouts(tmp_path):
     assert DAVIS(out / "DAVIS").names == ["synth-val-00"]
     assert len(YouTubeVOS(out / "YouTubeVOS")) == 1
     assert len(COCO(out / "COCO")) == 1
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    (tmp_path / "DAVIS").mkdir()
+    (tmp_path / "DAVIS" / "mine.txt").write_text("x")
+    result = subprocess.run([sys.executable, "-m", "common.synthetic", str(tmp_path)], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "not a synthetic sample" in result.stderr
+    assert "Traceback" not in result.stderr
