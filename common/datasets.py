@@ -134,6 +134,11 @@ def _stems(folder: Path, suffix: str) -> List[str]:
                   if name.endswith(suffix) and not name.startswith("."))
 
 
+def _frame_order(stem: str) -> Tuple[float, str]:
+    """Frames are named by their index; order them numerically, as the official ``int(name[:5])`` does."""
+    return (int(stem) if stem.isdigit() else float("inf"), stem)
+
+
 def _read_list(path: Path, fix: str) -> List[str]:
     if not path.is_file():
         raise UserError(f"sequence list not found: {path}; {fix}")
@@ -149,9 +154,8 @@ def _read_list(path: Path, fix: str) -> List[str]:
 class DAVIS:
     """DAVIS 2017 (multi-object) and DAVIS 2016 (single-object) semi-supervised benchmark.
 
-    ``root`` is the DAVIS 2017 folder (JPEGImages/, Annotations/, ImageSets/{2016,2017}/). Sequence lists
-    come from ``ImageSets/<year>/<split>.txt`` in the order the file gives (sorted, as the official
-    testers sort them). train/val must have an annotation for every frame; test-dev needs only frame 0.
+    ``root`` is the DAVIS 2017 folder (JPEGImages/, Annotations/, ImageSets/{2016,2017}/). `names` are the
+    sequences of ``ImageSets/<year>/<split>.txt``, sorted as the official testers sort them. train/val must have an annotation for every frame; test-dev needs only frame 0.
     """
 
     YEARS = (2016, 2017)
@@ -178,7 +182,7 @@ class DAVIS:
         list_path = self.root / "ImageSets" / str(self.year) / f"{split}.txt"
         fix = (f"DAVIS {self.year} has no {split} split" if (self.year, split) == (2016, "test-dev")
                else f"it ships with the DAVIS 2017 release ({DAVIS_URL}); test-dev comes in the test-dev download")
-        self.names: List[str] = sorted(_read_list(list_path, fix))
+        self.names: List[str] = sorted(set(_read_list(list_path, fix)))
         self._videos = {name: self._scan(name) for name in self.names}
 
     def _scan(self, name: str) -> Video:
@@ -291,10 +295,8 @@ class YouTubeVOS:
         if missing:
             raise UserError(f"video {name}: annotations {missing[:3]} in {mask_dir} have no frame in {valid_dir}; "
                             f"re-extract valid.zip")
-        # Frames are named by their index; order numerically as the official `int(name[:5])` does.
-        order = lambda stem: (int(stem) if stem.isdigit() else float("inf"), stem)  # noqa: E731
-        all_frames.sort(key=order)
-        first = min(masks, key=order)
+        all_frames.sort(key=_frame_order)
+        first = min(masks, key=_frame_order)
         start = all_frames.index(first)
         frames = all_frames[start:]
         position = {stem: i for i, stem in enumerate(frames)}
@@ -302,7 +304,7 @@ class YouTubeVOS:
         return Video(name=name,
                      frame_paths=[all_dir / f"{f}.jpg" for f in frames],
                      frame_names=frames,
-                     mask_paths={position[m]: mask_dir / f"{m}.png" for m in sorted(masks, key=order)},
+                     mask_paths={position[m]: mask_dir / f"{m}.png" for m in sorted(masks, key=_frame_order)},
                      output_frames=[i for i, f in enumerate(frames) if f in scored],
                      binarize_masks=False,
                      gt_paths=None)
