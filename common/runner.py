@@ -16,7 +16,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Union
+from typing import Callable, Iterable, List, Mapping, Union
 
 import numpy as np
 import torch
