@@ -1,0 +1,146 @@
+"""HMMN's video loop (upstream `eval_DAVIS.py::Run_video`) with a memory that grows in place.
+
+Schedule, as upstream with `Mem_every=5`: at frame t the previous frame t-1 is memorised with its
+soft prediction (the given mask for t = 1). The /16 memory is [kept frames, frame t-1]; frame t-1
+stays for good when t-1 is a multiple of `mem_every`. The /8 and /4 memories are [frame 0, frame
+t-1]. Upstream re-concatenates the /16 memory every frame (quadratic copying over a video); here it
+lives in a preallocated buffer on the model's device that doubles when full.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hmmn.model import HMMN, MemoryTensors, crop_padding, soft_aggregate_logits
+
+
+class GrowingSlots:
+    """A `[N, C, capacity, h, w]` buffer whose first `length` time slots are in use."""
+
+    def __init__(self, first: torch.Tensor, capacity: int) -> None:
+        n, c, _, h, w = first.shape
+        self.buffer = first.new_empty(n, c, max(capacity, 1), h, w)
+        self.length = 0
+
+    def write(self, slot: int, value: torch.Tensor) -> None:
+        if slot >= self.buffer.shape[2]:
+            grown = self.buffer.new_empty(*self.buffer.shape[:2], 2 * self.buffer.shape[2], *self.buffer.shape[3:])
+            grown[:, :, :self.length] = self.buffer[:, :, :self.length]
+            self.buffer = grown
+        self.buffer[:, :, slot:slot + 1] = value
+        self.length = max(self.length, slot + 1)
+
+    def view(self, slots: int) -> torch.Tensor:
+        # Slicing the time axis keeps (T, h, w) mergeable, so the matcher can view it as [N, C, T*h*w].
+        return self.buffer[:, :, :slots]
+
+
+class MemoryBank:
+    """/16 memory of kept frames + the previous frame; /8 and /4 memory of the first + previous frame."""
+
+    def __init__(self, initial_capacity: int = 8) -> None:
+        self.initial_capacity = initial_capacity
+        self.r4: Optional[List[GrowingSlots]] = None   # keys4, values4
+        self.fine: Optional[List[GrowingSlots]] = None  # keys3, values3, keys2, values2
+        self.kept = 0  # /16 slots kept for good
+
+    def add_previous(self, memory: MemoryTensors) -> None:
+        """Put the previous frame's keys/values in the slot after the kept ones (replacing the last one)."""
+        k4, v4, k3, v3, k2, v2 = memory
+        if self.r4 is None:
+            self.r4 = [GrowingSlots(t, self.initial_capacity) for t in (k4, v4)]
+            self.fine = [GrowingSlots(t, 2) for t in (k3, v3, k2, v2)]
+        assert self.fine is not None
+        for buffer, value in zip(self.r4, (k4, v4)):
+            buffer.write(self.kept, value)
+        fine_slot = 0 if self.fine[0].length == 0 else 1  # slot 0 holds the first frame for good
+        for buffer, value in zip(self.fine, (k3, v3, k2, v2)):
+            buffer.write(fine_slot, value)
+
+    def keep_previous(self) -> None:
+        self.kept += 1
+
+    def tensors(self) -> MemoryTensors:
+        assert self.r4 is not None and self.fine is not None, "add_previous first"
+        r4_slots = self.kept + 1
+        fine_slots = self.fine[0].length
+        k4, v4 = (b.view(r4_slots) for b in self.r4)
+        k3, v3, k2, v2 = (b.view(fine_slots) for b in self.fine)
+        return k4, v4, k3, v3, k2, v2
+
+    @property
+    def r4_length(self) -> int:
+        return self.kept + 1
+
+
+def frame_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 `[H, W, 3]` -> float `[1, 3, H, W]` in [0, 1] (bit-identical to upstream's float64 /255)."""
+    return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None].float() / 255
+
+
+def one_hot(labels: torch.Tensor, channels: int) -> torch.Tensor:
+    """Label map `[H, W]` -> float one-hot `[1, channels, H, W]`."""
+    return F.one_hot(labels.long(), channels).permute(2, 0, 1)[None].float()
+
+
+@torch.no_grad()
+def propagate(model: HMMN, frames: np.ndarray, first_probs: torch.Tensor, num_objects: int,
+              mem_every: int = 5, given: Optional[Mapping[int, torch.Tensor]] = None,
+              object_start: Optional[Sequence[int]] = None,
+              ) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
+    """Segment frames 1..T-1; yields `(t, logits [1, K, H, W], probs [1, K, H, W])` per frame.
+
+    `frames`: uint8 `[T, H, W, 3]` (host memory; moved to the device one at a time).
+    `first_probs`: one-hot `[1, K, H, W]` of frame 0 (K = num_objects + 1) on the model's device.
+    `given` / `object_start` (YouTube-VOS, objects entering mid-video): label maps `[H, W]` of later
+    frames with new objects, and the first frame of each object 1..N. Before its first frame an
+    object's probability is 0; at a given frame its pixels are overwritten by the annotation and the
+    frame is kept in the /16 memory for good. Without them the loop is exactly upstream's.
+    """
+    device = first_probs.device
+    model.Memory.reset()
+    bank = MemoryBank()
+    keep = set(range(0, len(frames), mem_every))
+    if given:
+        keep |= set(given)
+    probs = first_probs
+    for t in range(1, len(frames)):
+        bank.add_previous(model.memorize(frame_tensor(frames[t - 1], device), probs, num_objects))
+        query = frame_tensor(frames[t], device)
+        if object_start is None:
+            logits = model.segment(query, *bank.tensors(), num_objects)
+        else:
+            fg, padding = model.object_probabilities(query, *bank.tensors(), num_objects)
+            absent = torch.tensor([start > t for start in object_start], device=device)
+            fg = fg.masked_fill(absent.view(-1, 1, 1), 0.0)
+            logits = crop_padding(soft_aggregate_logits(fg), padding)
+        probs = F.softmax(logits, dim=1)
+        if given and t in given:
+            labels = given[t].to(device)
+            annotated = labels > 0
+            probs = torch.where(annotated, one_hot(labels, probs.shape[1]), probs)
+        if t - 1 in keep:
+            bank.keep_previous()
+        yield t, logits, probs
+
+
+@torch.no_grad()
+def segment_video(model: HMMN, frames: np.ndarray, first_labels: np.ndarray, num_objects: int,
+                  mem_every: int = 5, given: Optional[Mapping[int, np.ndarray]] = None,
+                  object_start: Optional[Sequence[int]] = None,
+                  device: Optional[torch.device] = None) -> Dict[int, np.ndarray]:
+    """Label maps `{t: uint8 [H, W]}` for every frame of a video (frame 0 = its given labels).
+
+    `first_labels` holds object ids 1..num_objects (0 = background); pred = argmax of the soft
+    probabilities, first maximum on ties, as upstream.
+    """
+    device = device or next(model.parameters()).device
+    first = one_hot(torch.from_numpy(first_labels.astype(np.int64)).to(device), num_objects + 1)
+    given_t = {t: torch.from_numpy(m.astype(np.int64)) for t, m in (given or {}).items()}
+    out = {0: first_labels.astype(np.uint8)}
+    for t, _, probs in propagate(model, frames, first, num_objects, mem_every, given_t or None, object_start):
+        out[t] = probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+    return out
