@@ -1,0 +1,141 @@
+"""EMVOS against the official code's golden outputs (`$PARITY_ROOT/emvos`, see its README for tolerances)."""
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.training import TrainConfig, Trainer, swap_and_attach
+from emvos.model import EMVOS
+from emvos.train import emvos_forward_clip
+from tests.parity.harness import (assert_close, assert_masks_agree, assert_matches_manifest, cases, dispatch, fill_,
+                                  load_case)
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def model() -> EMVOS:
+    m = EMVOS()
+    fill_(m)
+    return m.eval()
+
+
+def to_imgs(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 `[..., H, W, 3]` -> contiguous float `[..., 3, H, W]` in [0, 1], as the fixtures were fed."""
+    return frames.movedim(-1, -3).contiguous().float() / 255
+
+
+def test_state_dict_matches_manifest(model):
+    assert_matches_manifest(model, "emvos")
+
+
+def check_encoder(model: EMVOS, case) -> None:
+    out = case["outputs"]
+    img = to_imgs(case["inputs"]["frame"])[None]
+    with torch.no_grad():
+        feats = model.vos.encoder(img)
+        norm_key = model.vos.matcher.get_norm_key(feats["s16"])
+        key = model.vos.matcher.get_key(feats["s16"])
+    for name in ("s4", "s8", "s16"):
+        assert_close(name, feats[name], out[name], atol=1e-4)
+    assert_close("norm_key", norm_key, out["norm_key"], atol=1e-4)
+    assert_close("key", key, out["key"], atol=1e-4)
+
+
+def check_video(model: EMVOS, case) -> None:
+    inputs, out = case["inputs"], case["outputs"]
+    frames = inputs["frames"]
+    imgs = to_imgs(frames)[None]
+    given = [inputs["given_masks"][t].long() if t in inputs["given_masks"] else None for t in range(len(frames))]
+    matching, prev_seg, final = [], [], []
+
+    def on_matcher(module, args, result) -> None:
+        matching.append(result)
+
+    def on_decoder(module, args, result) -> None:
+        prev_seg.append(args[2])
+        final.append(result)
+
+    hooks = [model.vos.matcher.register_forward_hook(on_matcher), model.vos.decoder.register_forward_hook(on_decoder)]
+    try:
+        with torch.no_grad():
+            masks = model(imgs, given, None)["masks"]
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(final) == len(out["final_score_calls"])
+    for i, (f, m, p) in enumerate(zip(final, matching, prev_seg)):
+        call = out["final_score_calls"][i]
+        assert_close(f"final_scores {call}", f, out["final_scores"][i], atol=1e-3)
+        assert_close(f"matching_scores {call}", m, out["matching_scores"][i], atol=5e-4)
+        assert_close(f"prev_seg_16 {call}", p, out["prev_seg_16"][i], atol=1e-5)
+    assert masks.dtype == torch.int64
+    assert_masks_agree("masks", masks, out["masks"], max_fraction=0.005)
+
+
+class _OneBatch(torch.utils.data.Dataset):
+    def __init__(self, imgs: torch.Tensor, masks: torch.Tensor) -> None:
+        self.imgs, self.masks = imgs, masks
+
+    def __len__(self) -> int:
+        return len(self.imgs)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"imgs": self.imgs[i], "masks": self.masks[i]}
+
+
+def check_train_step(filled: EMVOS, case) -> None:
+    """One batch through the shared `Trainer` (swap-and-attach off, lr 0 so Adam leaves the weights)."""
+    inputs, out, meta = case["inputs"], case["outputs"], case["meta"]
+    bn_train = str(meta["module_mode"]).startswith("train")
+    model = copy.deepcopy(filled).eval()  # as run.py builds it; the trainer sets the mode it was configured for
+    captured = {}
+
+    def forward_clip(m, imgs, masks):
+        captured["scores"] = emvos_forward_clip(m, imgs, masks)
+        return captured["scores"]
+
+    data = _OneBatch(to_imgs(inputs["frames"]), inputs["masks"].long())
+    config = TrainConfig(save_name="parity", epochs=1, batch_size=len(data), save_step=1, val_step=1, lr=0.0,
+                         num_workers=0, shuffle=False, swap_attach_probability=0.0, bn_train=bn_train)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(model, forward_clip, data, config, Path(tmp), torch.device("cpu"))
+        loss, iou = trainer.train_epoch(1)
+    assert model.training == bn_train
+    assert_close("scores", captured["scores"].detach(), out["scores"], atol=1e-3)
+    assert loss == pytest.approx(out["loss"], rel=1e-5)
+    assert iou == pytest.approx(out["iou"], abs=1e-3)
+
+    params = dict(model.named_parameters())
+    with_grad = {n for n, p in params.items() if p.grad is not None}
+    assert with_grad == set(out["grad_norms"]), "parameters receiving a gradient differ (the encoder must get none)"
+    for name, expected in out["grad_norms"].items():
+        rel = 2e-2 if name.startswith("vos.matcher.conv2.") else 1e-2
+        assert params[name].grad.double().norm().item() == pytest.approx(expected, rel=rel), name
+    for name, expected in out["grads_small"].items():
+        rel = 2e-2 if name.startswith("vos.matcher.conv2.") else 1e-2
+        diff = (params[name].grad.double() - expected.double()).abs().max().item()
+        assert diff <= rel * expected.double().abs().max().item(), f"{name}: grad max |diff| {diff:.3g}"
+
+
+def check_swap_attach(case) -> None:
+    imgs = to_imgs(case["inputs"]["frames"])
+    masks = case["inputs"]["masks"].long()
+    new_imgs, new_masks = swap_and_attach(imgs, masks)
+    assert torch.equal(new_imgs, case["outputs"]["imgs"])
+    assert torch.equal(new_masks, case["outputs"]["masks"].long())
+    assert new_masks.dtype == torch.int64
+
+
+@cases("emvos")
+def test_parity(case_path, model):
+    dispatch(load_case(case_path), {
+        "encoder": lambda c: check_encoder(model, c),
+        "video": lambda c: check_video(model, c),
+        "train_step": lambda c: check_train_step(model, c),
+        "swap_attach": check_swap_attach,
+    })
