@@ -9,10 +9,12 @@ or changed. None of these adaptations changes what the framework computes:
    builtins `int` / `float` and as `np.trapezoid`, which is what they always meant.
 2. networkx 3.0 removed `from_scipy_sparse_matrix` (the robot's skeleton graph); its successor
    `from_scipy_sparse_array` builds the same graph.
-3. pandas 2.0 made `DataFrameGroupBy.mean()` raise on non-numeric columns instead of silently
-   dropping them. `EvaluationService.summarize_report` averages the report grouped by
+3. pandas 2 made `DataFrameGroupBy.mean()` raise on non-numeric columns instead of silently
+   dropping them, and `pd.concat` onto the storage's initial empty report now keeps every column
+   as `object` dtype. `EvaluationService.summarize_report` averages the report grouped by
    interaction/sequence/scribble/object while the string `session_id` column is still there (it
-   drops it only afterwards), so the column is dropped before the call, as pandas < 2 did.
+   drops it only afterwards). The report is therefore handed over without `session_id` and with
+   its numeric columns as numbers, which is what pandas < 2 gave it.
 4. scikit-image 0.19 changed `medial_axis` to break ties between equally distant skeleton pixels
    with an *unseeded* generator, which makes the scribble robot non-deterministic. The robot is
    given the old behaviour: a fixed `np.random.RandomState(0)` permutation, as scikit-image < 0.19
@@ -90,7 +92,13 @@ def _patch_summarize_report() -> None:
 
     @functools.wraps(original)
     def summarize_report(self, df):
-        return original(self, df.drop(columns=["session_id"], errors="ignore"))
+        import pandas as pd
+
+        df = df.drop(columns=["session_id"], errors="ignore")
+        for column in df.columns:
+            if column != "sequence":
+                df[column] = pd.to_numeric(df[column])
+        return original(self, df)
 
     summarize_report._numeric_only = True  # type: ignore[attr-defined]
     EvaluationService.summarize_report = summarize_report

@@ -402,3 +402,22 @@ def frame_score(logits: torch.Tensor, scoremap: torch.Tensor) -> float:
     fg = (F.softmax(F.interpolate(logits, scale_factor=0.125), dim=0)[:, 1] > 0.4).float()
     fg = torch.max(fg, dim=0)[0]
     return float(torch.mean(scoremap) + (torch.sum(fg * scoremap) / (fg.sum() + 0.1)).cpu()) / 2
+
+
+def load_net(weights: Optional[str], device: torch.device, *, seed: int = 0) -> Tuple[GISNet, str]:
+    """The network in eval mode on `device`, and a line saying where its weights came from.
+
+    `weights` is a checkpoint path or a `common.weights` registry name (`gis-davis`, `gis-youtube`);
+    None gives a deterministic seeded initialisation (for smoke runs without the official files).
+    """
+    from common import weights as registry
+
+    net = GISNet()
+    if weights is None:
+        torch.manual_seed(seed)
+        net = GISNet()  # rebuilt under the seed so the random initialisation is reproducible
+        origin = f"seeded random initialisation (seed {seed}); pass --weights for real results"
+    else:
+        registry.load_into(net, weights)
+        origin = f"weights: {weights}"
+    return net.to(device).eval(), origin
