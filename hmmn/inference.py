@@ -8,12 +8,16 @@ lives in a preallocated buffer on the model's device that doubles when full.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.datasets import Video
+from common.errors import UserError
+from common.weights import load_into, load_state_dict
 from hmmn.model import HMMN, MemoryTensors, crop_padding, soft_aggregate_logits
 
 
@@ -86,14 +90,25 @@ def one_hot(labels: torch.Tensor, channels: int) -> torch.Tensor:
     return F.one_hot(labels.long(), channels).permute(2, 0, 1)[None].float()
 
 
+MIN_GRID_CELLS = 32  # the /8 top-k picks 32 memory cells, so one frame's /16 grid needs at least 32
+
+
+def check_frame_size(height: int, width: int) -> None:
+    cells = -(-height // 16) * -(-width // 16)
+    if cells < MIN_GRID_CELLS:
+        raise UserError(f"HMMN needs frames whose 1/16 grid has at least {MIN_GRID_CELLS} cells (e.g. 80x128); "
+                        f"got {width}x{height} ({cells} cells); use larger frames")
+
+
 @torch.no_grad()
-def propagate(model: HMMN, frames: np.ndarray, first_probs: torch.Tensor, num_objects: int,
+def propagate(model: HMMN, frames: Sequence[np.ndarray], first_probs: torch.Tensor, num_objects: int,
               mem_every: int = 5, given: Optional[Mapping[int, torch.Tensor]] = None,
               object_start: Optional[Sequence[int]] = None,
               ) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
     """Segment frames 1..T-1; yields `(t, logits [1, K, H, W], probs [1, K, H, W])` per frame.
 
-    `frames`: uint8 `[T, H, W, 3]` (host memory; moved to the device one at a time).
+    `frames`: uint8 `[H, W, 3]` images, indexable (an array `[T, H, W, 3]` or a lazy sequence); each
+    is read once and moved to the device when it is segmented.
     `first_probs`: one-hot `[1, K, H, W]` of frame 0 (K = num_objects + 1) on the model's device.
     `given` / `object_start` (YouTube-VOS, objects entering mid-video): label maps `[H, W]` of later
     frames with new objects, and the first frame of each object 1..N. Before its first frame an
@@ -101,14 +116,16 @@ def propagate(model: HMMN, frames: np.ndarray, first_probs: torch.Tensor, num_ob
     frame is kept in the /16 memory for good. Without them the loop is exactly upstream's.
     """
     device = first_probs.device
+    check_frame_size(*first_probs.shape[-2:])
     model.Memory.reset()
     bank = MemoryBank()
     keep = set(range(0, len(frames), mem_every))
     if given:
         keep |= set(given)
     probs = first_probs
+    previous = frame_tensor(frames[0], device)
     for t in range(1, len(frames)):
-        bank.add_previous(model.memorize(frame_tensor(frames[t - 1], device), probs, num_objects))
+        bank.add_previous(model.memorize(previous, probs, num_objects))
         query = frame_tensor(frames[t], device)
         if object_start is None:
             logits = model.segment(query, *bank.tensors(), num_objects)
@@ -120,15 +137,15 @@ def propagate(model: HMMN, frames: np.ndarray, first_probs: torch.Tensor, num_ob
         probs = F.softmax(logits, dim=1)
         if given and t in given:
             labels = given[t].to(device)
-            annotated = labels > 0
-            probs = torch.where(annotated, one_hot(labels, probs.shape[1]), probs)
+            probs = torch.where(labels > 0, one_hot(labels, probs.shape[1]), probs)
         if t - 1 in keep:
             bank.keep_previous()
+        previous = query
         yield t, logits, probs
 
 
 @torch.no_grad()
-def segment_video(model: HMMN, frames: np.ndarray, first_labels: np.ndarray, num_objects: int,
+def segment_video(model: HMMN, frames: Sequence[np.ndarray], first_labels: np.ndarray, num_objects: int,
                   mem_every: int = 5, given: Optional[Mapping[int, np.ndarray]] = None,
                   object_start: Optional[Sequence[int]] = None,
                   device: Optional[torch.device] = None) -> Dict[int, np.ndarray]:
@@ -144,3 +161,76 @@ def segment_video(model: HMMN, frames: np.ndarray, first_labels: np.ndarray, num
     for t, _, probs in propagate(model, frames, first, num_objects, mem_every, given_t or None, object_start):
         out[t] = probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets: a `common.runner` segmenter per benchmark
+# --------------------------------------------------------------------------------------------
+
+class LazyFrames:
+    """A video's frames read from disk on demand (long YouTube-VOS videos need not sit in memory)."""
+
+    def __init__(self, video: Video) -> None:
+        self.video = video
+
+    def __len__(self) -> int:
+        return len(self.video.frame_paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.video.load_frame(index)
+
+
+def load_model(weights: Optional[Union[str, Path]], device: torch.device, seed: int = 0) -> HMMN:
+    """HMMN in eval mode on `device`: a checkpoint (registry name or path; `module.` prefixes are fine)
+    or, with `weights=None`, a seeded random initialisation (for demos and benchmarks)."""
+    if weights is None:
+        torch.manual_seed(seed)
+        model = HMMN()
+    else:
+        model = HMMN()
+        load_into(model, load_state_dict(weights))
+    return model.to(device).eval()
+
+
+def davis_segmenter(model: HMMN, device: torch.device, mem_every: int = 5) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """DAVIS: the objects of frame 0 (ids 1..max, as upstream; DAVIS 2016 videos arrive binarised)."""
+
+    def segment(video: Video) -> Dict[int, np.ndarray]:
+        first = video.load_given_masks()[0]
+        num_objects = int(first.max())
+        if num_objects == 0:
+            raise UserError(f"the first-frame annotation of {video.name} ({video.mask_paths[0]}) has no object")
+        return segment_video(model, LazyFrames(video), first, num_objects, mem_every, device=device)
+
+    return segment
+
+
+def ytvos_segmenter(model: HMMN, device: torch.device, mem_every: int = 5) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """YouTube-VOS: objects may enter mid-video (their first annotation is a later PNG).
+
+    Object ids are renumbered 1..N for the network and mapped back for the output. Not in the official
+    code (which only has the DAVIS tester): an object is absent (probability 0) before its first
+    annotation, its annotated pixels replace the prediction there, and that frame joins the /16 memory.
+    """
+
+    def segment(video: Video) -> Dict[int, np.ndarray]:
+        given = video.load_given_masks()
+        object_ids = sorted({int(i) for m in given.values() for i in np.unique(m) if i != 0})
+        if not object_ids:
+            raise UserError(f"video {video.name} has no object in its annotations {sorted(video.mask_paths.values())}")
+        to_net = np.zeros(256, dtype=np.uint8)
+        to_net[object_ids] = np.arange(1, len(object_ids) + 1)
+        to_dataset = np.zeros(len(object_ids) + 1, dtype=np.uint8)
+        to_dataset[1:] = object_ids
+        masks = {t: to_net[m] for t, m in given.items()}
+        start = [min(t for t, m in masks.items() if np.any(m == k)) for k in range(1, len(object_ids) + 1)]
+        later = {t: m for t, m in masks.items() if t > 0}
+        first = masks.get(0, np.zeros_like(next(iter(masks.values()))))
+        if any(start):
+            labels = segment_video(model, LazyFrames(video), first, len(object_ids), mem_every,
+                                   given=later, object_start=start, device=device)
+        else:
+            labels = segment_video(model, LazyFrames(video), first, len(object_ids), mem_every, device=device)
+        return {t: to_dataset[m] for t, m in labels.items()}
+
+    return segment
