@@ -279,7 +279,8 @@ def score_sequence(job: _SequenceJob) -> Tuple[np.ndarray, np.ndarray]:
 
 def _ground_truth(labels: np.ndarray, binarize: bool) -> np.ndarray:
     """Void (255) -> background; DAVIS 2016: every object -> 1."""
-    labels = np.where(labels == VOID_LABEL, 0, labels).astype(np.uint8)
+    labels = np.array(labels, dtype=np.uint8)  # a copy: the caller's array stays as read
+    labels[labels == VOID_LABEL] = 0
     return (labels != 0).astype(np.uint8) if binarize else labels
 
 

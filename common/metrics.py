@@ -5,9 +5,10 @@ davisinteractive (``metrics/jaccard.py``) operation for operation where it chang
 different is only *how much* work is done per call:
 
 * every function takes a stack of frames ``[..., H, W]`` and scores all of them at once;
-* boundary maps and their dilations are computed on the bounding box of the object (a pixel far
-  from every boundary can neither be a boundary pixel nor be matched), and the frames of a stack
-  are dilated by one OpenCV call on a tall image with empty gaps between frames.
+* J, boundary maps and their dilations are computed per frame on the bounding box of the object
+  in GT and prediction (a pixel far from every boundary can neither be a boundary pixel nor be
+  matched), and the boxes of many frames are dilated by one OpenCV call on a tall image with
+  empty gaps between them.
 
 Conventions (see ``shared/parity/metrics/README.md``):
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from functools import lru_cache
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 BOUND_TH = 0.008
 """Boundary tolerance as a fraction of the image diagonal (a value >= 1 is a radius in pixels)."""
 
-# Frames per OpenCV call: bounds the memory of one call at 480p to a few tens of MB.
+# Frames per OpenCV call: bounds the memory of one call at 480p to a few MB.
 _FRAMES_PER_CHUNK = 16
 
 
@@ -112,19 +113,21 @@ def boundary_map(masks: np.ndarray) -> np.ndarray:
     return bmap
 
 
-def dilate_frames(maps: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """OpenCV dilation of every map of a stack ``[N, H, W]`` with one call.
+def dilate_maps(maps: Sequence[np.ndarray], kernel: np.ndarray) -> List[np.ndarray]:
+    """OpenCV dilation of every 2-D map of a list (any sizes) with one ``cv2.dilate`` call.
 
-    The maps are stacked into one tall image separated by empty rows as high as the kernel, so no
-    frame's dilation reaches into its neighbour; outside the image nothing contributes (OpenCV's
-    default border for dilation), as when each frame is dilated on its own.
+    The maps are stacked into one tall image, each followed by empty rows as high as the kernel,
+    so no map's dilation reaches into the next one; outside the image nothing contributes (OpenCV's
+    default border for dilation), exactly as when each map is dilated on its own.
     """
-    n, h, w = maps.shape
     gap = kernel.shape[0]
-    tall = np.zeros((n, h + gap, w), dtype=np.uint8)
-    tall[:, :h] = maps
-    dilated = cv2.dilate(tall.reshape(n * (h + gap), w), kernel)
-    return dilated.reshape(n, h + gap, w)[:, :h].astype(bool)
+    width = max(m.shape[1] for m in maps)
+    tops = np.cumsum([0] + [m.shape[0] + gap for m in maps])
+    tall = np.zeros((int(tops[-1]), width), dtype=np.uint8)
+    for top, m in zip(tops, maps):
+        tall[top:top + m.shape[0], :m.shape[1]] = m
+    dilated = cv2.dilate(tall, kernel)
+    return [dilated[top:top + m.shape[0], :m.shape[1]] != 0 for top, m in zip(tops, maps)]
 
 
 def _f_from_counts(fg_hits, n_fg, gt_hits, n_gt) -> np.ndarray:
@@ -162,43 +165,59 @@ def boundary_f_measure(gt: np.ndarray, pred: np.ndarray, void: Optional[np.ndarr
 
 def _scores_stack(gt: np.ndarray, pred: np.ndarray, kernel: np.ndarray,
                   want_j: bool = True, want_f: bool = True) -> Tuple[np.ndarray, np.ndarray]:
-    """(J, F) float64 ``[T]`` of one object over a stack of binary masks ``[T, H, W]``."""
+    """(J, F) float64 ``[T]`` of one object over a stack of binary masks ``[T, H, W]``.
+
+    Each frame is scored on the box holding the foreground of both masks (see `_frame_crops`);
+    frames where both masks are empty score J = 1 and F = 1.
+    """
     t = gt.shape[0]
     j = np.ones(t, dtype=np.float64)
     f = np.ones(t, dtype=np.float64)
     for start in range(0, t, _FRAMES_PER_CHUNK):
-        chunk = slice(start, start + _FRAMES_PER_CHUNK)
-        crop = _object_crop(gt[chunk], pred[chunk])
-        if crop is None:  # both masks empty in every frame: J = 1 and F = 1
+        crops = _frame_crops(gt[start:start + _FRAMES_PER_CHUNK], pred[start:start + _FRAMES_PER_CHUNK])
+        if not crops:
             continue
-        g, p = gt[chunk][crop], pred[chunk][crop]
+        frames = np.array([start + i for i, _ in crops])
+        g = [gt[start + i][box] for i, box in crops]
+        p = [pred[start + i][box] for i, box in crops]
         if want_j:
-            j[chunk] = _jaccard_from_counts(_count(g & p), _count(g | p))
+            inter = np.array([np.count_nonzero(a & b) for a, b in zip(g, p)])
+            union = np.array([np.count_nonzero(a | b) for a, b in zip(g, p)])
+            j[frames] = _jaccard_from_counts(inter, union)
         if want_f:
-            g_b, p_b = boundary_map(g), boundary_map(p)
-            dilated = dilate_frames(np.concatenate([g_b, p_b]), kernel)
-            g_dil, p_dil = dilated[: len(g_b)], dilated[len(g_b):]
-            f[chunk] = _f_from_counts(_count(p_b & g_dil), _count(p_b), _count(g_b & p_dil), _count(g_b))
+            g_b = [boundary_map(m) for m in g]
+            p_b = [boundary_map(m) for m in p]
+            dilated = dilate_maps(g_b + p_b, kernel)
+            g_dil, p_dil = dilated[:len(g_b)], dilated[len(g_b):]
+            f[frames] = _f_from_counts(
+                [np.count_nonzero(b & d) for b, d in zip(p_b, g_dil)], [np.count_nonzero(b) for b in p_b],
+                [np.count_nonzero(b & d) for b, d in zip(g_b, p_dil)], [np.count_nonzero(b) for b in g_b])
     return j, f
 
 
-def _object_crop(gt: np.ndarray, pred: np.ndarray):
-    """Index of the box holding every foreground pixel of both stacks, grown by one pixel.
+def _frame_crops(gt: np.ndarray, pred: np.ndarray) -> List[Tuple[int, Tuple[slice, slice]]]:
+    """(frame, box) for every frame of ``[n, H, W]`` with foreground: the box holds all foreground
+    pixels of both masks, grown by one pixel on every side (clipped to the image).
 
-    Boundary pixels lie inside the box grown by one pixel up/left (a background pixel just before
-    the object differs from its neighbour); growing it on every side also keeps the last-row /
-    last-column rules exact: the box's last row is either the image's last row or an all-background
-    row with all-background neighbours, which is not a boundary under either rule.
+    Scoring on the box is exact. J counts only foreground. Boundary pixels lie in the box grown by
+    one pixel up/left (a background pixel just before the object differs from its neighbour), and
+    growing it on every side keeps the last-row / last-column rules exact: the box's last row is
+    either the image's last row or an all-background row with all-background neighbours, which is
+    not a boundary under either rule. Matches are only counted at boundary pixels, and only
+    boundary pixels dilate, so nothing outside the box can change F.
     """
     fg = gt | pred
-    rows = np.flatnonzero(fg.any(axis=(0, 2)))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(fg.any(axis=(0, 1)))
+    rows_any, cols_any = fg.any(axis=2), fg.any(axis=1)
     h, w = gt.shape[-2:]
-    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, h)
-    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, w)
-    return (slice(None), slice(y0, y1), slice(x0, x1))
+    crops = []
+    for i in range(len(fg)):
+        rows = np.flatnonzero(rows_any[i])
+        if rows.size == 0:
+            continue
+        cols = np.flatnonzero(cols_any[i])
+        box = (slice(max(rows[0] - 1, 0), min(rows[-1] + 2, h)), slice(max(cols[0] - 1, 0), min(cols[-1] + 2, w)))
+        crops.append((i, box))
+    return crops
 
 
 # --------------------------------------------------------------------------------------------
