@@ -111,8 +111,9 @@ class EvalResult:
     def write_csvs(self, out_dir: PathLike) -> Tuple[Path, Path]:
         """Write ``global_results-<set>.csv`` and ``per-sequence_results-<set>.csv`` into `out_dir`.
 
-        Each file is written to a temporary file in the same folder and renamed into place, so a
-        reader never sees a partial CSV and an interrupted run leaves the previous files intact.
+        Both files are first written completely to temporary files in the same folder and then
+        renamed into place, so a reader never sees a partial CSV and a failed write leaves any
+        previous CSVs untouched.
         """
         out_dir = Path(out_dir)
         try:
@@ -120,23 +121,31 @@ class EvalResult:
         except OSError as err:
             raise UserError(f"cannot create the CSV folder {out_dir}: {err.strerror}") from None
         paths = tuple(out_dir / name for name in self.csv_names())
-        for path, text in zip(paths, self.csv_texts()):
-            _write_atomic(path, text)
+        temps: List[Path] = []
+        try:
+            for path, text in zip(paths, self.csv_texts()):
+                temps.append(_write_temp(path, text))
+            for temp, path in zip(temps, paths):
+                os.replace(temp, path)
+        except OSError as err:
+            raise UserError(f"cannot write the CSVs into {out_dir}: {err.strerror or err}") from None
+        finally:
+            for temp in temps:
+                temp.unlink(missing_ok=True)
         return paths  # type: ignore[return-value]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror}") from None
+def _write_temp(path: Path, text: str) -> Path:
+    """`text` in a new hidden file next to `path` (same filesystem, so the rename is atomic)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp = Path(name)
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)
-        os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+    return temp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,8 +242,9 @@ def _run_jobs(jobs: Sequence[_SequenceJob], workers: int, progress: bool) -> Lis
     # forkserver/spawn, not fork: the caller may hold CUDA or OpenMP state that a fork would copy.
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
-        # Imported once by the server and inherited by every worker (skimage alone takes ~1 s).
-        context.set_forkserver_preload(["common.evaluate", "skimage.morphology"])
+        # Imported once by the server and inherited by every worker (skimage alone takes ~1 s). Not
+        # common.evaluate itself: under `python -m common.evaluate` workers re-run it as their main.
+        context.set_forkserver_preload(["common.metrics", "common.palette", "skimage.morphology", "tqdm"])
     else:
         context = mp.get_context("spawn")
     with context.Pool(workers, initializer=_init_worker) as pool:
