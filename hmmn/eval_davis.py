@@ -26,7 +26,7 @@ from tqdm import tqdm
 from common.datasets import DAVIS, Video, YouTubeVOS
 from common.device import add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
 from common.errors import UserError, run_cli
-from common.evaluate import evaluate
+from common.evaluate import EvalResult, evaluate
 from common.palette import read_label_png
 from common.runner import RunStats, expected_files, run_videos, zip_submission
 from hmmn.inference import LazyFrames, davis_segmenter, load_model, ytvos_segmenter
@@ -95,46 +95,54 @@ def visualize(videos: Sequence[Video], results: Path, viz_dir: Path) -> None:
         tqdm.write(f"viz: {path}")
 
 
+def run_split(model: torch.nn.Module, device: torch.device, year: int, split: str, root: str, output: Path, *,
+               mem_every: int = 5, viz_dir: Optional[Path] = None, overwrite: bool = False) -> Optional[EvalResult]:
+    """Segment one benchmark split into `output`; J&F for train/val (None where a server scores it)."""
+    if year in YTVOS_YEARS and split not in ("valid", "val"):
+        raise UserError(f"YouTube-VOS has only the 'valid' set for testing, got -s {split}")
+    dataset = load_dataset(year, split, root)
+    name = run_name(year, split)
+    results = output / "Annotations" if year in YTVOS_YEARS else output
+    print(f"{MODEL}: testing on {'DAVIS' if year in DAVIS_YEARS else 'YouTube-VOS'} 20{year} {split} "
+          f"({len(dataset)} sequences), device {device}")
+    make = davis_segmenter if year in DAVIS_YEARS else ytvos_segmenter
+    segment = with_memory_report(make(model, device, mem_every), device)
+    stats: RunStats = run_videos(dataset.videos(), segment, results, device=device, desc=name, overwrite=overwrite)
+    print(f"results: {results}")
+    if viz_dir is not None:
+        visualize(dataset.videos(), results, viz_dir)
+
+    result = None
+    if year in YTVOS_YEARS:
+        print(f"submission: {zip_submission(results, output / 'submission.zip', layout='youtube')}")
+    elif split == "test-dev":
+        print(f"submission: {zip_submission(results, output / 'submission.zip', layout='davis')}")
+    else:
+        result = evaluate(root, results, split=split, year=2000 + year)
+        result.write_csvs(results)
+        print(result.format_table())
+    if stats.videos:
+        print(f"speed: {stats.summary()}")
+    return result
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.g is not None and args.device is None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.g  # before CUDA is initialised, as upstream
     if args.mem_every < 1:
         raise UserError(f"--mem-every must be at least 1, got {args.mem_every}")
-    if args.y in YTVOS_YEARS and args.s not in ("valid", "val"):
-        raise UserError(f"YouTube-VOS has only the 'valid' set for testing, got -s {args.s}")
-
-    dataset = load_dataset(args.y, args.s, args.D)
+    if args.y not in DAVIS_YEARS + YTVOS_YEARS:
+        raise UserError(f"-y must be 16 or 17 (DAVIS) or 18 or 19 (YouTube-VOS), got {args.y}")
     name = run_name(args.y, args.s)
-    output = args.output or Path("test") / name
-    results = output / "Annotations" if args.y in YTVOS_YEARS else output
     device = pick_device(args.device)
-    print(f"{MODEL}: testing on {'DAVIS' if args.y in DAVIS_YEARS else 'YouTube-VOS'} 20{args.y} {args.s} "
-          f"({len(dataset)} sequences), device {device}")
-    if args.viz:
-        print("--- producing mask-overlaid video outputs")
-
     print(f"loading weights: {args.weights}")
     model = load_model(args.weights, device)
-    make = davis_segmenter if args.y in DAVIS_YEARS else ytvos_segmenter
-    segment = with_memory_report(make(model, device, args.mem_every), device)
-    stats: RunStats = run_videos(dataset.videos(), segment, results, device=device, desc=name,
-                                 overwrite=args.overwrite)
-    print(f"results: {results}")
-
     if args.viz:
-        visualize(dataset.videos(), results, args.viz_dir or Path("viz") / name)
-
-    if args.y in YTVOS_YEARS:
-        print(f"submission: {zip_submission(results, output / 'submission.zip', layout='youtube')}")
-    elif args.s == "test-dev":
-        print(f"submission: {zip_submission(results, output / 'submission.zip', layout='davis')}")
-    else:
-        result = evaluate(args.D, results, split=args.s, year=2000 + args.y)
-        result.write_csvs(results)
-        print(result.format_table())
-    if stats.videos:
-        print(f"speed: {stats.summary()}")
+        print("--- producing mask-overlaid video outputs")
+    run_split(model, device, args.y, args.s, args.D, args.output or Path("test") / name,
+               mem_every=args.mem_every, viz_dir=(args.viz_dir or Path("viz") / name) if args.viz else None,
+               overwrite=args.overwrite)
     return 0
 
 

@@ -1,0 +1,40 @@
+"""Hooks for `make demo` / `make bench` (see common/demo.py, common/bench.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+
+from common.datasets import Video
+from common.weights import cached_path
+from hmmn.eval_davis import run_split
+from hmmn.inference import davis_segmenter, load_model
+from hmmn.model import HMMN
+
+
+def demo_model(device: torch.device) -> HMMN:
+    """Official weights when already in the weights cache, else a seeded initialisation (says which)."""
+    path = cached_path("hmmn")
+    if path is not None:
+        print(f"hmmn: official weights {path}")
+    else:
+        print("hmmn: official weights not in the cache (python -m common.weights fetch hmmn); "
+              "using a seeded random initialisation, so the scores mean nothing")
+    return load_model(path, device)
+
+
+def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
+    """DAVIS 2017 val of the sample (PNGs + J&F), and the YouTube-VOS sample's submission if given."""
+    model = demo_model(device)
+    result = run_split(model, device, 17, "val", str(davis_root), Path(out_dir) / "davis17-val", overwrite=True)
+    if ytvos_root is not None:
+        run_split(model, device, 18, "valid", str(ytvos_root), Path(out_dir) / "ytvos18-valid", overwrite=True)
+    assert result is not None
+    return result.global_row
+
+
+def make_segmenter(device: torch.device) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """DAVIS video -> label maps, seeded weights, upstream's memory schedule (for benchmarks)."""
+    return davis_segmenter(load_model(None, device), device)
