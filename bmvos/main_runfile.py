@@ -87,12 +87,13 @@ def build_model(model_name: str, weights: Optional[Path], device: torch.device) 
 
 def run_benchmark(model: BMVOS, name: str, davis_root: Path, ytvos_root: Path, output: Path,
                   device: torch.device, short_side: Optional[int] = SHORT_SIDE,
-                  eval_workers: Optional[int] = None) -> Optional[EvalResult]:
+                  eval_workers: Optional[int] = None, overwrite: bool = False) -> Optional[EvalResult]:
     """Segment every video of `name` into output/<name>/; score it or pack the submission zip."""
     bench = DATASETS[name]
     videos = load_videos(bench, davis_root, ytvos_root)
     results = output / name
-    stats = run_videos(videos, make_segmenter(model, short_side), results, device=device, desc=f"BMVOS {name}")
+    stats = run_videos(videos, make_segmenter(model, short_side), results, device=device, desc=f"BMVOS {name}",
+                       overwrite=overwrite)
     print(f"{name}: {stats.summary()}")
     if bench.local_scoring:
         result = evaluate(davis_root, results, split=bench.split, year=bench.year, workers=eval_workers)
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint file instead of the official weights of --model (default: $BMVOS_WEIGHTS)")
     parser.add_argument("--native-size", action="store_true",
                         help="skip the official evaluator's resize to a 480-pixel short side")
+    parser.add_argument("--overwrite", action="store_true", help="redo finished videos instead of skipping them")
     parser.add_argument("--eval-workers", type=int, default=None,
                         help="processes scoring J&F (default: one per CPU core, at most 8; 1 = in-process)")
     add_device_argument(parser)
@@ -153,7 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     model = build_model(model_name, weights, device)
     for name in names:
         run_benchmark(model, name, davis_root, ytvos_root, output, device,
-                      None if args.native_size else SHORT_SIDE, args.eval_workers)
+                      None if args.native_size else SHORT_SIDE, args.eval_workers, args.overwrite)
     return 0
 
 
