@@ -1,0 +1,113 @@
+"""`python -m bmvos.main_runfile` end to end on the synthetic DAVIS and YouTube-VOS samples, resume,
+and the bad-input errors. Tiny frames, seeded weights saved as a checkpoint file."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from bmvos import main_runfile
+from bmvos.model import BMVOS
+from common import synthetic
+from common.datasets import YouTubeVOS
+from common.errors import UserError
+from common.palette import read_label_png
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bmvos_cli")
+    davis = synthetic.make_davis_sample(root / "DAVIS", n_videos=1, n_frames=3, height=32, width=48)
+    # three videos: the third has an object entering on a later annotated frame
+    ytvos = synthetic.make_ytvos_sample(root / "YTVOS", n_videos=3, n_frames=6, height=32, width=48)
+    torch.manual_seed(0)
+    weights = root / "seeded.pth"
+    torch.save(BMVOS().state_dict(), weights)
+    return {"root": root, "davis": davis, "ytvos": ytvos, "weights": weights}
+
+
+def run(sample, out: Path, *extra: str) -> int:
+    return main_runfile.main(["--davis", str(sample["davis"]), "--ytvos", str(sample["ytvos"]), "--output", str(out),
+                              "--weights", str(sample["weights"]), "--device", "cpu", "--native-size",
+                              "--eval-workers", "1", *extra])
+
+
+def test_every_benchmark_end_to_end_then_resume(sample, capsys):
+    out = sample["root"] / "out"
+    assert run(sample, out, "--dataset", "DAVIS16_val,DAVIS17_val,DAVIS17_test-dev,YTVOS18_val") == 0
+    text = capsys.readouterr().out
+    assert "Global results for val" in text and "J&F-Mean" in text
+
+    for name in ("DAVIS16_val", "DAVIS17_val"):
+        folder = out / name
+        assert (folder / "global_results-val.csv").is_file()
+        for video in ("synth-val-00",):
+            pngs = sorted(p.name for p in (folder / video).glob("*.png"))
+            assert pngs == ["00000.png", "00001.png", "00002.png"]
+            labels = read_label_png(folder / video / "00001.png")
+            assert labels.shape == (32, 48)
+            assert set(labels.flatten().tolist()) <= ({0, 1} if name == "DAVIS16_val" else {0, 1, 2})
+    with zipfile.ZipFile(out / "DAVIS17_test-dev.zip") as archive:
+        assert sorted(archive.namelist()) == [f"synth-test-00/0000{i}.png" for i in range(3)]
+
+    # YouTube-VOS: exactly the scored (valid/) frames, from each video's first annotated frame on
+    videos = YouTubeVOS(sample["ytvos"]).videos()
+    with zipfile.ZipFile(out / "YTVOS18_val.zip") as archive:
+        names = set(archive.namelist())
+    for video in videos:
+        expected = {f"{video.frame_names[i]}.png" for i in video.scored_frames}
+        assert {p.name for p in (out / "YTVOS18_val" / video.name).glob("*.png")} == expected
+        assert {f"Annotations/{video.name}/{n}" for n in expected} <= names
+    entering = [v for v in videos if len(v.mask_paths) > 1]
+    assert entering, "the sample should have an object entering mid-video"
+    for video in entering:
+        for index, given in video.load_given_masks().items():
+            written = read_label_png(out / "YTVOS18_val" / video.name / f"{video.frame_names[index]}.png")
+            assert (written[given != 0] == given[given != 0]).all()
+
+    # resume: a rerun skips every finished video and rewrites nothing
+    png = out / "DAVIS17_val" / "synth-val-00" / "00001.png"
+    before = png.stat().st_mtime_ns
+    assert run(sample, out, "--dataset", "DAVIS17_val") == 0
+    assert "skipped 1 finished videos" in capsys.readouterr().out + capsys.readouterr().err
+    assert png.stat().st_mtime_ns == before
+
+
+def test_unknown_dataset_and_model_list_the_valid_ones(sample):
+    with pytest.raises(UserError, match="DAVIS16_val, DAVIS17_val, DAVIS17_test-dev, YTVOS18_val"):
+        run(sample, sample["root"] / "bad", "--dataset", "DAVIS18_val")
+    with pytest.raises(UserError, match="davis, ytvos"):
+        run(sample, sample["root"] / "bad", "--model", "kinetics")
+
+
+def test_wrong_dataset_layout_is_named(sample, tmp_path):
+    (tmp_path / "DAVIS" / "Annotations").mkdir(parents=True)
+    with pytest.raises(UserError, match="JPEGImages"):
+        main_runfile.main(["--davis", str(tmp_path / "DAVIS"), "--output", str(tmp_path / "out"),
+                           "--weights", str(sample["weights"])])
+    assert not (tmp_path / "out").exists()
+
+
+def test_mismatching_checkpoint_names_the_first_key(sample, tmp_path, capsys):
+    state = torch.load(sample["weights"], weights_only=True)
+    state["vos.decoder.blend1.conv.weight"] = torch.zeros(256, 260, 3, 3)  # a TBD-sized tensor
+    bad = tmp_path / "tbd_like.pth"
+    torch.save(state, bad)
+    with pytest.raises(UserError, match="vos.decoder.blend1.conv.weight"):
+        main_runfile.main(["--davis", str(sample["davis"]), "--output", str(tmp_path / "out"),
+                           "--weights", str(bad), "--native-size"])
+    if not torch.cuda.is_available():  # no GPU: one-line notice, then CPU
+        assert "no GPU found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_exit_status_and_message(sample, capsys):
+    from common.errors import run_cli
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main_runfile.main, ["--dataset", "nope"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: unknown dataset 'nope'")
