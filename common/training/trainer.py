@@ -163,6 +163,9 @@ class Trainer:
         self.score = 0.0
         if resume:
             self.load_resume_checkpoint()
+        elif self.resume_path.exists():
+            raise UserError(f"{self.resume_path} already exists; pass --resume to continue that run, or choose "
+                            f"another output folder to start afresh")
 
     # -- paths
     def path(self, tag: str) -> Path:

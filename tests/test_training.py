@@ -1,0 +1,184 @@
+"""The shared training pipeline (common.training) on tiny synthetic data, with a toy model where possible."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from common.errors import UserError
+from common.synthetic import make_coco_sample, make_davis_sample
+from common.training import (EMVOS_COCO, EMVOS_VIDEO, TBD_COCO, TBD_DAVIS, COCOClips, LossNotFinite, TrainConfig,
+                             Trainer, davis_train_clips, fg_iou, maybe_swap_and_attach, swap_and_attach,
+                             ytvos_train_clips)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("data")
+    return {"coco": make_coco_sample(root / "COCO", n_images=2, height=48, width=64),
+            "davis": make_davis_sample(root / "DAVIS", n_videos=1, n_frames=4, height=48, width=64, n_train=2)}
+
+
+def check_clip(clip: dict, length: int, size: int, min_fg: int) -> None:
+    imgs, masks = clip["imgs"], clip["masks"]
+    assert imgs.shape == (length, 3, size, size) and imgs.dtype == torch.float32
+    assert masks.shape == (length, 1, size, size) and masks.dtype == torch.int64
+    assert 0 <= imgs.min() and imgs.max() <= 1
+    assert set(masks.unique().tolist()) <= {0, 1}
+    assert masks[0].sum() >= min_fg  # the balanced crop keeps the chosen object on the first frame
+
+
+@pytest.mark.parametrize("recipe", [EMVOS_COCO, TBD_COCO], ids=["emvos", "tbd"])
+def test_coco_clips(data, recipe):
+    random.seed(0)
+    clips = COCOClips(data["coco"], recipe.scaled(output_size=(32, 32), short_side=48, min_fg_pixels=8),
+                      clips_per_epoch=3)
+    assert len(clips) == 3
+    for i in range(2):
+        check_clip(clips[i], 5, 32, 8)
+
+
+@pytest.mark.parametrize("recipe", [EMVOS_VIDEO, TBD_DAVIS], ids=["emvos", "tbd"])
+def test_davis_clips(data, recipe):
+    random.seed(1)
+    clips = davis_train_clips(data["davis"], recipe.scaled(output_size=(32, 32), clip_length=6, min_fg_pixels=8,
+                                                           short_side=48 if recipe.short_side else None), 2)
+    check_clip(clips[0], 6, 32, 8)  # 6 > 4 frames: the last frame repeats, as upstream
+
+
+def test_clips_are_reproducible(data):
+    recipe = EMVOS_COCO.scaled(output_size=(32, 32), short_side=48, min_fg_pixels=8)
+    random.seed(5)
+    a = COCOClips(data["coco"], recipe)[0]
+    random.seed(5)
+    b = COCOClips(data["coco"], recipe)[0]
+    assert torch.equal(a["imgs"], b["imgs"]) and torch.equal(a["masks"], b["masks"])
+
+
+def test_missing_roots_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="COCO root"):
+        COCOClips(tmp_path / "nope", EMVOS_COCO)
+    with pytest.raises(UserError, match="DAVIS root"):
+        davis_train_clips(tmp_path / "nope", EMVOS_VIDEO)
+    (tmp_path / "DAVIS").mkdir()
+    with pytest.raises(UserError, match="train.txt"):
+        davis_train_clips(tmp_path / "DAVIS", EMVOS_VIDEO)
+    with pytest.raises(UserError, match="YouTube-VOS"):
+        ytvos_train_clips(tmp_path, EMVOS_VIDEO)
+
+
+def test_swap_and_attach_pastes_previous_clip_object():
+    imgs = torch.stack([torch.full((1, 3, 2, 2), float(b)) for b in range(3)])  # clip b has value b
+    masks = torch.zeros(3, 1, 1, 2, 2, dtype=torch.long)
+    masks[:, :, :, 0, 0] = 1
+    out_imgs, out_masks = swap_and_attach(imgs, masks)
+    assert out_imgs[1, 0, :, 0, 0].tolist() == [0.0] * 3  # clip 1 received clip 0's object
+    assert out_imgs[0, 0, :, 0, 0].tolist() == [2.0] * 3  # clip 0 received the last clip's
+    assert out_imgs[1, 0, :, 1, 1].tolist() == [1.0] * 3  # elsewhere unchanged
+    assert out_masks.sum() == 0  # the pasted objects cover the targets
+
+
+def test_swap_and_attach_probability():
+    rng = random.Random(0)
+    imgs, masks = torch.rand(2, 1, 3, 2, 2), torch.ones(2, 1, 1, 2, 2, dtype=torch.long)
+    applied = sum(maybe_swap_and_attach(imgs, masks, 0.2, rng)[1].sum().item() == 0 for _ in range(2000))
+    assert 300 < applied < 500
+    assert all(maybe_swap_and_attach(imgs, masks, 0.0, rng)[1] is masks for _ in range(50))
+
+
+def test_fg_iou():
+    scores = torch.zeros(1, 2, 2, 2)
+    scores[0, 1, 0, :] = 1  # predicts the top row
+    gt = torch.tensor([[[1, 0], [0, 0]]])
+    assert fg_iou(scores, gt).item() == pytest.approx(0.5)
+
+
+# --- Trainer with a toy per-pixel model -----------------------------------------------------------------------------
+
+class _Clips(torch.utils.data.Dataset):
+    """Deterministic-by-RNG tiny clips whose masks are bright pixels (learnable by a 1x1 conv)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> dict:
+        imgs = torch.rand(3, 3, 8, 8)
+        masks = (imgs.mean(1, keepdim=True) > 0.5).long()
+        masks[0, 0, 0, 0], masks[0, 0, 0, 1] = 0, 1  # both values on frame 0, so no batch is skipped
+        return {"imgs": imgs, "masks": masks}
+
+
+def toy_forward(model, imgs, masks):
+    b, l, c, h, w = imgs.shape
+    return model(imgs[:, 1:].reshape(-1, c, h, w)).view(b, l - 1, 2, h, w)
+
+
+def toy_config(**kw) -> TrainConfig:
+    base = dict(save_name="toy", epochs=2, batch_size=2, save_step=1, val_step=1, num_workers=0, lr=1e-2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def make_toy() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 2, 1)
+
+
+def test_trainer_resume_is_exact(tmp_path):
+    cpu = torch.device("cpu")
+    random.seed(0)
+    torch.manual_seed(1)
+    straight = make_toy()
+    torch.manual_seed(1)
+    Trainer(straight, toy_forward, _Clips(), toy_config(), tmp_path / "a", cpu, validate=lambda m: 0.5).train()
+
+    random.seed(0)
+    first = make_toy()
+    torch.manual_seed(1)
+    Trainer(first, toy_forward, _Clips(), toy_config(epochs=1), tmp_path / "b", cpu, validate=lambda m: 0.5).train()
+    torch.manual_seed(123)  # the resume checkpoint must restore every RNG
+    random.seed(123)
+    resumed = make_toy()
+    trainer = Trainer(resumed, toy_forward, _Clips(), toy_config(), tmp_path / "b", cpu, validate=lambda m: 0.5,
+                      resume=True)
+    assert trainer.epoch == 1
+    trainer.train()
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    names = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert names == ["toy_0001.pth", "toy_0002.pth", "toy_best.pth", "toy_last.pth", "toy_log.jsonl"]
+    log = [json.loads(line) for line in (tmp_path / "b" / "toy_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    state = torch.load(tmp_path / "b" / "toy_0002.pth", weights_only=True)
+    assert set(state) == {"weight", "bias"}  # numbered checkpoints are plain state_dicts, as upstream
+
+
+def test_trainer_refuses_to_overwrite_a_run(tmp_path):
+    cpu = torch.device("cpu")
+    Trainer(make_toy(), toy_forward, _Clips(), toy_config(epochs=1), tmp_path, cpu).train()
+    with pytest.raises(UserError, match="--resume"):
+        Trainer(make_toy(), toy_forward, _Clips(), toy_config(epochs=1), tmp_path, cpu)
+    finished = Trainer(make_toy(), toy_forward, _Clips(), toy_config(epochs=1), tmp_path, cpu, resume=True)
+    assert finished.finished and finished.train()["epoch"] == 1
+
+
+def test_trainer_stops_on_nan(tmp_path):
+    def nan_forward(model, imgs, masks):
+        return toy_forward(model, imgs, masks) * float("nan")
+
+    with pytest.raises(LossNotFinite, match="epoch 1"):
+        Trainer(make_toy(), nan_forward, _Clips(), toy_config(), tmp_path, torch.device("cpu")).train()
+
+
+def test_trainer_bn_mode(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2)).eval()
+    before = model[1].running_mean.clone()
+    Trainer(model, toy_forward, _Clips(), toy_config(epochs=1), tmp_path / "eval", torch.device("cpu")).train()
+    assert not model.training and torch.equal(model[1].running_mean, before)  # official: BN stays in eval
+    Trainer(model, toy_forward, _Clips(), toy_config(epochs=1, bn_train=True), tmp_path / "train",
+            torch.device("cpu")).train()
+    assert not torch.equal(model[1].running_mean, before)
