@@ -150,7 +150,8 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     with DavisInteractiveSession(host=host, user_key=user_key, davis_root=str(davis_root), subset=subset,
                                  report_save_dir=str(out_dir), max_nb_interactions=max_interactions,
                                  max_time=max_time, metric_to_optimize=metric) as sess:
-        sess.connector.service.robot.min_nb_nodes = min_nb_nodes
+        if getattr(sess.connector, "service", None) is not None:  # local evaluation: configure the robot
+            sess.connector.service.robot.min_nb_nodes = min_nb_nodes
         sess.samples = samples
         state: Optional[GISSession] = None
         while sess.next():
@@ -160,8 +161,7 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
                 frames = load_davis_frames(Path(davis_root), sequence, info["num_frames"])
                 state = GISSession(net, frames, info["num_objects"], proportion=proportion,
                                    max_rounds=max_interactions)
-                gt = sess.connector.service.davis.load_annotations(sequence) if hasattr(sess.connector, "service") \
-                    else Davis(str(davis_root)).load_annotations(sequence)
+                gt = Davis(str(davis_root)).load_annotations(sequence)  # for the per-object CSV
                 seen[sequence] = seen.get(sequence, 0) + 1
                 scr_id = seen[sequence]
                 ious: List[np.ndarray] = []

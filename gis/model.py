@@ -384,9 +384,14 @@ class GISNet(nn.Module):
                      que_frame: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, float]:
         """Segment one query frame for every object.
 
+        `query_image` is `[1 or n_objects, 3, Hp, Wp]`; the annotation lists hold `[n_objects, ...]` tensors.
         Returns (bg/fg logits [nobj,2,Hp,Wp], the query's r4 feature, the frame's reliability score).
         """
+        # The image is the same for every object: a single-row `query_image` is encoded once and
+        # shared (the reference encodes n_objects identical copies; the values are the same).
+        n_obj = anno_object_features[0].shape[0]
         r4_que, r2_que = self.encoder_3ch(query_image)
+        r4_que, r2_que = r4_que.expand(n_obj, -1, -1, -1), r2_que.expand(n_obj, -1, -1, -1)
         transferred, scoremap = self.transfer_module(anno_features, r4_que, anno_object_features, anno_frames, que_frame)
         diff = self.diff_module(neighbor_prob, r4_neighbor, r4_que)
         logits = self.segmentation_head(self.feature_compounder(transferred, diff, r4_que, r2_que))

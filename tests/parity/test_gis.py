@@ -108,13 +108,20 @@ def check_rounds(case) -> None:
         fused = copy.deepcopy(new) if fused is None else fuse_scribbles(fused, copy.deepcopy(new))
         frame = annotated_frame_of(new)
         assert frame == inputs["annotated_frames"][r]
+        dilation = int(meta["scribble_dilation"])
+        # The channels built from the reference's previous masks are the recorded ones...
+        ref_prev = np.zeros_like(gt[0]) if r == 0 else out["masks"][r - 1][frame].numpy()
+        ref_iact = scribble_channels(fused["scribbles"][frame], n_obj, ref_prev, first_round=r == 0, dilation=dilation)
+        H.assert_close(f"iact_3ch[{r}]", torch.from_numpy(ref_iact), out["iact_3ch"][r], atol=1e-6)
+        # ...and the loop goes on from its own masks (which may differ by a few near-tie pixels).
         iact = scribble_channels(fused["scribbles"][frame], n_obj, session.labels()[frame], first_round=r == 0,
-                                 dilation=int(meta["scribble_dilation"]))
-        H.assert_close(f"iact_3ch[{r}]", torch.from_numpy(iact), out["iact_3ch"][r], atol=1e-5)
+                                 dilation=dilation)
         order = session.run_round(iact, frame)
         assert order == out["prop_lists"][r]
         masks = session.labels()
-        H.assert_masks_agree(f"masks[{r}]", torch.from_numpy(masks), out["masks"][r], allowed[r])
+        # README: the fraction of differing pixels over the whole round (float rounding of near-ties).
+        H.assert_masks_agree(f"masks[{r}]", torch.from_numpy(masks).reshape(1, -1, masks.shape[-1]),
+                             out["masks"][r].reshape(1, -1, masks.shape[-1]), allowed[r])
         recommended = session.finish_round(meta["guide_method"])
         np.testing.assert_allclose(session.scores[r], out["scores"][r].numpy(), atol=1e-6, rtol=0)
         assert set(recommended) == set(out["recommended_frames"][r])
@@ -182,8 +189,9 @@ def check_session(case) -> None:
     rounds = result["rounds"]
     assert len(rounds) == int(meta["n_rounds"])
     for r, rec in enumerate(rounds):
-        H.assert_masks_agree(f"submitted_masks[{r}]", torch.from_numpy(rec["masks"]), out["submitted_masks"][r],
-                             0.001 if r == 0 else 0.02)
+        width = rec["masks"].shape[-1]
+        H.assert_masks_agree(f"submitted_masks[{r}]", torch.from_numpy(rec["masks"]).reshape(1, -1, width),
+                             out["submitted_masks"][r].reshape(1, -1, width), 0.001 if r == 0 else 0.02)
         np.testing.assert_allclose(rec["scores"], out["scores"][r].numpy(), atol=1e-6, rtol=0)
         assert set(rec["recommended"]) == set(out["recommended_frames"][r])
     assert [rec["annotated_frame"] for rec in rounds] == json.loads(meta["annotated_frames"])
