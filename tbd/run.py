@@ -84,32 +84,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_test(args, device: torch.device) -> Dict[str, dict]:
+    sets = args.sets or [s for s in TEST_SETS if TEST_SETS[s][1] == "davis" or args.ytvos is not None]
+    return run_sets(sets, {"davis": args.davis, "ytvos": args.ytvos}, args.weights, args.output, device,
+                    resize=not args.no_resize)
+
+
+def run_sets(sets: Sequence[str], roots: Dict[str, Optional[Path]], weights: Optional[str], output: Path,
+             device: torch.device, resize: bool = True, overwrite: bool = False,
+             models: Optional[Dict[str, torch.nn.Module]] = None) -> Dict[str, dict]:
+    """Segment each test set (resuming finished videos), score the val sets, zip the server sets.
+
+    Returns {set: {'fps', 'frames', J&F global row for scored sets, 'zip' for server sets}}. `models` maps a
+    weights name to a ready model (e.g. seeded weights for the demo); others are loaded with common.weights.
+    """
     from common.datasets import DAVIS, YouTubeVOS
     from common.evaluate import evaluate
     from common.runner import run_videos, zip_submission
     from common.weights import load_into
     from tbd.inference import segment_video
 
-    sets = args.sets or [s for s in TEST_SETS if TEST_SETS[s][1] == "davis" or args.ytvos is not None]
     summary: Dict[str, dict] = {}
-    models: Dict[str, TBD] = {}
+    models = dict(models or {})
     for name in sets:
         folder, family, year, split, scored = TEST_SETS[name]
-        root = args.davis if family == "davis" else args.ytvos
+        root = roots.get(family)
         if root is None:
             raise UserError(f"test set {name} needs --{family} PATH")
-        weights = args.weights or DEFAULT_WEIGHTS[family]
-        if weights not in models:
+        name_or_path = weights or DEFAULT_WEIGHTS[family]
+        if name_or_path not in models:
             model = TBD()
-            load_into(model, weights)
-            models[weights] = model.eval().to(device)
-        model = models[weights]
+            load_into(model, name_or_path)
+            models[name_or_path] = model
+        model = models[name_or_path].eval().to(device)
         dataset = (DAVIS(root, year=year, split=split) if family == "davis"
                    else YouTubeVOS(root, year=year, split=split))
-        out = args.output / folder
-        print(f"== {name}: {len(dataset.videos())} videos, weights {weights} -> {out}")
-        stats = run_videos(dataset.videos(), lambda v: segment_video(model, v, device, resize=not args.no_resize),
-                           out, device=device, desc=f"TBD {name}")
+        out = Path(output) / folder
+        print(f"== {name}: {len(dataset.videos())} videos, weights {name_or_path} -> {out}")
+        stats = run_videos(dataset.videos(), lambda v: segment_video(model, v, device, resize=resize),
+                           out, device=device, desc=f"TBD {name}", overwrite=overwrite)
         summary[name] = {"fps": stats.fps, "frames": stats.total_frames}
         if scored:
             result = evaluate(root, out, split=split, year=year)
@@ -117,9 +129,10 @@ def run_test(args, device: torch.device) -> Dict[str, dict]:
             result.write_csvs(out.parent / f"{folder}_scores")
             summary[name].update(result.global_row)
         else:
-            zip_path = zip_submission(out, args.output / f"{folder}.zip",
+            zip_path = zip_submission(out, Path(output) / f"{folder}.zip",
                                       layout="davis" if family == "davis" else "youtube")
             print(f"submission archive: {zip_path}")
+            summary[name]["zip"] = zip_path
     return summary
 
 

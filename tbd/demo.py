@@ -1,0 +1,58 @@
+"""Hooks for `make demo` / `make bench` (see common/demo.py, common/bench.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+
+from common.datasets import Video
+from common.weights import cached_path, load_into
+from tbd.inference import make_segment
+from tbd.model import TBD
+from tbd.run import run_sets
+
+SEED = 0
+
+
+def seeded_model(device: torch.device) -> TBD:
+    """The official initialisation (Kaiming convs, torchvision DenseNet init) under a fixed seed."""
+    torch.manual_seed(SEED)
+    return TBD().to(device).eval()
+
+
+def demo_model(name: str, device: torch.device) -> TBD:
+    """Official weights `name` when already in the weights cache, else a seeded initialisation (says which)."""
+    path = cached_path(name)
+    if path is not None:
+        print(f"tbd: official weights {path}")
+        model = TBD()
+        load_into(model, name)
+        return model.to(device).eval()
+    print(f"tbd: official weights not in the cache (python -m common.weights fetch {name}); "
+          f"using a seeded random initialisation, so the scores mean nothing")
+    return seeded_model(device)
+
+
+def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
+    """DAVIS 2017 val of the sample (PNGs + J&F), and the YouTube-VOS sample's submission if given.
+
+    The small synthetic frames are segmented at their stored size; the official 480p rule would only
+    upscale them.
+    """
+    models = {"tbd-davis": demo_model("tbd-davis", device)}
+    sets = ["davis17-val"]
+    roots = {"davis": Path(davis_root), "ytvos": None}
+    if ytvos_root is not None:
+        models["tbd-ytvos"] = demo_model("tbd-ytvos", device)
+        sets.append("ytvos18-valid")
+        roots["ytvos"] = Path(ytvos_root)
+    summary = run_sets(sets, roots, None, Path(out_dir), device, resize=False, overwrite=True, models=models)
+    row = summary["davis17-val"]
+    return {k: v for k, v in row.items() if k not in ("fps", "frames")}
+
+
+def make_segmenter(device: torch.device) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks)."""
+    return make_segment(seeded_model(device), device, resize=True)

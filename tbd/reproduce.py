@@ -1,0 +1,69 @@
+"""`make reproduce-tbd`: official weights on DAVIS 2016/2017 val, compared with the published numbers.
+
+    python -m tbd.reproduce --davis data/DAVIS --output outputs/tbd [--device cuda] [--test-dev]
+        [--ytvos data/YTVOS18]
+
+Fetches the official checkpoints into the weights cache (gdown), segments the sets with the official
+evaluator's settings (480p rule), scores the val sets in-process and prints ours against the paper
+(ECCV 2022, Table: COCO-pretrained model, and the model trained without COCO). DAVIS 2017 test-dev and
+YouTube-VOS 2018 are scored by their servers: `--test-dev` / `--ytvos` write the submission zips (YouTube-VOS
+with the `tbd-ytvos` checkpoint). Reruns resume: finished videos are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+from common.device import add_device_argument, pick_device
+from common.errors import run_cli
+from tbd.run import run_sets
+
+# J&F-Mean in %: (COCO-pretrained, without COCO) from the paper. The released weights are the COCO ones.
+PUBLISHED: Dict[str, Tuple[float, float]] = {
+    "davis16-val": (86.8, 84.3),
+    "davis17-val": (80.0, 75.2),
+    "davis17-test-dev": (69.4, 66.0),
+    "ytvos18-valid": (80.5, 77.8),
+}
+
+
+def format_table(ours: Dict[str, Optional[float]], server: Dict[str, str]) -> str:
+    lines = [f"{'benchmark':<18}{'ours':>8}{'paper':>8}{'diff':>8}{'no-COCO':>9}"]
+    for name, (paper, no_coco) in PUBLISHED.items():
+        mine = ours.get(name)
+        if mine is None:
+            cell = "server" if name in server else "-"
+            lines.append(f"{name:<18}{cell:>8}{paper:>8.1f}{'-':>8}{no_coco:>9.1f}")
+        else:
+            lines.append(f"{name:<18}{mine:>8.1f}{paper:>8.1f}{mine - paper:>+8.1f}{no_coco:>9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tbd.reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root (JPEGImages/, Annotations/)")
+    parser.add_argument("--ytvos", type=Path, default=None, help="YouTube-VOS 2018 root: also write its submission")
+    parser.add_argument("--output", type=Path, default=Path("outputs/tbd"), help="results folder")
+    parser.add_argument("--test-dev", action="store_true", help="also DAVIS 2017 test-dev (submission zip)")
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+
+    device = pick_device(args.device)
+    sets = ["davis16-val", "davis17-val"] + (["davis17-test-dev"] if args.test_dev else [])
+    sets += ["ytvos18-valid"] if args.ytvos is not None else []
+    summary = run_sets(sets, {"davis": args.davis, "ytvos": args.ytvos}, None, args.output, device)
+    ours = {name: 100 * row["J&F-Mean"] for name, row in summary.items() if "J&F-Mean" in row}
+    server = {name: str(row["zip"]) for name, row in summary.items() if "zip" in row}
+
+    print(f"\nTBD reproduction, J&F-Mean in % ({device}; paper = COCO-pretrained model)")
+    print(format_table(ours, server))
+    for name, zip_path in server.items():
+        print(f"{name}: upload {zip_path} to the {'DAVIS test-dev' if 'davis' in name else 'YouTube-VOS 2018'} "
+              f"server")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

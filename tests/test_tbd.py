@@ -1,0 +1,112 @@
+"""TBD beyond the parity fixtures: video bookkeeping, training smoke run + test run, CLI errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common import synthetic
+from common.errors import UserError
+from tbd.model import TBD, distance_matrix
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def model() -> TBD:
+    torch.manual_seed(0)
+    return TBD().eval()
+
+
+def test_distance_matrix_is_cached_per_size_and_device():
+    a = distance_matrix(89, 147)
+    assert a is distance_matrix(96, 160)  # same 6x10 grid
+    assert a.shape == (60, 60) and a.dtype == torch.float32
+    assert a[0, 11].item() == pytest.approx(2 ** 0.5)  # cell (0,0) to cell (1,1), row-major
+    assert distance_matrix(96, 96).shape == (36, 36)
+
+
+def test_objects_entering_mid_video_and_output_frames(model):
+    torch.manual_seed(1)
+    imgs = torch.rand(1, 6, 3, 40, 56)
+    first = torch.zeros(1, 1, 40, 56, dtype=torch.long)
+    first[..., 5:20, 5:20] = 1
+    later = torch.zeros(1, 1, 40, 56, dtype=torch.long)
+    later[..., 20:35, 30:50] = 3
+    given = [first, None, None, later, None, None]
+    with torch.no_grad():
+        masks = model(imgs, given, None, [0, 3, 5])["masks"]
+    # frame 0, the given frame 3 and the listed frame 5; padded 48x64 internally, cropped back
+    assert masks.shape == (1, 3, 1, 40, 56)
+    assert torch.equal(masks[0, 0], first[0])
+    assert torch.equal(masks[0, 1][later[0] != 0], later[0][later[0] != 0])
+    assert set(masks.unique().tolist()) <= {0, 1, 3}
+
+
+def test_training_path_returns_last_object_scores(model):
+    from tbd.train import tbd_forward_clip
+
+    imgs = torch.rand(2, 3, 3, 32, 48)
+    masks = torch.zeros(2, 3, 1, 32, 48, dtype=torch.long)
+    masks[:, :, :, 8:24, 8:30] = 1
+    scores = tbd_forward_clip(model, imgs, masks)
+    assert scores.shape == (2, 2, 2, 32, 48) and scores.requires_grad
+
+
+def test_train_smoke_then_test_run(tmp_path: Path):
+    """Both official stages (COCO, then DAVIS with validation) for one tiny epoch, then --test on the result."""
+    from tbd.run import main
+
+    data = synthetic.make_sample(tmp_path / "data", n_videos=1, n_frames=4, height=48, width=64, coco_images=2)
+    ckpt = tmp_path / "ckpt"
+    common = ["--device", "cpu"]
+    main(["--train", "--coco", str(data["coco"]), "--davis", str(data["davis"]), "--output-dir", str(ckpt),
+          "--init", "scratch", "--epochs", "1", "--batch-size", "2", "--clips-per-epoch", "2", "--save-step", "1",
+          "--val-step", "2", "--crop", "48", "--coco-clip-length", "3", "--video-clip-length", "3",
+          "--min-fg-pixels", "16", "--workers", "0"] + common)
+    for name in ("coco_0001.pth", "coco_last.pth", "coco_davis_0001.pth", "coco_davis_last.pth"):
+        assert (ckpt / name).is_file(), name
+    weights = ckpt / "coco_davis_0001.pth"
+    out = tmp_path / "out"
+    main(["--test", "--davis", str(data["davis"]), "--sets", "davis17-val", "--weights", str(weights),
+          "--output", str(out), "--no-resize"] + common)
+    pngs = sorted((out / "DAVIS17_val").rglob("*.png"))
+    assert len(pngs) == 4
+    assert (out / "DAVIS17_val_scores").is_dir()
+
+    # Resume: a rerun of the finished stages only reloads them.
+    main(["--train", "--coco", str(data["coco"]), "--davis", str(data["davis"]), "--output-dir", str(ckpt),
+          "--init", "scratch", "--epochs", "1", "--crop", "48", "--workers", "0", "--resume", "--val-step", "1",
+          "--coco-clip-length", "3", "--video-clip-length", "3"] + common)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path):
+    from tbd.run import main
+
+    with pytest.raises(UserError, match="--davis"):
+        main(["--test", "--sets", "davis17-val", "--weights", str(tmp_path / "x.pth")])
+    with pytest.raises(UserError, match="no checkpoint file"):
+        main(["--test", "--davis", str(tmp_path), "--sets", "davis17-val", "--weights", str(tmp_path / "x.pth"),
+              "--device", "cpu"])
+    with pytest.raises(UserError, match="needs its dataset root"):
+        main(["--train", "--stages", "coco", "--init", "scratch", "--device", "cpu"])
+
+
+def test_segment_video_resizes_back(model, tmp_path: Path):
+    """The official 480p rule runs the model at 480p and the results come back at the frame size."""
+    from tbd.inference import prepare_inputs, resized_size
+
+    assert resized_size(480, 854) is None
+    assert resized_size(720, 1280) == (480, 853)
+    assert resized_size(1280, 720) == (853, 480)
+    frames = np.zeros((2, 60, 80, 3), np.uint8)
+    tiny = np.zeros((60, 80), np.uint8)
+    tiny[:2, :2] = 1  # 4 px -> 256 px at 480p: too small, the video keeps its size
+    imgs, _ = prepare_inputs(frames, {0: tiny}, torch.device("cpu"))
+    assert imgs.shape[-2:] == (60, 80)
+    big = np.zeros((60, 80), np.uint8)
+    big[10:40, 10:50] = 1
+    imgs, given = prepare_inputs(frames, {0: big}, torch.device("cpu"))
+    assert imgs.shape[-2:] == (480, 640) and given[0].shape[-2:] == (480, 640)
