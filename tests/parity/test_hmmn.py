@@ -127,5 +127,6 @@ def test_checkpoint_with_dataparallel_prefix_loads(filled_model: HMMN, tmp_path)
     torch.save({f"module.{k}": v for k, v in filled_model.state_dict().items()}, path)
     model = HMMN()
     load_into(model, load_state_dict(path))
+    loaded = model.state_dict()
     for key, value in filled_model.state_dict().items():
-        assert torch.equal(model.state_dict()[key], value), key
+        assert torch.equal(loaded[key], value), key
