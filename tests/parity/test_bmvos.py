@@ -9,13 +9,22 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Dict, List
 
+import pytest
 import torch
 
 from bmvos.model import BMVOS
 from tests.parity.harness import (Case, assert_close, assert_masks_agree, assert_matches_manifest, cases,
                                   dispatch, fill_, load_case)
 
-torch.set_num_threads(2)  # the fixtures were recorded with 2 threads
+
+@pytest.fixture(autouse=True)
+def _recording_threads():
+    """The fixtures were recorded with 2 threads (set per test: other modules may change it)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
 
 MAX_FLIPPED_FRACTION = 1e-3  # README: near-ties between objects may flip a few pixels per frame
 
