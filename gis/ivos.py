@@ -235,7 +235,9 @@ class GISSession:
         self.frames_processed = 0
 
     def _image(self, frame: int) -> torch.Tensor:
-        return prepare_image(self.frames[frame], self.pad, self.device)  # [1,3,Hp,Wp], shared by all objects
+        # One row per object, as the reference: encoding a single row gives the same values up to
+        # rounding, but with the near-hard attention such rounding flips pixels (see the parity README).
+        return prepare_image(self.frames[frame], self.pad, self.device).expand(self.n_objects, -1, -1, -1)
 
     def labels(self) -> np.ndarray:
         """Current masks [T,H,W] uint8: argmax over background + objects (lowest index on ties)."""
@@ -266,9 +268,8 @@ class GISSession:
                 if seen_annotated == 2:  # start of the forward pass: neighbour is the annotation again
                     neighbor_r4, neighbor_prob = anno_r4, anno_prob
                     continue
-                r4 = self.net.encoder_3ch(image)[0].expand(self.n_objects, -1, -1, -1)
-                sal, obj_feature = self.net.forward_obj_feature_extractor(
-                    torch.cat([image.expand(self.n_objects, -1, -1, -1), iact], dim=1))
+                r4, _ = self.net.encoder_3ch(image)
+                sal, obj_feature = self.net.forward_obj_feature_extractor(torch.cat([image, iact], dim=1))
                 # Only this round's annotation guides its own frame.
                 logits, anno_r4, score = self.net.forward_prop([r4], image, [obj_feature], r4, torch.sigmoid(sal),
                                                                anno_np, frame)

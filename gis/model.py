@@ -387,8 +387,8 @@ class GISNet(nn.Module):
         `query_image` is `[1 or n_objects, 3, Hp, Wp]`; the annotation lists hold `[n_objects, ...]` tensors.
         Returns (bg/fg logits [nobj,2,Hp,Wp], the query's r4 feature, the frame's reliability score).
         """
-        # The image is the same for every object: a single-row `query_image` is encoded once and
-        # shared (the reference encodes n_objects identical copies; the values are the same).
+        # The reference encodes n_objects identical copies of the image; a single row may be given
+        # instead (faster; equal up to float rounding) and is shared by every object.
         n_obj = anno_object_features[0].shape[0]
         r4_que, r2_que = self.encoder_3ch(query_image)
         r4_que, r2_que = r4_que.expand(n_obj, -1, -1, -1), r2_que.expand(n_obj, -1, -1, -1)
