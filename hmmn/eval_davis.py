@@ -65,6 +65,8 @@ def run_name(year: int, split: str) -> str:
 
 
 def load_dataset(year: int, split: str, root: str):
+    if year in YTVOS_YEARS and split not in ("valid", "val"):
+        raise UserError(f"YouTube-VOS has only the 'valid' set for testing, got -s {split}")
     if year in DAVIS_YEARS:
         return DAVIS(root, year=2000 + year, split=split)
     if year in YTVOS_YEARS:
@@ -78,7 +80,7 @@ def with_memory_report(segment, device: torch.device):
     def wrapped(video: Video) -> Dict[int, np.ndarray]:
         reset_peak_memory(device)
         labels = segment(video)
-        objects = len({int(i) for m in labels.values() for i in np.unique(m)} - {0})
+        objects = len({int(i) for m in video.load_given_masks().values() for i in np.unique(m)} - {0})
         tqdm.write(f"[{video.name}]: num_frames: {len(video)}, num_objects: {objects}, "
                    f"peak memory: {peak_memory_mib(device):.0f} MiB ({'GPU' if device.type == 'cuda' else 'RSS'})")
         return labels
@@ -96,11 +98,10 @@ def visualize(videos: Sequence[Video], results: Path, viz_dir: Path) -> None:
 
 
 def run_split(model: torch.nn.Module, device: torch.device, year: int, split: str, root: str, output: Path, *,
-               mem_every: int = 5, viz_dir: Optional[Path] = None, overwrite: bool = False) -> Optional[EvalResult]:
+               mem_every: int = 5, viz_dir: Optional[Path] = None, overwrite: bool = False,
+               dataset=None) -> Optional[EvalResult]:
     """Segment one benchmark split into `output`; J&F for train/val (None where a server scores it)."""
-    if year in YTVOS_YEARS and split not in ("valid", "val"):
-        raise UserError(f"YouTube-VOS has only the 'valid' set for testing, got -s {split}")
-    dataset = load_dataset(year, split, root)
+    dataset = load_dataset(year, split, root) if dataset is None else dataset
     name = run_name(year, split)
     results = output / "Annotations" if year in YTVOS_YEARS else output
     print(f"{MODEL}: testing on {'DAVIS' if year in DAVIS_YEARS else 'YouTube-VOS'} 20{year} {split} "
@@ -132,8 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.g  # before CUDA is initialised, as upstream
     if args.mem_every < 1:
         raise UserError(f"--mem-every must be at least 1, got {args.mem_every}")
-    if args.y not in DAVIS_YEARS + YTVOS_YEARS:
-        raise UserError(f"-y must be 16 or 17 (DAVIS) or 18 or 19 (YouTube-VOS), got {args.y}")
+    dataset = load_dataset(args.y, args.s, args.D)  # check the data before loading weights
     name = run_name(args.y, args.s)
     device = pick_device(args.device)
     print(f"loading weights: {args.weights}")
@@ -142,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("--- producing mask-overlaid video outputs")
     run_split(model, device, args.y, args.s, args.D, args.output or Path("test") / name,
                mem_every=args.mem_every, viz_dir=(args.viz_dir or Path("viz") / name) if args.viz else None,
-               overwrite=args.overwrite)
+               overwrite=args.overwrite, dataset=dataset)
     return 0
 
 
