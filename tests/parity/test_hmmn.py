@@ -21,7 +21,9 @@ from tests.parity.harness import (assert_close, assert_matches_manifest, cases, 
 MEMORY_NAMES = ("keys4", "values4", "keys3", "values3", "keys2", "values2")
 TIE_MARGIN = 1e-5          # README: pred may differ only where the two largest Es channels are this close
 PLAIN_LOGIT_RANGE = 10.0   # README: compare plain-case logits only where |logit| < 10
-PLAIN_LOGIT_ATOL = 0.1     # observed here: <= 0.011 (README float64-vs-float32 of the reference: up to 7)
+# Observed here (torch 2.14, CPU): 0.008 / 0.003 (segment), 0.034 (video_pad), 0.067 (video_2obj); the
+# reference's own float64-vs-float32 gap there is 0.005 / 0.21 / 7.0, so this only catches real errors.
+PLAIN_LOGIT_ATOL = 0.25
 
 
 @pytest.fixture(scope="module")
