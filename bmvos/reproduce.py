@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from bmvos.inference import SHORT_SIDE
 from bmvos.main_runfile import build_model, run_benchmark
 from common.device import add_device_argument, pick_device
 from common.errors import run_cli
@@ -40,23 +41,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--ytvos", type=Path, default=None, help="YouTube-VOS 2018 root: also write its submission")
     parser.add_argument("--output", type=Path, default=Path("outputs/bmvos"), help="results folder")
     parser.add_argument("--test-dev", action="store_true", help="also DAVIS 2017 test-dev (submission zip)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="DAVIS checkpoint file instead of the official one (fetched into the weights cache)")
+    parser.add_argument("--native-size", action="store_true",
+                        help="skip the official evaluator's 480p resize (only for small test data)")
     add_device_argument(parser)
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)
-    model = build_model("davis", None, device)
+    short_side = None if args.native_size else SHORT_SIDE
+    model = build_model("davis", args.weights, device)
     ours: Dict[str, float] = {}
     for name in PUBLISHED:
-        result = run_benchmark(model, name, args.davis, args.ytvos, args.output, device)
+        result = run_benchmark(model, name, args.davis, args.ytvos, args.output, device, short_side)
         assert result is not None
         ours[name] = 100 * result.global_row["J&F-Mean"]
     servers: List[str] = []
     if args.test_dev:
-        run_benchmark(model, "DAVIS17_test-dev", args.davis, args.ytvos, args.output, device)
+        run_benchmark(model, "DAVIS17_test-dev", args.davis, args.ytvos, args.output, device, short_side)
         servers.append(f"DAVIS17_test-dev: upload {args.output / 'DAVIS17_test-dev.zip'} to the DAVIS test-dev server")
     if args.ytvos is not None:
         ytvos_model = build_model("ytvos", None, device)
-        run_benchmark(ytvos_model, "YTVOS18_val", args.davis, args.ytvos, args.output, device)
+        run_benchmark(ytvos_model, "YTVOS18_val", args.davis, args.ytvos, args.output, device, short_side)
         servers.append(f"YTVOS18_val: upload {args.output / 'YTVOS18_val.zip'} to the YouTube-VOS 2018 server")
 
     print(f"\nBMVOS reproduction, J&F-Mean in % ({device})")

@@ -117,3 +117,14 @@ def test_cli_exit_status_and_message(sample, capsys):
         run_cli(main_runfile.main, ["--dataset", "nope"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: unknown dataset 'nope'")
+
+
+def test_reproduce_prints_ours_against_published(sample, capsys):
+    from bmvos import reproduce
+    out = sample["root"] / "reproduce"
+    assert reproduce.main(["--davis", str(sample["davis"]), "--output", str(out), "--weights", str(sample["weights"]),
+                           "--device", "cpu", "--native-size"]) == 0
+    table = capsys.readouterr().out.split("BMVOS reproduction")[1]
+    assert "DAVIS16_val" in table and "82.2" in table and "82.3" in table
+    assert "DAVIS17_val" in table and "72.7" in table and "72.6" in table
+    assert (out / "DAVIS17_val" / "global_results-val.csv").is_file()
