@@ -110,3 +110,37 @@ def test_segment_video_resizes_back(model, tmp_path: Path):
     big[10:40, 10:50] = 1
     imgs, given = prepare_inputs(frames, {0: big}, torch.device("cpu"))
     assert imgs.shape[-2:] == (480, 640) and given[0].shape[-2:] == (480, 640)
+
+
+def test_ytvos_custom_split_training(tmp_path: Path):
+    """YouTube-VOS stage on the authors' split files (cho_train / cho_val) with cho_val validation."""
+    import shutil
+
+    from tbd.run import main
+
+    davis = synthetic.make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=4, height=48, width=64,
+                                        n_train=2)
+    ytvos = tmp_path / "YTVOS18"
+    names = []
+    for video in sorted((davis / "JPEGImages" / "480p").iterdir()):
+        if video.name.startswith("synth-train") or video.name.startswith("synth-val"):
+            names.append(video.name)
+            shutil.copytree(video, ytvos / "train" / "JPEGImages" / video.name)
+            shutil.copytree(davis / "Annotations" / "480p" / video.name, ytvos / "train" / "Annotations" / video.name)
+    lists = tmp_path / "split"
+    lists.mkdir()
+    (lists / "train.txt").write_text("\n".join(n for n in names if "train" in n) + "\n")
+    (lists / "val.txt").write_text("\n".join(n for n in names if "val" in n) + "\n")
+    ckpt = tmp_path / "ckpt"
+    main(["--train", "--stages", "ytvos", "--ytvos", str(ytvos), "--ytvos-train-list", str(lists / "train.txt"),
+          "--ytvos-val-list", str(lists / "val.txt"), "--output-dir", str(ckpt), "--init", "scratch",
+          "--epochs", "1", "--batch-size", "2", "--clips-per-epoch", "2", "--save-step", "1", "--val-step", "1",
+          "--crop", "48", "--short-side", "48", "--video-clip-length", "3", "--min-fg-pixels", "16",
+          "--workers", "0", "--device", "cpu"])
+    assert (ckpt / "ytvos_0001.pth").is_file()
+    log = (ckpt / "ytvos_log.jsonl").read_text()
+    assert '"score": null' not in log  # validated on cho_val
+
+    with pytest.raises(UserError, match="video list not found"):
+        main(["--train", "--stages", "ytvos", "--ytvos", str(ytvos), "--ytvos-train-list", str(lists / "nope.txt"),
+              "--output-dir", str(tmp_path / "c2"), "--init", "scratch", "--device", "cpu"])
