@@ -1,1 +1,10 @@
-"""bmvos package."""
+"""BMVOS: Pixel-Level Bijective Matching for Video Object Segmentation (Cho et al., WACV 2022).
+
+- `bmvos.model`: `BMVOS` (official state_dict layout; `forward` = video inference, `forward_train` =
+  the training path the shared trainer drives).
+- `bmvos.inference`: the official evaluator's glue (480p resize with its small-object exception).
+- `python -m bmvos.main_runfile`: benchmarks (DAVIS16/17 val, DAVIS17 test-dev, YouTube-VOS 2018 val).
+- `python -m bmvos.reproduce`: official weights vs the published numbers (`make reproduce-bmvos`).
+- `python -m bmvos.train` (or `main_runfile --train`): TBD's training recipe through `common.training`.
+- `bmvos.demo`: hooks for `make demo` / `make bench`.
+"""
