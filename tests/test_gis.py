@@ -69,7 +69,7 @@ def test_davis_session_two_rounds(tmp_path: Path):
 
 def _youtube_train_layout(tmp_path: Path) -> Path:
     """The synthetic YouTube-VOS validation sample rearranged as YouTube-VOS *train* (full GT per frame)."""
-    sample = make_ytvos_sample(tmp_path / "ytvos", seed=5, n_videos=2, n_frames=16, height=H, width=W, n_objects=2)
+    sample = make_ytvos_sample(tmp_path / "ytvos", seed=5, n_videos=1, n_frames=16, height=H, width=W, n_objects=2)
     root = tmp_path / "YouTubeVOS2019"
     shutil.copytree(sample / "valid" / "JPEGImages", root / "train" / "JPEGImages")
     shutil.copytree(sample / "valid_gt" / "Annotations", root / "train" / "Annotations")
