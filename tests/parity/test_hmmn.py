@@ -26,6 +26,16 @@ PLAIN_LOGIT_RANGE = 10.0   # README: compare plain-case logits only where |logit
 PLAIN_LOGIT_ATOL = 0.25
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """ResNet-50 on small shared CPUs: one OpenMP thread avoids oversubscription spin-waits (10x faster
+    on a busy 2-core box); results are the same."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def filled_model() -> HMMN:
     torch.set_grad_enabled(False)
