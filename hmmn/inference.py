@@ -21,6 +21,9 @@ from common.weights import load_into, load_state_dict
 from hmmn.model import HMMN, MemoryTensors, crop_padding, soft_aggregate_logits
 
 
+INITIAL_MEMORY_SLOTS = 8  # /16 slots preallocated per video; doubled when a long video needs more
+
+
 class GrowingSlots:
     """A `[N, C, capacity, h, w]` buffer whose first `length` time slots are in use."""
 
@@ -45,8 +48,8 @@ class GrowingSlots:
 class MemoryBank:
     """/16 memory of kept frames + the previous frame; /8 and /4 memory of the first + previous frame."""
 
-    def __init__(self, initial_capacity: int = 8) -> None:
-        self.initial_capacity = initial_capacity
+    def __init__(self, initial_capacity: Optional[int] = None) -> None:
+        self.initial_capacity = initial_capacity or INITIAL_MEMORY_SLOTS
         self.r4: Optional[List[GrowingSlots]] = None   # keys4, values4
         self.fine: Optional[List[GrowingSlots]] = None  # keys3, values3, keys2, values2
         self.kept = 0  # /16 slots kept for good
@@ -74,10 +77,6 @@ class MemoryBank:
         k4, v4 = (b.view(r4_slots) for b in self.r4)
         k3, v3, k2, v2 = (b.view(fine_slots) for b in self.fine)
         return k4, v4, k3, v3, k2, v2
-
-    @property
-    def r4_length(self) -> int:
-        return self.kept + 1
 
 
 def frame_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:

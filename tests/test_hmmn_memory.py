@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+import hmmn.inference as inference
 from common.errors import UserError
 from hmmn.inference import GrowingSlots, MemoryBank, check_frame_size
-from hmmn.model import KernelGuidedMemory, crop_padding, padding_to_multiple
+from hmmn.model import HMMN, KernelGuidedMemory, crop_padding, padding_to_multiple
 
 
 def test_growing_slots_doubles_and_keeps_contents() -> None:
@@ -67,3 +68,32 @@ def test_too_small_frames_are_a_user_error() -> None:
     check_frame_size(64, 128)
     with pytest.raises(UserError, match="32 cells"):
         check_frame_size(48, 64)
+
+
+def test_growing_memory_gives_bitwise_the_same_as_concatenated_memory(monkeypatch) -> None:
+    """Strided views of the growing buffer vs contiguous copies (what upstream's torch.cat feeds the
+    matchers): identical logits, also across buffer growth (capacity 1 -> 2 -> 4)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = HMMN().eval()
+        generator = torch.Generator().manual_seed(1)
+        frames = (torch.rand(7, 64, 128, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        first = torch.zeros(1, 3, 64, 128)
+        first[0, 0] = 1
+        first[0, 0, 10:30, 20:60], first[0, 1, 10:30, 20:60] = 0, 1
+        first[0, 0, 35:60, 70:120], first[0, 2, 35:60, 70:120] = 0, 1
+
+        def run():
+            return [logits for _, logits, _ in inference.propagate(model, frames, first, 2, mem_every=2)]
+
+        monkeypatch.setattr(inference, "INITIAL_MEMORY_SLOTS", 1)
+        grown = run()
+        as_view = MemoryBank.tensors
+        monkeypatch.setattr(MemoryBank, "tensors", lambda self: tuple(t.contiguous() for t in as_view(self)))
+        concatenated = run()
+    finally:
+        torch.set_num_threads(threads)
+    assert model.Memory.state.slots == 4  # frames 0, 2, 4 kept + the previous frame
+    assert all(torch.equal(a, b) for a, b in zip(grown, concatenated))
