@@ -15,15 +15,17 @@ torch.set_num_threads(2)
 
 
 @lru_cache(maxsize=1)
-def _filled_state() -> Dict[str, torch.Tensor]:
+def _filled() -> tuple:
     model = TBD()
     fill_(model)
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    return model, {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def filled_model(mode: str = "eval") -> TBD:
-    model = TBD()
-    model.load_state_dict(_filled_state())
+    """The fixtures' weights, fresh for every case (a train step changes BatchNorm statistics and grads)."""
+    model, state = _filled()
+    model.load_state_dict(state)
+    model.zero_grad(set_to_none=True)
     return model.train() if mode == "train" else model.eval()
 
 
