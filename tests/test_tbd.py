@@ -144,3 +144,10 @@ def test_ytvos_custom_split_training(tmp_path: Path):
     with pytest.raises(UserError, match="video list not found"):
         main(["--train", "--stages", "ytvos", "--ytvos", str(ytvos), "--ytvos-train-list", str(lists / "nope.txt"),
               "--output-dir", str(tmp_path / "c2"), "--init", "scratch", "--device", "cpu"])
+
+
+def test_reproduce_table_lists_published_numbers():
+    from tbd.reproduce import format_table
+
+    table = format_table({"davis17-val": 79.5}, {"davis17-test-dev": "x.zip"})
+    assert "80.0" in table and "-0.5" in table and "server" in table and "77.8" in table
