@@ -209,6 +209,21 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     return summary
 
 
+def _check_dataset(davis_root: Path, sequences: Sequence[str]) -> None:
+    """The framework would try to download missing scribbles/annotations; say what is missing instead."""
+    from davisinteractive.dataset import Davis
+
+    for seq in sequences:
+        info = Davis.dataset[seq]
+        needed = [davis_root / "Scribbles" / seq / f"{i:03d}.json" for i in range(1, info["num_scribbles"] + 1)]
+        needed += [davis_root / "Annotations" / "480p" / seq / f"{f:05d}.png" for f in range(info["num_frames"])]
+        missing = [p for p in needed if not p.is_file()]
+        if missing:
+            raise UserError(f"{missing[0]} not found ({len(missing)} file(s) of sequence {seq!r} missing); --davis "
+                            "must hold DAVIS 2017 trainval 480p with the interactive scribbles "
+                            "(DAVIS-2017-scribbles-trainval.zip), or restrict the run with --sequences")
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gis.ivos_main_davis", description=__doc__.split("\n\n")[0],
@@ -244,23 +259,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if not args.davis.is_dir():
         raise UserError(f"DAVIS root not found: {args.davis}; pass --davis")
-    device = pick_device(args.device)
-    weights = None if args.weights.lower() == "none" else args.weights
-    net, origin = load_net(weights, device)
-    print(f"GIS-RAmap on {device}; {origin}")
+    if args.max_interactions < 1:
+        raise UserError(f"--max-interactions must be at least 1, got {args.max_interactions}")
     register = registered_sequences(args.davis, args.subset, args.sequences) if args.sequences else nullcontext()
     with torch.no_grad(), register:
-        for metric in args.metric:
-            final = args.output / result_dir_name(metric, args.guide)
-            if final.exists() and not args.overwrite:
-                raise UserError(f"{final} exists; pass --overwrite or choose another --output")
+        sequences = Davis.sets[args.subset]
+        _check_dataset(args.davis, sequences)
+        samples = [(s, i) for s in sorted(sequences) for i in args.scribble_indices
+                   if i <= Davis.dataset[s]["num_scribbles"]]
+        if not samples:
+            raise UserError(f"no scribble samples for subset {args.subset!r} and indices {args.scribble_indices}")
+        finals = [args.output / result_dir_name(metric, args.guide) for metric in args.metric]
+        existing = [f for f in finals if f.exists()]
+        if existing and not args.overwrite:
+            raise UserError(f"{existing[0]} exists; pass --overwrite or choose another --output")
+        device = pick_device(args.device)
+        weights = None if args.weights.lower() == "none" else args.weights
+        net, origin = load_net(weights, device)
+        print(f"GIS-RAmap on {device}; {origin}")
+        for metric, final in zip(args.metric, finals):
             partial = final.with_name(final.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
-            sequences = Davis.sets[args.subset]
-            samples = [(s, i) for s in sorted(sequences) for i in args.scribble_indices
-                       if i <= Davis.dataset[s]["num_scribbles"]]
-            if not samples:
-                raise UserError(f"no scribble samples for subset {args.subset!r}; is {args.davis}/Scribbles there?")
             summary = run_ivos(net, args.davis, partial, metric=metric, guide=args.guide, subset=args.subset,
                                samples=samples, max_interactions=args.max_interactions, max_time=args.max_time,
                                proportion=args.proportion, dilation=args.dilation, min_nb_nodes=args.min_nb_nodes,
