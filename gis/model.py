@@ -417,12 +417,12 @@ def load_net(weights: Optional[str], device: torch.device, *, seed: int = 0) -> 
     """
     from common import weights as registry
 
-    net = GISNet()
     if weights is None:
-        torch.manual_seed(seed)
-        net = GISNet()  # rebuilt under the seed so the random initialisation is reproducible
+        torch.manual_seed(seed)  # a reproducible random initialisation
+        net = GISNet()
         origin = f"seeded random initialisation (seed {seed}); pass --weights for real results"
     else:
+        net = GISNet()
         registry.load_into(net, weights)
         origin = f"weights: {weights}"
     return net.to(device).eval(), origin
