@@ -38,7 +38,6 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def filled_model() -> HMMN:
-    torch.set_grad_enabled(False)
     model = HMMN()
     assert_matches_manifest(model, "hmmn")
     fill_(model)
@@ -128,7 +127,8 @@ def test_hmmn_parity(case_path, filled_model: HMMN) -> None:
     case = load_case(case_path)
     model = model_for(case, filled_model)
     adapters: Dict[str, object] = {kind: (lambda c, f=fn: f(c, model)) for kind, fn in ADAPTERS.items()}
-    dispatch(case, adapters)  # type: ignore[arg-type]
+    with torch.no_grad():  # scoped: a global switch would leak into other modules' training tests
+        dispatch(case, adapters)  # type: ignore[arg-type]
 
 
 def test_checkpoint_with_dataparallel_prefix_loads(filled_model: HMMN, tmp_path) -> None:
