@@ -95,14 +95,15 @@ def run_test(args, device: torch.device) -> Dict[str, dict]:
         root = args.davis if family == "davis" else args.ytvos
         if root is None:
             raise UserError(f"test set {name} needs --{family} PATH")
+        # the dataset layout is checked before any weights are downloaded
+        dataset = DAVIS(root, year=year, split=split) if family == "davis" else YouTubeVOS(root, year=year,
+                                                                                           split=split)
         weights = args.weights or DEFAULT_WEIGHTS[family]
         if weights not in models:
             model = EMVOS()
             load_weights(model, weights)
             models[weights] = model.eval().to(device)
         model = models[weights]
-        dataset = DAVIS(root, year=year, split=split) if family == "davis" else YouTubeVOS(root, year=year,
-                                                                                           split=split)
         out = args.output / folder
         print(f"== {name}: {len(dataset.videos())} videos, weights {weights} -> {out}")
         stats = run_videos(dataset.videos(), lambda v: segment_video(model, v, device, resize=not args.no_resize),

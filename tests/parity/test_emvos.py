@@ -14,7 +14,18 @@ from emvos.train import emvos_forward_clip
 from tests.parity.harness import (assert_close, assert_masks_agree, assert_matches_manifest, cases, dispatch, fill_,
                                   load_case)
 
-torch.set_num_threads(2)
+# The fixtures were recorded with 2 threads. With 1 thread the float32 gradient of `vos.matcher.conv2` (the key of
+# the nearly saturated softmax) moves by ~3% (float64 agrees with the fixture within 0.4%), past its 2e-2 tolerance.
+PARITY_THREADS = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def parity_threads():
+    """Set per module, not at import: other test modules pick their own thread count when collected."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(PARITY_THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

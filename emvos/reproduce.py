@@ -1,0 +1,62 @@
+"""`make reproduce-emvos`: the official EMVOS weights on DAVIS 2016/2017 val, J&F table and fps.
+
+    python -m emvos.reproduce --davis data/DAVIS --output outputs/emvos [--device cuda] [--test-dev]
+        [--ytvos data/YTVOS18] [--weights PATH] [--native-size]
+
+Fetches `emvos-coco_davis` (committed in the official repository) into the weights cache, segments both
+val sets with the official evaluator's settings, scores them in-process and prints one row per set.
+`--test-dev` / `--ytvos` also write the server submissions (YouTube-VOS with `emvos-coco_ytvos`).
+Reruns resume: finished videos are skipped. The official repository publishes no score table of its own;
+compare with the EMVOS paper (arXiv 2209.03139).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from common.device import add_device_argument, pick_device
+from common.errors import run_cli
+from emvos import run
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emvos.reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root")
+    parser.add_argument("--ytvos", type=Path, default=None, help="YouTube-VOS 2018 root: also its submission")
+    parser.add_argument("--output", type=Path, default=Path("outputs/emvos"), help="results folder")
+    parser.add_argument("--test-dev", action="store_true", help="also DAVIS 2017 test-dev (submission zip)")
+    parser.add_argument("--weights", default=None, help="checkpoint instead of the official ones")
+    parser.add_argument("--native-size", action="store_true", help="skip the 480p rule (small test data only)")
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+
+    sets = ["davis16-val", "davis17-val"] + (["davis17-test-dev"] if args.test_dev else [])
+    sets += ["ytvos18-valid"] if args.ytvos is not None else []
+    test_argv = ["--test", "--davis", str(args.davis), "--output", str(args.output), "--sets", *sets]
+    if args.ytvos is not None:
+        test_argv += ["--ytvos", str(args.ytvos)]
+    if args.weights:
+        test_argv += ["--weights", args.weights]
+    if args.native_size:
+        test_argv.append("--no-resize")
+    if args.device:
+        test_argv += ["--device", args.device]
+    test_args = run.build_parser().parse_args(test_argv)
+    device = pick_device(args.device)
+    summary = run.run_test(test_args, device)
+
+    print(f"\nEMVOS reproduction ({device}); J&F-Mean / J-Mean / F-Mean in %")
+    print(f"{'benchmark':<18}{'J&F':>8}{'J':>8}{'F':>8}{'fps':>8}")
+    for name, row in summary.items():
+        if "J&F-Mean" in row:
+            print(f"{name:<18}{100 * row['J&F-Mean']:>8.1f}{100 * row['J-Mean']:>8.1f}{100 * row['F-Mean']:>8.1f}"
+                  f"{row['fps']:>8.1f}")
+        else:
+            print(f"{name:<18}{'server':>8}{'':>8}{'':>8}{row['fps']:>8.1f}  (submission zip in {args.output})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,97 @@
+"""EMVOS end to end on the synthetic sample: both training stages (CPU, tiny crops), resume, then --test."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.errors import UserError
+from common.synthetic import make_coco_sample, make_davis_sample
+from emvos.run import main
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Faster than 2 threads on the shared 2-core test box; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("emvos_data")
+    return {"coco": make_coco_sample(root / "COCO", n_images=2, height=48, width=64),
+            "davis": make_davis_sample(root / "DAVIS", n_videos=1, n_frames=4, height=48, width=64, n_train=1,
+                                       n_test_dev=1)}
+
+
+def train_args(roots: dict, out: Path, epochs: int) -> list:
+    return ["--train", "--coco", str(roots["coco"]), "--davis", str(roots["davis"]), "--stages", "coco,davis",
+            "--output-dir", str(out), "--init", "scratch", "--device", "cpu", "--workers", "0",
+            "--epochs", str(epochs), "--batch-size", "2", "--clips-per-epoch", "2", "--save-step", "1",
+            "--val-step", "2", "--crop", "32", "--short-side", "48", "--min-fg-pixels", "8",
+            "--coco-clip-length", "3", "--video-clip-length", "3"]
+
+
+def log_epochs(path: Path) -> list:
+    return [json.loads(line)["epoch"] for line in path.read_text().splitlines()]
+
+
+def test_train_resume_then_test(roots, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    main(train_args(roots, ckpt, epochs=1))
+    for stage in ("coco", "coco_davis"):
+        assert (ckpt / f"{stage}_0001.pth").is_file() and (ckpt / f"{stage}_last.pth").is_file()
+    with pytest.raises(UserError, match="--resume"):
+        main(train_args(roots, ckpt, epochs=2))
+
+    main(train_args(roots, ckpt, epochs=2) + ["--resume"])  # one more epoch per stage, validated at epoch 2
+    for stage in ("coco", "coco_davis"):
+        assert log_epochs(ckpt / f"{stage}_log.jsonl") == [1, 2]
+        last = torch.load(ckpt / f"{stage}_last.pth", weights_only=True)
+        assert last["epoch"] == 2 and last["optimizer"]["state"]  # Adam moments came back and went on
+    scores = [json.loads(line)["score"] for line in (ckpt / "coco_davis_log.jsonl").read_text().splitlines()]
+    assert scores[0] is None and 0.0 <= scores[1] <= 1.0
+
+    out = tmp_path / "results"
+    main(["--test", "--davis", str(roots["davis"]), "--sets", "davis17-val", "davis17-test-dev",
+          "--weights", str(ckpt / "coco_davis_0002.pth"), "--output", str(out), "--device", "cpu", "--no-resize"])
+    assert sorted(p.name for p in (out / "DAVIS17_val" / "synth-val-00").iterdir()) == [
+        f"{i:05d}.png" for i in range(4)]
+    assert (out / "DAVIS17_val_scores").is_dir() and any((out / "DAVIS17_val_scores").iterdir())
+    with zipfile.ZipFile(out / "DAVIS17_test-dev.zip") as archive:
+        assert "synth-test-00/00003.png" in archive.namelist()
+
+
+def test_480p_rule():
+    from emvos.inference import resize_to_480p
+
+    imgs = torch.rand(1, 2, 3, 60, 80)
+    big = torch.zeros(1, 1, 60, 80, dtype=torch.long)
+    big[..., 10:50, 10:70] = 1
+    out, masks = resize_to_480p(imgs, [big, None])
+    assert out.shape == (1, 2, 3, 480, 640) and masks[0].shape == (1, 1, 480, 640) and masks[1] is None
+    tiny = torch.zeros(1, 1, 60, 80, dtype=torch.long)
+    tiny[..., 0:2, 0:2] = 2  # 4 px -> 256 px at 480p: under 1000, so the original size is kept
+    out, masks = resize_to_480p(imgs, [big + tiny * (big == 0), None])
+    assert out is imgs
+    tall = torch.rand(1, 1, 3, 100, 50)
+    assert resize_to_480p(tall, [torch.ones(1, 1, 100, 50, dtype=torch.long)])[0].shape[-2:] == (960, 480)
+
+
+def test_bad_inputs(roots, tmp_path):
+    with pytest.raises(UserError, match="--coco"):
+        main(["--train", "--stages", "coco", "--init", "scratch", "--output-dir", str(tmp_path)])
+    with pytest.raises(UserError, match="COCO root"):
+        main(["--train", "--stages", "coco", "--coco", str(tmp_path / "missing"), "--init", "scratch",
+              "--output-dir", str(tmp_path)])
+    with pytest.raises(UserError, match="unknown training stage"):
+        main(["--train", "--stages", "kinetics", "--init", "scratch", "--output-dir", str(tmp_path)])
+    with pytest.raises(UserError, match="--davis"):
+        main(["--test"])
