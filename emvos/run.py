@@ -126,7 +126,10 @@ def run_train(args, device: torch.device) -> List[Path]:
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     seed_everything(args.seed)  # before the model is built, as upstream
-    if args.init == "imagenet":
+    first_checkpoint = args.output_dir / f"{stages[0] if stages else ''}_last.pth"
+    if args.init == "imagenet" and args.resume and first_checkpoint.exists():
+        model = EMVOS()  # every weight comes back from the checkpoint: no need for the ImageNet download
+    elif args.init == "imagenet":
         try:
             model = EMVOS(imagenet_pretrained=True)
         except Exception as err:  # torchvision download: no network, no cache

@@ -50,6 +50,24 @@ def test_davis_clips(data, recipe):
     check_clip(clips[0], 6, 32, 8)  # 6 > 4 frames: the last frame repeats, as upstream
 
 
+def test_ytvos_clips(data, tmp_path, capsys):
+    import shutil
+
+    davis = Path(data["davis"])
+    for kind in ("JPEGImages", "Annotations"):
+        for video in ("synth-train-00", "synth-train-01", "synth-val-00"):
+            shutil.copytree(davis / kind / "480p" / video, tmp_path / "train" / kind / video)
+    recipe = EMVOS_VIDEO.scaled(output_size=(32, 32), clip_length=3, min_fg_pixels=8, short_side=48)
+    clips = ytvos_train_clips(tmp_path, recipe, 2)  # no ImageSets/train.txt: every training video, with a notice
+    assert "not found" in capsys.readouterr().out and len(clips.videos) == 3
+    check_clip(clips[0], 3, 32, 8)
+    (tmp_path / "ImageSets").mkdir()
+    (tmp_path / "ImageSets" / "cho_train.txt").write_text("synth-train-00\n")
+    assert [v[0] for v in ytvos_train_clips(tmp_path, recipe, 2, video_list="cho_train").videos] == ["synth-train-00"]
+    with pytest.raises(UserError, match="cho_val.txt"):
+        ytvos_train_clips(tmp_path, recipe, 2, video_list="cho_val")
+
+
 def test_clips_are_reproducible(data):
     recipe = EMVOS_COCO.scaled(output_size=(32, 32), short_side=48, min_fg_pixels=8)
     random.seed(5)
