@@ -30,9 +30,8 @@ NO_OBJECT = -1
 class AffineRecipe:
     """Random affine of the static-image clips: angle, scale and shear drawn per frame and accumulated.
 
-    `translate` is the fraction of the image size of the official EMVOS random translation; EMVOS draws
-    it (with 0 as its bound) and TBD does not draw it at all, which matters only for the RNG sequence,
-    so `draw_translation` says whether to consume those two numbers.
+    Neither paper translates: EMVOS draws a translation with bound 0 (two random numbers, always 0) and TBD
+    draws none, which matters only for the RNG sequence, so `draw_translation` says whether to consume them.
     """
     degree: float
     scale_range: Tuple[float, float]
@@ -182,7 +181,7 @@ def _select(label: torch.Tensor, object_id: int) -> torch.Tensor:
 class ClipAugmenter:
     """Turns a list of (RGB image, label image) frames into one training clip.
 
-    Call `flips(rng)` once per clip *where the official loader draws them*, then `__call__`. Returns
+    Draw the flips with `draw_flips(rng)` once per clip *where the official loader draws them*, then call it. Returns
     `imgs` float `[L, 3, H, W]` in [0, 1] and `masks` int64 `[L, 1, H, W]` in {0, 1}.
     """
 
