@@ -8,6 +8,10 @@ benchmark scores (`video.scored_frames`) as ``output_dir/<video>/<frame name>.pn
 into a hidden temporary folder and renamed into place when complete, so an interrupted run leaves only
 finished videos, and a rerun skips them. Only `segment` is timed (CUDA-synchronised), as the official
 testers time only the model call.
+
+Under torchrun pass `dist=init_distributed(device)`: each rank segments its shard of the videos
+(`common.distributed.shard`: sorted by name, round robin) and all ranks meet at a barrier before
+`run_videos` returns, so rank 0 can then score or zip the complete folder.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, List, Mapping, Union
+from typing import Callable, Iterable, List, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -24,6 +28,7 @@ from tqdm import tqdm
 
 from common.datasets import Video
 from common.device import Stopwatch
+from common.distributed import DistContext, shard
 from common.errors import UserError
 from common.palette import write_label_png
 
@@ -115,16 +120,22 @@ def _write_video(folder: Path, video: Video, labels: Mapping[int, np.ndarray]) -
 
 def run_videos(videos: Iterable[Video], segment: Segmenter, output_dir: PathLike, *,
                device: Union[torch.device, str], desc: str = "segmenting",
-               overwrite: bool = False) -> RunStats:
+               overwrite: bool = False, dist: Optional[DistContext] = None) -> RunStats:
     """Segment every video not already finished under `output_dir`; return per-video and total timing.
 
     Frames written are `video.scored_frames` (extra label maps returned by `segment` are ignored, e.g. the
-    unscored YouTube-VOS frames). `overwrite=True` redoes finished videos too.
+    unscored YouTube-VOS frames). `overwrite=True` redoes finished videos too. With an enabled `dist`
+    context only this rank's shard is segmented, every rank waits for the others before returning, and
+    the returned stats are this rank's.
     """
     device = torch.device(device)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    videos = list(videos)
+    distributed = dist is not None and dist.enabled
+    videos = shard(videos, dist)
+    if distributed:
+        assert dist is not None
+        desc = f"{desc} [rank {dist.rank}/{dist.world_size}]"
     stats = RunStats()
     bar = tqdm(videos, desc=desc, unit="video", dynamic_ncols=True)
     for video in bar:
@@ -145,6 +156,9 @@ def run_videos(videos: Iterable[Video], segment: Segmenter, output_dir: PathLike
         tqdm.write(f"skipped {len(stats.skipped)} finished videos in {output_dir} (resume)")
     if stats.videos:
         tqdm.write(f"total: {stats.summary()}")
+    if distributed:
+        assert dist is not None
+        dist.barrier()  # every rank's videos are on disk before anyone scores or zips the folder
     return stats
 
 
