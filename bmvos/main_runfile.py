@@ -26,6 +26,7 @@ from bmvos.inference import SHORT_SIDE, make_segmenter
 from bmvos.model import BMVOS
 from common.datasets import DAVIS, Video, YouTubeVOS
 from common.device import add_device_argument, pick_device
+from common.distributed import DistContext, init_distributed
 from common.errors import UserError, run_cli
 from common.evaluate import EvalResult, evaluate
 from common.runner import run_videos, zip_submission
@@ -87,14 +88,20 @@ def build_model(model_name: str, weights: Optional[Path], device: torch.device) 
 
 def run_benchmark(model: BMVOS, name: str, davis_root: Path, ytvos_root: Path, output: Path,
                   device: torch.device, short_side: Optional[int] = SHORT_SIDE,
-                  eval_workers: Optional[int] = None, overwrite: bool = False) -> Optional[EvalResult]:
-    """Segment every video of `name` into output/<name>/; score it or pack the submission zip."""
+                  eval_workers: Optional[int] = None, overwrite: bool = False,
+                  dist: Optional[DistContext] = None) -> Optional[EvalResult]:
+    """Segment every video of `name` into output/<name>/; score it or pack the submission zip.
+
+    Under torchrun (`dist` enabled) each rank segments its share of the videos; rank 0 alone scores or zips
+    the merged folder (after run_videos' barrier) and returns the result, the other ranks return None."""
     bench = DATASETS[name]
     videos = load_videos(bench, davis_root, ytvos_root)
     results = output / name
     stats = run_videos(videos, make_segmenter(model, short_side), results, device=device, desc=f"BMVOS {name}",
-                       overwrite=overwrite)
+                       overwrite=overwrite, dist=dist)
     print(f"{name}: {stats.summary()}")
+    if dist is not None and not dist.is_main:
+        return None
     if bench.local_scoring:
         result = evaluate(davis_root, results, split=bench.split, year=bench.year, workers=eval_workers)
         print(result.format_table())
@@ -152,10 +159,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device = pick_device(args.device)
     if args.device is None and device.type == "cpu":
         print("notice: no GPU found; running BMVOS on the CPU (slow)", file=sys.stderr)
+    ctx = init_distributed(device)  # torchrun: this rank's GPU and its share of the videos; else a no-op
+    device = ctx.device
     model = build_model(model_name, weights, device)
     for name in names:
         run_benchmark(model, name, davis_root, ytvos_root, output, device,
-                      None if args.native_size else SHORT_SIDE, args.eval_workers, args.overwrite)
+                      None if args.native_size else SHORT_SIDE, args.eval_workers, args.overwrite, dist=ctx)
     return 0
 
 
