@@ -10,6 +10,20 @@ cross-entropy over frames 1..L-1, Adam step, and the running loss / foreground-I
 BatchNorm: the official run scripts build the model with `.eval()` and never call `.train()`, so the
 encoder's BatchNorm layers use their running statistics during training. That is the default here;
 `TrainConfig.bn_train=True` trains in train() mode instead (validation always runs in eval()).
+
+Distributed (`torchrun --nproc_per_node=N -m <paper>.train ...`): the Trainer joins the torchrun process group
+itself (`common.distributed.init_distributed`; a plain run is untouched) and trains with
+DistributedDataParallel. `batch_size` stays the paper's *global* batch: each of the N ranks loads
+batch_size / N clips through a DistributedSampler, so an epoch has as many optimizer steps as on one GPU and
+DDP's gradient average equals the single-process mean loss. Ranks draw different clips (every RNG is
+re-seeded with the rank after the caller's common seed, so the model still starts identical); the skip rule
+and the NaN check are decided over all ranks (a global batch is skipped when any clip in it is unusable, as
+upstream skips a batch). Rank 0 alone validates, writes checkpoints and the log; resume checkpoints hold
+every rank's RNG state. DDP only synchronises `forward`, so the paper's `forward_clip` is wrapped as the
+forward of a small module; `find_unused_parameters=True` because the encoder runs under no_grad (it is not
+trained) and gets no gradient: DDP then leaves those gradients None on every rank, so Adam skips them exactly
+as in a single-process run. BatchNorm is not synchronised (official default: eval(), running statistics);
+with `bn_train` DDP broadcasts rank 0's buffers each step. Swap-and-attach draws once per rank's share.
 """
 from __future__ import annotations
 
@@ -25,9 +39,10 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from common.distributed import DistContext, init_distributed
 from common.errors import UserError
 from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach
 
@@ -136,6 +151,31 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _reseed_for_rank(rank: int) -> None:
+    """Give each DDP rank its own random stream (clips, swap-and-attach, DataLoader worker seeds).
+
+    Derived from torch's current seed, which the caller set alike on every rank before building the model
+    (DDP also broadcasts rank 0's weights), so a seeded distributed run repeats."""
+    seed = (torch.initial_seed() + 1_000_003 * rank) % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _ClipStep(nn.Module):
+    """`forward(imgs, masks) = forward_clip(model, imgs, masks)`: the paper's training forward as a module's
+    `forward`, which is what DistributedDataParallel wraps and synchronises (papers train through
+    `forward_train` or extra arguments). Holds `model` itself, so its parameters are DDP's parameters."""
+
+    def __init__(self, model: nn.Module, forward_clip: ForwardClip) -> None:
+        super().__init__()
+        self.model = model
+        self.forward_clip = forward_clip
+
+    def forward(self, imgs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return self.forward_clip(self.model, imgs, masks)
+
+
 class Trainer:
     """Runs one stage: `Trainer(model, forward_clip, train_set, config, out_dir, device, validate).train()`.
 
@@ -148,16 +188,32 @@ class Trainer:
 
     def __init__(self, model: nn.Module, forward_clip: ForwardClip, train_set: Dataset, config: TrainConfig,
                  out_dir: Path, device: torch.device, validate: Optional[Validate] = None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, dist: Optional[DistContext] = None) -> None:
+        # dist=None: join torchrun's process group if launched by torchrun, else a plain single process
+        self.dist = dist if dist is not None else init_distributed(device)
+        device = self.dist.device  # cuda:<LOCAL_RANK> under torchrun; the requested device otherwise
         self.model = model.to(device)
         self.forward_clip = forward_clip
         self.config = config
         self.out_dir = Path(out_dir)
         self.device = device
         self.validate = validate
-        self.loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=config.shuffle,
-                                 num_workers=config.num_workers, pin_memory=device.type == "cuda")
+        self.sampler: Optional[DistributedSampler] = None
+        batch_size = config.batch_size
+        if self.dist.enabled:
+            batch_size = self._rank_batch_size()
+            self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                              shuffle=config.shuffle)
+            _reseed_for_rank(self.dist.rank)
+        self.loader = DataLoader(train_set, batch_size=batch_size, shuffle=config.shuffle and self.sampler is None,
+                                 sampler=self.sampler, num_workers=config.num_workers,
+                                 pin_memory=device.type == "cuda")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.step_module: nn.Module = _ClipStep(self.model, forward_clip)
+        if self.dist.enabled:
+            self.step_module = nn.parallel.DistributedDataParallel(
+                self.step_module, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True)  # the frozen encoder gets no gradient (see the module docstring)
         self.epoch = 0              # last completed epoch
         self.best_score = 0.0       # upstream starts at 0: a checkpoint is "best" only with a positive score
         self.score = 0.0
@@ -166,6 +222,22 @@ class Trainer:
         elif self.resume_path.exists():
             raise UserError(f"{self.resume_path} already exists; pass --resume to continue that run, or choose "
                             f"another output folder to start afresh")
+
+    def _rank_batch_size(self) -> int:
+        batch, ranks = self.config.batch_size, self.dist.world_size
+        if batch % ranks:
+            raise UserError(f"[{self.config.save_name}] the batch of {batch} clips cannot be split evenly over "
+                            f"{ranks} processes; the batch size is the global one (the paper's), so start a "
+                            f"number of processes that divides it (torchrun --nproc_per_node / --nnodes)")
+        return batch // ranks
+
+    def _everywhere(self, flag: bool) -> bool:
+        """True when `flag` holds on every rank (one tiny all-reduce; the flag itself in a single process)."""
+        if not self.dist.enabled:
+            return flag
+        value = torch.tensor([int(flag)], device=self.device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+        return bool(value.item())
 
     # -- paths
     def path(self, tag: str) -> Path:
@@ -186,46 +258,54 @@ class Trainer:
         if self.finished:
             print(f"[{cfg.save_name}] already finished ({self.epoch} epochs); using its final weights")
             return {"epoch": self.epoch, "best_score": self.best_score}
+        main = self.dist.is_main  # rank 0 validates, saves and logs; the others only train
         bar = tqdm(range(self.epoch + 1, cfg.epochs + 1), desc=f"train {cfg.save_name}", unit="epoch",
-                   initial=self.epoch, total=cfg.epochs, dynamic_ncols=True)
+                   initial=self.epoch, total=cfg.epochs, dynamic_ncols=True, disable=not main)
         for epoch in bar:
             loss, iou = self.train_epoch(epoch)
             validated = self.validate is not None and epoch % cfg.val_step == 0
-            if validated:
+            if validated and main:
                 self.score = self.run_validation()
                 tqdm.write(f"[{cfg.save_name} ep{epoch:04d}] loss {loss:.5f}  iou {iou:.5f}  J&F {self.score:.5f}")
             bar.set_postfix(loss=f"{loss:.4f}", iou=f"{iou:.4f}")
             self.epoch = epoch
-            if epoch % cfg.save_step == 0:
+            if main and epoch % cfg.save_step == 0:
                 atomic_save(self.model.state_dict(), self.path(f"{epoch:04d}"))
-            if self.score > self.best_score:
+            if main and self.score > self.best_score:
                 tqdm.write(f"[{cfg.save_name}] new best checkpoint after epoch {epoch} (score {self.score:.5f})")
                 self.best_score = self.score
                 atomic_save(self.model.state_dict(), self.path("best"))
-            self._log({"epoch": epoch, "loss": loss, "iou": iou, "score": self.score if validated else None})
+            if main:
+                self._log({"epoch": epoch, "loss": loss, "iou": iou, "score": self.score if validated else None})
             every = cfg.resume_every
             if (every and epoch % every == 0) or validated or epoch % cfg.save_step == 0 or epoch == cfg.epochs:
-                self.save_resume_checkpoint()
+                self.save_resume_checkpoint()  # collective under DDP (gathers every rank's RNG state)
+            self.dist.barrier()  # no rank runs ahead of rank 0's validation and checkpoints
         bar.close()
-        print(f"[{cfg.save_name}] finished training ({cfg.epochs} epochs, best score {self.best_score:.5f})")
+        if main:
+            print(f"[{cfg.save_name}] finished training ({cfg.epochs} epochs, best score {self.best_score:.5f})")
         return {"epoch": self.epoch, "best_score": self.best_score}
 
     def train_epoch(self, epoch: int) -> tuple:
         cfg = self.config
         self.model.train(cfg.bn_train)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
         loss_meter, iou_meter = _Mean(), _Mean()
         for step, batch in enumerate(self.loader):
             imgs = batch["imgs"].to(self.device, non_blocking=True)
             masks = batch["masks"].to(self.device, non_blocking=True)
             if cfg.swap_attach_probability > 0:
                 imgs, masks = maybe_swap_and_attach(imgs, masks, cfg.swap_attach_probability)
-            if not has_one_object_each(masks):
+            if not self._everywhere(has_one_object_each(masks)):  # DDP: every rank skips the same steps
                 continue
-            scores = self.forward_clip(self.model, imgs, masks)
+            scores = self.step_module(imgs, masks)
             loss = clip_loss(scores, masks)
-            if not torch.isfinite(loss):
+            if not self._everywhere(bool(torch.isfinite(loss))):  # DDP: all ranks stop together
+                where = f" (rank {self.dist.rank}; some rank's loss was not finite)" if self.dist.enabled else ""
                 raise LossNotFinite(
-                    f"[{cfg.save_name}] loss became {loss.item()} at epoch {epoch}, batch {step}; training stopped. "
+                    f"[{cfg.save_name}] loss became {loss.item()}{where} at epoch {epoch}, batch {step}; "
+                    f"training stopped. "
                     f"The last good state is {self.resume_path if self.resume_path.exists() else 'not saved yet'}; "
                     f"resume from it (--resume) with a lower learning rate or check the training data")
             self.optimizer.zero_grad()
@@ -235,6 +315,11 @@ class Trainer:
             h, w = scores.shape[-2:]
             loss_meter.update(loss.item(), b)
             iou_meter.update(fg_iou(scores.detach().reshape(-1, 2, h, w), masks[:, 1:].reshape(-1, h, w)).item(), b)
+        if self.dist.enabled:  # the log and the bar show the global batch's statistics
+            totals = torch.tensor([loss_meter.sum, loss_meter.count, iou_meter.sum, iou_meter.count],
+                                  dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(totals)
+            loss_meter.sum, loss_meter.count, iou_meter.sum, iou_meter.count = totals.tolist()
         return loss_meter.avg, iou_meter.avg
 
     def run_validation(self) -> float:
@@ -248,14 +333,24 @@ class Trainer:
 
     # -- checkpoints
     def save_resume_checkpoint(self) -> None:
+        """Rank 0 writes it; under DDP every rank must call this (it gathers their RNG states)."""
+        rng = _rng_state()
+        rank_rngs = None
+        if self.dist.enabled:
+            rank_rngs = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(rank_rngs, rng)
+        if not self.dist.is_main:
+            return
+        extra = {} if rank_rngs is None else {"rank_rng": rank_rngs}
         atomic_save({
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "best_score": self.best_score,
             "score": self.score,
-            "rng": _rng_state(),
+            "rng": rng,
             "config": asdict(self.config),
+            **extra,
         }, self.resume_path)
 
     def load_resume_checkpoint(self) -> bool:
@@ -272,8 +367,15 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.best_score = float(state["best_score"])
         self.score = float(state["score"])
-        _set_rng_state(state["rng"])
-        print(f"[{self.config.save_name}] resumed from {path} after epoch {self.epoch}")
+        rank_rngs = state.get("rank_rng")
+        if self.dist.enabled and rank_rngs is not None and len(rank_rngs) == self.dist.world_size:
+            _set_rng_state(rank_rngs[self.dist.rank])  # each rank continues its own random stream
+        else:
+            _set_rng_state(state["rng"])
+            if self.dist.enabled:  # another world size than the saved run: fresh per-rank streams
+                _reseed_for_rank(self.dist.rank)
+        if self.dist.is_main:
+            print(f"[{self.config.save_name}] resumed from {path} after epoch {self.epoch}")
         return True
 
     def _log(self, record: Dict[str, Any]) -> None:
