@@ -11,6 +11,7 @@ from common.datasets import DAVIS, Video
 from common.evaluate import evaluate
 from common.runner import run_videos
 from common.weights import cached_path, load_into
+from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
 from emvos.model import EMVOS
 
@@ -56,7 +57,9 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return evaluate(davis_root, out_dir / "DAVIS17_val", split="val", year=2017, progress=False).global_row
 
 
-def make_segmenter(device: torch.device) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks)."""
+def make_segmenter(device: torch.device, fast: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks);
+    `fast=True`: the batched fast mode (`emvos.fast`) instead of the faithful per-object loop."""
     model = seeded_model(device)
-    return lambda video: segment_video(model, video, device)
+    runner = FastEMVOS(model) if fast else model
+    return lambda video: segment_video(runner, video, device)

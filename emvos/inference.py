@@ -8,7 +8,7 @@ only matters for videos that are not 480p, i.e. YouTube-VOS, never for DAVIS 480
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -51,9 +51,11 @@ def resize_to_480p(imgs: torch.Tensor, given_masks: List[Optional[torch.Tensor]]
 
 
 @torch.no_grad()
-def segment_video(model: torch.nn.Module, video: Video, device: torch.device,
+def segment_video(model: Callable[..., Dict[str, torch.Tensor]], video: Video, device: torch.device,
                   resize: bool = True) -> Dict[int, np.ndarray]:
-    """`{frame index: uint8 [H, W] label map}` for every frame of `video` (frame 0 = the given mask)."""
+    """`{frame index: uint8 [H, W] label map}` for every frame of `video` (frame 0 = the given mask).
+
+    `model` is an `EMVOS` (faithful) or an `emvos.fast.FastEMVOS` (same call)."""
     imgs, given = video_tensors(video, device)
     height, width = imgs.shape[-2:]
     if resize:

@@ -1,7 +1,8 @@
 """`make reproduce-emvos`: the official EMVOS weights on DAVIS 2016/2017 val, J&F table and fps.
 
     python -m emvos.reproduce --davis data/DAVIS --output outputs/emvos [--device cuda] [--test-dev]
-        [--ytvos data/YTVOS18] [--weights PATH] [--native-size]
+        [--ytvos data/YTVOS18] [--weights PATH] [--native-size] [--fast]
+    torchrun --nproc_per_node=N -m emvos.reproduce ...   (videos sharded over N processes; rank 0 prints)
 
 Fetches `emvos-coco_davis` (committed in the official repository) into the weights cache, segments both
 val sets with the official evaluator's settings, scores them in-process and prints one row per set.
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from common.device import add_device_argument, pick_device
+from common.distributed import init_distributed
 from common.errors import run_cli
 from emvos import run
 
@@ -29,6 +31,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--test-dev", action="store_true", help="also DAVIS 2017 test-dev (submission zip)")
     parser.add_argument("--weights", default=None, help="checkpoint instead of the official ones")
     parser.add_argument("--native-size", action="store_true", help="skip the 480p rule (small test data only)")
+    parser.add_argument("--fast", action="store_true", help="batched fast mode (see emvos.fast)")
     add_device_argument(parser)
     args = parser.parse_args(argv)
 
@@ -43,9 +46,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         test_argv.append("--no-resize")
     if args.device:
         test_argv += ["--device", args.device]
+    if args.fast:
+        test_argv.append("--fast")
     test_args = run.build_parser().parse_args(test_argv)
-    device = pick_device(args.device)
-    summary = run.run_test(test_args, device)
+    ctx = init_distributed(pick_device(args.device))
+    device = ctx.device
+    summary = run.run_test(test_args, device, dist=ctx)
+    if not ctx.is_main:
+        return 0
 
     print(f"\nEMVOS reproduction ({device}); J&F-Mean / J-Mean / F-Mean in %")
     print(f"{'benchmark':<18}{'J&F':>8}{'J':>8}{'F':>8}{'fps':>8}")

@@ -2,12 +2,16 @@
 
     python -m emvos.run --test --davis data/DAVIS [--ytvos data/YTVOS18] [--sets davis17-val ...]
                         [--weights emvos-coco_davis | PATH] [--output outputs/emvos] [--device cuda]
+                        [--fast [--compile]]
+    torchrun --nproc_per_node=N -m emvos.run --test ...      (videos sharded over N processes; rank 0 scores)
     python -m emvos.run --train --coco data/COCO --davis data/DAVIS [--stages coco,davis] [--output-dir ...]
                         [--resume] [--epochs N --batch-size N --crop N ...]   (smaller sizes for smoke runs)
 
 `--test` writes palette PNGs to `<output>/<SET>/<video>/<frame>.png` (finished videos are skipped on a rerun),
 prints per-video and total fps, and for the val sets the J&F table (also saved as CSV). test-dev and YouTube-VOS
-results are zipped for the challenge servers. `--train` runs the official two-stage recipe (see `emvos.train`).
+results are zipped for the challenge servers. `--fast` segments all objects of a frame in one batched pass
+(autocast on CUDA, channels_last; see `emvos.fast`); the default is the faithful, official order of operations.
+Under torchrun every rank segments its share of the videos; rank 0 alone scores, zips and prints the tables. `--train` runs the official two-stage recipe (see `emvos.train`).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from common.device import add_device_argument, pick_device, seed_everything
+from common.distributed import DistContext, init_distributed
 from common.errors import UserError, run_cli
 from emvos.model import EMVOS
 
@@ -49,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(default: emvos-coco_davis for DAVIS, emvos-coco_ytvos for YouTube-VOS)")
     t.add_argument("--output", type=Path, default=Path("outputs/emvos"), help="results folder")
     t.add_argument("--no-resize", action="store_true", help="run at the native size (skip the official 480p rule)")
+    t.add_argument("--fast", action="store_true",
+                   help="batched objects, shared matching, autocast on CUDA, channels_last (results agree with the "
+                        "default faithful mode within noise; see emvos.fast)")
+    t.add_argument("--compile", action="store_true", help="with --fast: torch.compile the encoder and decoder")
     r = p.add_argument_group("training")
     r.add_argument("--stages", default="coco,davis",
                    help="comma-separated stages in order: coco, davis, ytvos (default coco,davis as upstream)")
@@ -81,15 +90,22 @@ def load_weights(model: torch.nn.Module, weights: str) -> None:
     load_into(model, weights)
 
 
-def run_test(args, device: torch.device) -> Dict[str, dict]:
+def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> Dict[str, dict]:
+    """Segment, then score or zip each set; under torchrun (`dist` enabled) each rank segments its share of
+    the videos and only rank 0 scores and zips (after run_videos' barrier)."""
     from common.datasets import DAVIS, YouTubeVOS
     from common.evaluate import evaluate
     from common.runner import run_videos, zip_submission
+    from emvos.fast import FastEMVOS
     from emvos.inference import segment_video
+
+    if args.compile and not args.fast:
+        raise UserError("--compile applies to fast mode; add --fast")
+    is_main = dist is None or dist.is_main
 
     sets = args.sets or [s for s in TEST_SETS if TEST_SETS[s][1] == "davis" or args.ytvos is not None]
     summary: Dict[str, dict] = {}
-    models: Dict[str, EMVOS] = {}
+    models: Dict[str, object] = {}
     for name in sets:
         folder, family, year, split, scored = TEST_SETS[name]
         root = args.davis if family == "davis" else args.ytvos
@@ -102,13 +118,16 @@ def run_test(args, device: torch.device) -> Dict[str, dict]:
         if weights not in models:
             model = EMVOS()
             load_weights(model, weights)
-            models[weights] = model.eval().to(device)
+            model = model.eval().to(device)
+            models[weights] = FastEMVOS(model, compile=args.compile) if args.fast else model
         model = models[weights]
         out = args.output / folder
         print(f"== {name}: {len(dataset.videos())} videos, weights {weights} -> {out}")
         stats = run_videos(dataset.videos(), lambda v: segment_video(model, v, device, resize=not args.no_resize),
-                           out, device=device, desc=f"EMVOS {name}")
+                           out, device=device, desc=f"EMVOS {name}", dist=dist)
         summary[name] = {"fps": stats.fps, "frames": stats.total_frames}
+        if not is_main:
+            continue
         if scored:
             result = evaluate(root, out, split=split, year=year)
             print(result.format_table())
@@ -156,8 +175,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.test:
         if args.davis is None and args.ytvos is None:
             raise UserError("--test needs --davis PATH and/or --ytvos PATH")
+        ctx = init_distributed(device)  # torchrun: this rank's device and share of the videos; else a no-op
         with torch.no_grad():
-            run_test(args, device)
+            run_test(args, ctx.device, dist=ctx)
     else:
         run_train(args, device)
     return 0
