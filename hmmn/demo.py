@@ -10,6 +10,7 @@ import torch
 from common.datasets import Video
 from common.weights import cached_path
 from hmmn.eval_davis import run_split
+from hmmn.fast import FastHMMN
 from hmmn.inference import davis_segmenter, load_model
 from hmmn.model import HMMN
 
@@ -35,6 +36,8 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return result.global_row
 
 
-def make_segmenter(device: torch.device) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """DAVIS video -> label maps, seeded weights, upstream's memory schedule (for benchmarks)."""
-    return davis_segmenter(load_model(None, device), device)
+def make_segmenter(device: torch.device, fast: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """DAVIS video -> label maps, seeded weights, upstream's memory schedule (for benchmarks);
+    `fast=True`: hmmn.fast (float32, the verified setting)."""
+    model = load_model(None, device)
+    return davis_segmenter(FastHMMN(model) if fast else model, device)

@@ -11,6 +11,10 @@ in-process for train/val and prints the table (CSVs go next to the PNGs). `-viz`
 frames and an mp4 per sequence under `viz/<run>/`. DAVIS 2016 runs on binarised masks with one
 object; `-y 18|19` reads a YouTube-VOS root (valid/, valid_all_frames/) and writes
 `<output>/Annotations/...` plus `<output>/submission.zip`.
+
+`--fast` runs hmmn.fast (same results up to noise, J&F within 0.1; faster, see hmmn/README.md);
+`--compile` adds torch.compile to it. Under `torchrun --nproc_per_node=N -m hmmn.eval_davis ...`
+each rank segments its share of the sequences and rank 0 scores / zips the merged folder.
 """
 from __future__ import annotations
 
@@ -25,10 +29,12 @@ from tqdm import tqdm
 
 from common.datasets import DAVIS, Video, YouTubeVOS
 from common.device import add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
+from common.distributed import DistContext, init_distributed
 from common.errors import UserError, run_cli
 from common.evaluate import EvalResult, evaluate
 from common.palette import read_label_png
 from common.runner import RunStats, expected_files, run_videos, zip_submission
+from hmmn.fast import PRECISIONS, FastHMMN
 from hmmn.inference import LazyFrames, davis_segmenter, load_model, ytvos_segmenter
 from hmmn.viz import save_visualization
 
@@ -55,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mem-every", type=int, default=5,
                         help="keep every N-th frame in the /16 memory (default: 5, as upstream)")
     parser.add_argument("--overwrite", action="store_true", help="redo sequences that are already finished")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast inference (hmmn.fast): shared per-frame work, channels_last, chunked "
+                             "matching; results equal up to noise (J&F within 0.1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="--fast convolution precision (default fp32; bf16/fp16 autocast is faster on "
+                             "GPUs but not verified to keep J&F within 0.1)")
+    parser.add_argument("--compile", action="store_true", help="--fast: torch.compile encoders and decoder")
     add_device_argument(parser)
     return parser
 
@@ -99,8 +112,12 @@ def visualize(videos: Sequence[Video], results: Path, viz_dir: Path) -> None:
 
 def run_split(model: torch.nn.Module, device: torch.device, year: int, split: str, root: str, output: Path, *,
                mem_every: int = 5, viz_dir: Optional[Path] = None, overwrite: bool = False,
-               dataset=None) -> Optional[EvalResult]:
-    """Segment one benchmark split into `output`; J&F for train/val (None where a server scores it)."""
+               dataset=None, dist: Optional[DistContext] = None) -> Optional[EvalResult]:
+    """Segment one benchmark split into `output`; J&F for train/val (None where a server scores it).
+
+    With an enabled `dist` context each rank segments its shard; rank 0 alone visualises, scores or
+    zips the merged folder (after run_videos' barrier) and the other ranks return None.
+    """
     dataset = load_dataset(year, split, root) if dataset is None else dataset
     name = run_name(year, split)
     results = output / "Annotations" if year in YTVOS_YEARS else output
@@ -108,7 +125,12 @@ def run_split(model: torch.nn.Module, device: torch.device, year: int, split: st
           f"({len(dataset)} sequences), device {device}")
     make = davis_segmenter if year in DAVIS_YEARS else ytvos_segmenter
     segment = with_memory_report(make(model, device, mem_every), device)
-    stats: RunStats = run_videos(dataset.videos(), segment, results, device=device, desc=name, overwrite=overwrite)
+    stats: RunStats = run_videos(dataset.videos(), segment, results, device=device, desc=name, overwrite=overwrite,
+                                 dist=dist)
+    if dist is not None and not dist.is_main:
+        if stats.videos:
+            print(f"speed [rank {dist.rank}]: {stats.summary()}")
+        return None
     print(f"results: {results}")
     if viz_dir is not None:
         visualize(dataset.videos(), results, viz_dir)
@@ -135,14 +157,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"--mem-every must be at least 1, got {args.mem_every}")
     dataset = load_dataset(args.y, args.s, args.D)  # check the data before loading weights
     name = run_name(args.y, args.s)
-    device = pick_device(args.device)
+    if (args.compile or args.precision != "fp32") and not args.fast:
+        raise UserError("--compile and --precision apply to fast mode only; add --fast")
+    ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device and shard; else a no-op
+    device = ctx.device
     print(f"loading weights: {args.weights}")
     model = load_model(args.weights, device)
+    if args.fast:
+        model = FastHMMN(model, args.precision, compile=args.compile)
+        print(model.describe())
     if args.viz:
         print("--- producing mask-overlaid video outputs")
     run_split(model, device, args.y, args.s, args.D, args.output or Path("test") / name,
                mem_every=args.mem_every, viz_dir=(args.viz_dir or Path("viz") / name) if args.viz else None,
-               overwrite=args.overwrite, dataset=dataset)
+               overwrite=args.overwrite, dataset=dataset, dist=ctx)
     return 0
 
 
