@@ -9,7 +9,7 @@ import torch
 
 from bmvos.inference import SHORT_SIDE, make_segmenter as segmenter_for
 from bmvos.main_runfile import build_model, run_benchmark
-from bmvos.model import BMVOS
+from bmvos.model import BMVOS, FastBMVOS
 from common.datasets import Video
 from common.weights import cached_path
 
@@ -49,6 +49,8 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return result.global_row
 
 
-def make_segmenter(device: torch.device) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks)."""
-    return segmenter_for(seeded_model(device), SHORT_SIDE)
+def make_segmenter(device: torch.device, fast: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks);
+    `fast=True`: fast mode (`FastBMVOS`: objects batched, autocast on CUDA, channels_last)."""
+    model = seeded_model(device)
+    return segmenter_for(FastBMVOS(model) if fast else model, SHORT_SIDE)

@@ -10,19 +10,20 @@ DAVIS 480p frames already have a 480-pixel short side, so nothing is resized the
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bmvos.model import BMVOS
+from bmvos.model import BMVOS, FastBMVOS
 from common.datasets import Video
 
 SHORT_SIDE = 480
 MIN_OBJECT_PIXELS = 1000
 
 GivenMasks = List[Optional[torch.Tensor]]
+Segmenter = Union[BMVOS, FastBMVOS]  # faithful (default) or fast mode: same inputs, same outputs
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -66,7 +67,7 @@ def resize_like_official(imgs: torch.Tensor, given_masks: GivenMasks, short_side
 
 
 @torch.no_grad()
-def segment_video(model: BMVOS, video: Video, short_side: Optional[int] = SHORT_SIDE) -> Dict[int, np.ndarray]:
+def segment_video(model: Segmenter, video: Video, short_side: Optional[int] = SHORT_SIDE) -> Dict[int, np.ndarray]:
     """Label maps (uint8 `[H, W]` at the video's size) of every frame the model outputs.
 
     `short_side=None` skips the evaluator's resize (the model then runs at the stored size).
@@ -88,5 +89,6 @@ def segment_video(model: BMVOS, video: Video, short_side: Optional[int] = SHORT_
     return {frame: masks[n] for n, frame in enumerate(out.frame_ids)}
 
 
-def make_segmenter(model: BMVOS, short_side: Optional[int] = SHORT_SIDE) -> Callable[[Video], Dict[int, np.ndarray]]:
+def make_segmenter(model: Segmenter,
+                   short_side: Optional[int] = SHORT_SIDE) -> Callable[[Video], Dict[int, np.ndarray]]:
     return lambda video: segment_video(model, video, short_side)

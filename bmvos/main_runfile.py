@@ -3,11 +3,15 @@
     python -m bmvos.main_runfile --model davis --dataset DAVIS17_val
     python -m bmvos.main_runfile --dataset DAVIS16_val,DAVIS17_val --davis data/DAVIS --device cuda
     python -m bmvos.main_runfile --model ytvos --dataset YTVOS18_val --ytvos data/YTVOS18
+    python -m bmvos.main_runfile --dataset DAVIS17_val --device cuda --fast [--compile]
+    torchrun --nproc_per_node=N -m bmvos.main_runfile --dataset YTVOS18_val ...   (videos sharded over N ranks)
     python -m bmvos.main_runfile --train ...          (training; see `python -m bmvos.train --help`)
 
 Results go to OUTPUT/<dataset>/<video>/<frame>.png for exactly the frames the benchmark scores.
 DAVIS val sets are scored in-process (tables and CSVs as davis2017-evaluation writes them);
 DAVIS 2017 test-dev and YouTube-VOS are scored by their servers, so a submission zip is written.
+`--fast` segments all objects of a frame in one batched pass (autocast on CUDA, channels_last; see
+`FastBMVOS` in bmvos/model.py); masks agree with the default, faithful mode within noise.
 Finished videos are skipped when rerun (resume). Defaults come from bmvos/local_config.py, overridden by
 environment variables (BMVOS_DAVIS_ROOT, BMVOS_YTVOS_ROOT, BMVOS_OUTPUT, BMVOS_WEIGHTS) and then flags.
 """
@@ -17,13 +21,13 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
 from bmvos import local_config
 from bmvos.inference import SHORT_SIDE, make_segmenter
-from bmvos.model import BMVOS
+from bmvos.model import BMVOS, FastBMVOS
 from common.datasets import DAVIS, Video, YouTubeVOS
 from common.device import add_device_argument, pick_device
 from common.distributed import DistContext, init_distributed
@@ -86,7 +90,7 @@ def build_model(model_name: str, weights: Optional[Path], device: torch.device) 
     return model.to(device).eval()
 
 
-def run_benchmark(model: BMVOS, name: str, davis_root: Path, ytvos_root: Path, output: Path,
+def run_benchmark(model: Union[BMVOS, FastBMVOS], name: str, davis_root: Path, ytvos_root: Path, output: Path,
                   device: torch.device, short_side: Optional[int] = SHORT_SIDE,
                   eval_workers: Optional[int] = None, overwrite: bool = False,
                   dist: Optional[DistContext] = None) -> Optional[EvalResult]:
@@ -132,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--native-size", action="store_true",
                         help="skip the official evaluator's resize to a 480-pixel short side")
     parser.add_argument("--overwrite", action="store_true", help="redo finished videos instead of skipping them")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast mode: objects batched, autocast on CUDA, channels_last (agrees with the default "
+                             "faithful mode within noise)")
+    parser.add_argument("--compile", action="store_true", help="with --fast: torch.compile the network's stages")
     parser.add_argument("--eval-workers", type=int, default=None,
                         help="processes scoring J&F (default: one per CPU core, at most 8; 1 = in-process)")
     add_device_argument(parser)
@@ -147,6 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     names = parse_datasets(args.dataset)
+    if args.compile and not args.fast:
+        raise UserError("--compile applies to fast mode; add --fast")
     model_name = check_model_name(args.model or ("ytvos" if names == ["YTVOS18_val"] else "davis"))
     davis_root = args.davis or local_config.path_setting("DAVIS_ROOT")
     ytvos_root = args.ytvos or local_config.path_setting("YTVOS_ROOT")
@@ -162,6 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ctx = init_distributed(device)  # torchrun: this rank's GPU and its share of the videos; else a no-op
     device = ctx.device
     model = build_model(model_name, weights, device)
+    if args.fast:
+        model = FastBMVOS(model, compile=args.compile)
     for name in names:
         run_benchmark(model, name, davis_root, ytvos_root, output, device,
                       None if args.native_size else SHORT_SIDE, args.eval_workers, args.overwrite, dist=ctx)
