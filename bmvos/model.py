@@ -389,9 +389,10 @@ class FastBMVOS(nn.Module):
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         vos = self.model.vos
-        # compiled callables live beside the model, so its state_dict keys stay the official ones
+        # plain (or compiled) callables, not registered submodules: the state_dict stays `model.` + the
+        # official keys, whether compiled or not
         wrap = torch.compile if compile else (lambda f: f)
-        self._encoder = wrap(vos.encoder)
+        self._encoder = wrap(vos.encoder.__call__)
         self._mask_embedder = wrap(vos.mask_embedder.forward_batched)
         self._decoder = wrap(_decode_batched)
         self._coordinates: Dict[tuple, torch.Tensor] = {}
