@@ -9,7 +9,7 @@ saves them at the model's size, which only matters for YouTube-VOS, whose testin
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ import torch.nn.functional as F
 from common.datasets import Video
 from common.errors import UserError
 from tbd.model import TBD, distance_matrix
+
+if TYPE_CHECKING:
+    from tbd.fast import FastTBD
 
 SHORT_SIDE = 480
 MIN_OBJECT_PIXELS = 1000  # after resizing; smaller objects keep the video at its original size
@@ -49,8 +52,11 @@ def prepare_inputs(frames: np.ndarray, given: Dict[int, np.ndarray], device: tor
 
 
 @torch.no_grad()
-def segment_video(model: TBD, video: Video, device: torch.device, resize: bool = True) -> Dict[int, np.ndarray]:
-    """{frame index: uint8 label map at the frame size} for frame 0, given frames and scored frames."""
+def segment_video(model: Union[TBD, "FastTBD"], video: Video, device: torch.device,
+                  resize: bool = True) -> Dict[int, np.ndarray]:
+    """{frame index: uint8 label map at the frame size} for frame 0, given frames and scored frames.
+
+    `model` is the faithful `TBD` or its fast wrapper `tbd.fast.FastTBD` (same call)."""
     if 0 not in video.mask_paths:
         raise UserError(f"video {video.name} has no annotation for its first frame ({video.frame_names[0]}); "
                         f"TBD starts from a given first-frame mask")
@@ -69,6 +75,6 @@ def segment_video(model: TBD, video: Video, device: torch.device, resize: bool =
     return {i: labels[n] for n, i in enumerate(out_ids)}
 
 
-def make_segment(model: TBD, device: torch.device, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
+def make_segment(model: Union[TBD, "FastTBD"], device: torch.device, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
     """`segment(video)` for `common.runner.run_videos`."""
     return lambda video: segment_video(model, video, device, resize)

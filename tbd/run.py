@@ -2,23 +2,30 @@
 
     python -m tbd.run --test --davis data/DAVIS [--ytvos data/YTVOS18] [--sets davis17-val ...]
                       [--weights tbd-davis | PATH] [--output outputs/tbd] [--device cuda]
+                      [--fast [--amp auto|off|encoder|all] [--compile]]
+    torchrun --nproc_per_node=N -m tbd.run --test ...     (videos sharded over N processes; rank 0 scores)
     python -m tbd.run --train --coco data/COCO --davis data/DAVIS [--stages coco,davis] [--output-dir ...]
                       [--ytvos data/YTVOS18 --ytvos-train-list cho_train.txt --ytvos-val-list cho_val.txt]
                       [--resume] [--epochs N --batch-size N --crop N ...]   (smaller sizes for smoke runs)
 
 `--test` writes palette PNGs to `<output>/<SET>/<video>/<frame>.png` (finished videos are skipped on a
 rerun), prints per-video and total fps, and for the val sets the J&F table (also saved as CSV). test-dev and
-YouTube-VOS results are zipped for the challenge servers. `--train` runs the official recipe (`tbd.train`).
+YouTube-VOS results are zipped for the challenge servers. `--fast` runs the batched, mixed-precision
+inference of `tbd.fast` (same weights; results agree up to float noise). Under torchrun every rank segments its
+share of the videos and rank 0 alone scores and zips them. `--train` runs the official recipe (`tbd.train`);
+under torchrun it trains with DistributedDataParallel (common.training).
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from common.device import add_device_argument, pick_device, seed_everything
+from common.distributed import DistContext, init_distributed
 from common.errors import UserError, run_cli
 from tbd.model import TBD
 
@@ -30,6 +37,7 @@ TEST_SETS = {
     "ytvos18-valid": ("YTVOS18_val", "ytvos", 2018, "valid", False),
 }
 DEFAULT_WEIGHTS = {"davis": "tbd-davis", "ytvos": "tbd-ytvos"}
+AMP_CHOICES = ("auto", "off", "encoder", "all")
 SEED = 19971007  # the authors' seed in their other trainers; TBD's run.py itself does not seed
 
 
@@ -51,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(default: tbd-davis for DAVIS, tbd-ytvos for YouTube-VOS)")
     t.add_argument("--output", type=Path, default=Path("outputs/tbd"), help="results folder")
     t.add_argument("--no-resize", action="store_true", help="run at the native size (skip the official 480p rule)")
+    t.add_argument("--fast", action="store_true",
+                   help="batched inference: all objects of a frame at once, shared work done once per frame, "
+                        "fp16 autocast and channels_last on CUDA (results agree up to float noise)")
+    t.add_argument("--amp", choices=AMP_CHOICES, default="auto",
+                   help="with --fast: which parts run under fp16 autocast on CUDA (auto = the encoder on CUDA, "
+                        "nothing on CPU; 'all' adds the decoder: faster, but logits move by ~1e-3 relative)")
+    t.add_argument("--compile", action="store_true", help="with --fast: torch.compile the encoder and decoder")
     r = p.add_argument_group("training")
     r.add_argument("--stages", default="coco,davis",
                    help="comma-separated stages in order: coco, davis, ytvos (default coco,davis as upstream)")
@@ -83,19 +98,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_test(args, device: torch.device) -> Dict[str, dict]:
+def fast_options(device: torch.device, amp: str = "auto", compile: bool = False):
+    """`tbd.fast.FastOptions` for `--fast` on `device` with the `--amp` choice."""
+    from tbd.fast import FastOptions
+
+    if amp not in AMP_CHOICES:
+        raise UserError(f"--amp {amp!r}: choose one of {', '.join(AMP_CHOICES)}")
+    options = FastOptions.for_device(device, compile=compile)
+    if amp == "auto":
+        return options
+    if amp == "off":
+        return replace(options, amp_dtype=None, amp_decoder=False)
+    dtype = options.amp_dtype or torch.bfloat16  # the CPU's autocast type
+    return replace(options, amp_dtype=dtype, amp_decoder=amp == "all")
+
+
+def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> Dict[str, dict]:
+    if (args.compile or args.amp != "auto") and not args.fast:
+        raise UserError("--compile and --amp apply to the fast mode only; add --fast")
     sets = args.sets or [s for s in TEST_SETS if TEST_SETS[s][1] == "davis" or args.ytvos is not None]
+    fast = fast_options(device, args.amp, args.compile) if args.fast else None
     return run_sets(sets, {"davis": args.davis, "ytvos": args.ytvos}, args.weights, args.output, device,
-                    resize=not args.no_resize)
+                    resize=not args.no_resize, fast=fast, dist=dist)
 
 
 def run_sets(sets: Sequence[str], roots: Dict[str, Optional[Path]], weights: Optional[str], output: Path,
              device: torch.device, resize: bool = True, overwrite: bool = False,
-             models: Optional[Dict[str, torch.nn.Module]] = None) -> Dict[str, dict]:
+             models: Optional[Dict[str, torch.nn.Module]] = None, fast=None,
+             dist: Optional[DistContext] = None) -> Dict[str, dict]:
     """Segment each test set (resuming finished videos), score the val sets, zip the server sets.
 
     Returns {set: {'fps', 'frames', J&F global row for scored sets, 'zip' for server sets}}. `models` maps a
     weights name to a ready model (e.g. seeded weights for the demo); others are loaded with common.weights.
+    `fast` (a `tbd.fast.FastOptions`) switches to the fast inference path. With an enabled `dist` context each
+    rank segments its share of the videos; rank 0 alone scores and zips (the others return fps/frames only).
     """
     from common.datasets import DAVIS, YouTubeVOS
     from common.evaluate import evaluate
@@ -116,13 +152,25 @@ def run_sets(sets: Sequence[str], roots: Dict[str, Optional[Path]], weights: Opt
             load_into(model, name_or_path)
             models[name_or_path] = model
         model = models[name_or_path].eval().to(device)
+        if fast is not None:
+            from tbd.fast import FastTBD
+
+            fast_key = (name_or_path, "fast")
+            if fast_key not in models:
+                models[fast_key] = FastTBD(model, fast)
+            model = models[fast_key]
         dataset = (DAVIS(root, year=year, split=split) if family == "davis"
                    else YouTubeVOS(root, year=year, split=split))
         out = Path(output) / folder
-        print(f"== {name}: {len(dataset.videos())} videos, weights {name_or_path} -> {out}")
+        if dist is None or dist.is_main:
+            print(f"== {name}: {len(dataset.videos())} videos, weights {name_or_path}"
+                  f"{' (fast mode)' if fast is not None else ''} -> {out}"
+                  f"{f' on {dist.world_size} processes' if dist is not None and dist.enabled else ''}")
         stats = run_videos(dataset.videos(), lambda v: segment_video(model, v, device, resize=resize),
-                           out, device=device, desc=f"TBD {name}", overwrite=overwrite)
+                           out, device=device, desc=f"TBD {name}", overwrite=overwrite, dist=dist)
         summary[name] = {"fps": stats.fps, "frames": stats.total_frames}
+        if dist is not None and not dist.is_main:  # every rank's videos are written (run_videos' barrier)
+            continue
         if scored:
             result = evaluate(root, out, split=split, year=year)
             print(result.format_table())
@@ -170,14 +218,14 @@ def run_train(args, device: torch.device) -> List[Path]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    device = pick_device(args.device)
+    if args.test and args.davis is None and args.ytvos is None:
+        raise UserError("--test needs --davis PATH and/or --ytvos PATH")
+    ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device and group; else a no-op
     if args.test:
-        if args.davis is None and args.ytvos is None:
-            raise UserError("--test needs --davis PATH and/or --ytvos PATH")
         with torch.no_grad():
-            run_test(args, device)
+            run_test(args, ctx.device, ctx)
     else:
-        run_train(args, device)
+        run_train(args, ctx.device)
     return 0
 
 
