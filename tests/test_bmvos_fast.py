@@ -189,3 +189,15 @@ def test_cli_fast_and_compile_flag(tmp_path, seeded):
     assert faithful == fast and len(fast) == 3
     with pytest.raises(UserError, match="--fast"):
         main_runfile.main(args + ["--output", str(out / "x"), "--compile"])
+
+
+def test_reproduce_fast(tmp_path, seeded, capsys):
+    from bmvos import reproduce
+
+    root = make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=3, height=48, width=64)
+    weights = tmp_path / "seeded.pth"
+    torch.save(seeded.state_dict(), weights)
+    assert reproduce.main(["--davis", str(root), "--output", str(tmp_path / "out"), "--weights", str(weights),
+                           "--device", "cpu", "--native-size", "--fast"]) == 0
+    table = capsys.readouterr().out.split("BMVOS reproduction")[1]
+    assert "fast mode" in table and "DAVIS17_val" in table
