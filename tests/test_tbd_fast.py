@@ -221,3 +221,29 @@ def _recording(run_sets, rows: dict, mode: str):
         rows[mode] = run_sets(*args, **kwargs)
         return rows[mode]
     return wrapped
+
+
+def test_two_process_torchrun_test_run_matches_single_process(tmp_path: Path, monkeypatch):
+    """`torchrun --nproc_per_node=2 -m tbd.run --test` (gloo): the same PNGs and scores as one process."""
+    import tbd.run
+    from tests.test_distributed import TORCHRUN_ENV, torchrun
+
+    for name in TORCHRUN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    davis = synthetic.make_davis_sample(tmp_path / "DAVIS", n_videos=3, n_frames=3, height=32, width=48,
+                                        n_train=0, n_test_dev=0)
+    torch.manual_seed(0)
+    weights = tmp_path / "seeded.pth"
+    torch.save(TBD().state_dict(), weights)
+    common = ["--test", "--davis", str(davis), "--sets", "davis17-val", "--weights", str(weights), "--no-resize",
+              "--device", "cpu"]
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    tbd.run.main(common + ["--output", str(single)])
+    text = torchrun("tbd.run", *common, "--output", str(multi))
+
+    assert text.count("J&F-Mean") == 1, text[-3000:]  # rank 0 alone scores and prints the table
+    files = sorted(p.relative_to(single) for p in single.rglob("*") if p.is_file())
+    assert len([f for f in files if f.suffix == ".png"]) == 3 * 3
+    assert sorted(p.relative_to(multi) for p in multi.rglob("*") if p.is_file()) == files
+    for f in files:  # PNGs written by both ranks, CSVs by rank 0
+        assert (multi / f).read_bytes() == (single / f).read_bytes(), f
