@@ -1,32 +1,41 @@
 """`make bench`: one speed table for every method on a generated 480p multi-object video.
 
-For each paper package, `make_segmenter(device)` gives a seeded model wrapped as
-`segment(video) -> {frame: labels}`. One warm-up run is discarded, then the median of `--runs`
-CUDA-synchronised runs is reported as frames/s and ms/frame, with peak memory (CUDA max allocated
-on a GPU, process peak RSS on CPU — the latter only ever grows, so read it per process). GIS is
-interactive and reports seconds per interaction round instead. The J&F evaluator is timed too.
-Results are printed and written as JSON.
+For each paper package and mode (faithful, and `--fast` where the package has it),
+`make_segmenter(device, fast)` gives a seeded model wrapped as `segment(video) -> {frame: labels}`.
+One warm-up run is discarded, then the median of `--runs` CUDA-synchronised runs is reported as
+frames/s and ms/frame. One further run with timing hooks on every `*Encoder*` module splits
+ms/frame into encoder and the rest (hooks synchronise CUDA, so that run is not the timed one).
+Peak memory is CUDA's max allocated on a GPU, and the process's peak RSS on CPU; each
+(method, mode) runs in its own process so that the CPU figure belongs to that method alone.
+GIS is interactive and reports seconds per interaction round instead. The J&F evaluator is timed
+too. Results are printed and written as JSON.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
 from common import synthetic
 from common.datasets import DAVIS
 from common.device import (Stopwatch, add_device_argument, peak_memory_mib, pick_device,
-                           reset_peak_memory)
+                           reset_peak_memory, synchronize)
 from common.errors import UserError, run_cli
 from common.evaluate import evaluate
 from common.papers import PAPERS, demo_hooks
+
+MODES = ("faithful", "fast")
 
 
 def _median_seconds(fn: Callable[[], Any], device: torch.device, runs: int) -> float:
@@ -39,83 +48,156 @@ def _median_seconds(fn: Callable[[], Any], device: torch.device, runs: int) -> f
     return statistics.median(times)
 
 
-def bench_video_method(paper: str, video, device: torch.device, runs: int) -> Dict[str, Any]:
-    segment = demo_hooks(paper).make_segmenter(device)
+@contextlib.contextmanager
+def encoder_time(device: torch.device) -> Iterator[Dict[str, float]]:
+    """Seconds spent inside modules whose class name contains "Encoder" (outermost ones only)."""
+    state = {"depth": 0, "start": 0.0, "seconds": 0.0}
+
+    def is_encoder(module: torch.nn.Module) -> bool:
+        return "encoder" in type(module).__name__.lower()
+
+    def before(module, _inputs):
+        if is_encoder(module):
+            if state["depth"] == 0:
+                synchronize(device)
+                state["start"] = time.perf_counter()
+            state["depth"] += 1
+
+    def after(module, _inputs, _output):
+        if is_encoder(module):
+            state["depth"] -= 1
+            if state["depth"] == 0:
+                synchronize(device)
+                state["seconds"] += time.perf_counter() - state["start"]
+
+    hooks = [torch.nn.modules.module.register_module_forward_pre_hook(before),
+             torch.nn.modules.module.register_module_forward_hook(after)]
+    try:
+        yield state
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _supports_fast(fn: Callable) -> bool:
+    return "fast" in inspect.signature(fn).parameters
+
+
+def bench_video_method(paper: str, mode: str, davis_root: Path, device: torch.device, runs: int) -> Dict[str, Any]:
+    hooks = demo_hooks(paper)
+    video = DAVIS(davis_root, 2017, "val").videos()[0]
+    segment = hooks.make_segmenter(device, fast=(mode == "fast"))
     reset_peak_memory(device)
     seconds = _median_seconds(lambda: segment(video), device, runs)
+    with encoder_time(device) as enc:
+        segment(video)
     frames = len(video.frame_paths)
-    return {"method": paper, "frames": frames, "fps": frames / seconds, "ms_per_frame": 1000 * seconds / frames,
+    return {"method": paper, "mode": mode, "frames": frames, "fps": frames / seconds,
+            "ms_per_frame": 1000 * seconds / frames, "encoder_ms_per_frame": 1000 * enc["seconds"] / frames,
             "peak_memory_mib": peak_memory_mib(device)}
 
 
-def bench_interactive(paper: str, davis_root: Path, device: torch.device) -> Dict[str, Any]:
+def bench_interactive(paper: str, mode: str, davis_root: Path, device: torch.device) -> Dict[str, Any]:
+    bench_round = demo_hooks(paper).bench_round
     reset_peak_memory(device)
-    seconds = demo_hooks(paper).bench_round(davis_root, device)
-    return {"method": paper, "seconds_per_round": seconds, "peak_memory_mib": peak_memory_mib(device)}
+    seconds = bench_round(davis_root, device, fast=True) if mode == "fast" else bench_round(davis_root, device)
+    return {"method": paper, "mode": mode, "seconds_per_round": seconds, "peak_memory_mib": peak_memory_mib(device)}
 
 
-def bench_evaluator(davis_root: Path, results: Path) -> Dict[str, Any]:
+def bench_evaluator(davis_root: Path) -> Dict[str, Any]:
     frames = sum(len(v.frame_paths) for v in DAVIS(davis_root, 2017, "val").videos())
     start = time.perf_counter()
-    evaluate(davis_root, results, split="val", year=2017)
-    return {"method": "J&F evaluator", "frames": frames, "fps": frames / (time.perf_counter() - start)}
+    evaluate(davis_root, davis_root / "Annotations" / "480p", split="val", year=2017, progress=False)
+    return {"method": "J&F evaluator", "mode": "-", "frames": frames, "fps": frames / (time.perf_counter() - start)}
+
+
+def modes_of(paper: str) -> List[str]:
+    hooks = demo_hooks(paper)
+    if hooks is None:
+        return []
+    entry = getattr(hooks, "bench_round", None) or hooks.make_segmenter
+    return list(MODES) if _supports_fast(entry) else ["faithful"]
 
 
 def header(device: torch.device) -> Dict[str, str]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    return {"device": f"{device} ({name})", "machine": f"{platform.node()} {platform.machine()}",
-            "python": platform.python_version(), "torch": torch.__version__,
-            "threads": str(torch.get_num_threads())}
+    return {"device": f"{device} ({name})", "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def format_rows(rows: List[Dict[str, Any]]) -> str:
-    lines = [f"{'method':<16}{'frames/s':>10}{'ms/frame':>10}{'s/round':>10}{'peak MiB':>10}"]
+    columns = [("fps", "frames/s", ".2f"), ("ms_per_frame", "ms/frame", ".1f"),
+               ("encoder_ms_per_frame", "encoder", ".1f"), ("seconds_per_round", "s/round", ".2f"),
+               ("peak_memory_mib", "peak MiB", ".0f")]
+    lines = [f"{'method':<16}{'mode':<10}" + "".join(f"{title:>10}" for _, title, _ in columns)]
     for r in rows:
-        cell = lambda k, f: f"{r[k]:>10{f}}" if k in r else f"{'-':>10}"  # noqa: E731
-        lines.append(f"{r['method']:<16}{cell('fps', '.2f')}{cell('ms_per_frame', '.1f')}"
-                     f"{cell('seconds_per_round', '.2f')}{cell('peak_memory_mib', '.0f')}")
+        cells = "".join(f"{r[k]:>10{f}}" if k in r else f"{'-':>10}" for k, _, f in columns)
+        lines.append(f"{r['method']:<16}{r['mode']:<10}{cells}")
     return "\n".join(lines)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    """Child process: benchmark one (paper, mode) and print its row as JSON."""
+    paper, mode = args.worker.split(":")
+    device = pick_device(args.device)
+    if hasattr(demo_hooks(paper), "bench_round"):
+        row = bench_interactive(paper, mode, args.davis_root, device)
+    else:
+        row = bench_video_method(paper, mode, args.davis_root, device, args.runs)
+    print("BENCH-ROW " + json.dumps(row), flush=True)
+    return 0
+
+
+def _run_in_child(paper: str, mode: str, davis_root: Path, args: argparse.Namespace) -> Dict[str, Any]:
+    cmd = [sys.executable, "-m", "common.bench", "--worker", f"{paper}:{mode}", "--davis-root", str(davis_root),
+           "--runs", str(args.runs)] + (["--device", args.device] if args.device else [])
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rows = [line[len("BENCH-ROW "):] for line in proc.stdout.splitlines() if line.startswith("BENCH-ROW ")]
+    if proc.returncode != 0 or not rows:
+        raise UserError(f"benchmark of {paper} ({mode}) failed:\n{proc.stderr.strip()[-2000:]}")
+    return json.loads(rows[-1])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--papers", default=",".join(PAPERS), help="comma-separated subset (default: all)")
+    parser.add_argument("--modes", default=",".join(MODES), help="faithful, fast or both (default: both)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
     parser.add_argument("--frames", type=int, default=10, help="frames of the benchmark video")
     parser.add_argument("--objects", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3, help="timed runs per method (median reported)")
     parser.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the results")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--davis-root", type=Path, help=argparse.SUPPRESS)
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    papers = [p for p in args.papers.split(",") if p]
-    if set(papers) - set(PAPERS):
-        raise UserError(f"unknown paper(s) in --papers; choose from {', '.join(PAPERS)}")
-    device = pick_device(args.device)
+    if args.worker:
+        return _run_worker(args)
 
+    papers = [p for p in args.papers.split(",") if p]
+    modes = [m for m in args.modes.split(",") if m]
+    if set(papers) - set(PAPERS) or set(modes) - set(MODES):
+        raise UserError(f"--papers takes {', '.join(PAPERS)}; --modes takes {', '.join(MODES)}")
+    device = pick_device(args.device)
     info = header(device)
     print("  ".join(f"{k}: {v}" for k, v in info.items()))
     rows: List[Dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         davis_root = synthetic.make_davis_sample(Path(tmp) / "DAVIS", seed=0, n_videos=1, n_frames=args.frames,
                                                  height=args.height, width=args.width, n_objects=args.objects)
-        video = DAVIS(davis_root, 2017, "val").videos()[0]
         print(f"video: {args.frames} frames of {args.height}x{args.width}, {args.objects} objects; "
-              f"median of {args.runs} runs after one warm-up")
+              f"median of {args.runs} runs after one warm-up; each method in its own process\n")
+        print(format_rows([]))
         for paper in papers:
-            hooks = demo_hooks(paper)
-            if hooks is None:
+            available = modes_of(paper)
+            if not available:
                 print(f"{paper}: not implemented yet, skipped")
-                continue
-            if hasattr(hooks, "bench_round"):
-                rows.append(bench_interactive(paper, davis_root, device))
-            else:
-                rows.append(bench_video_method(paper, video, device, args.runs))
-            print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
-        rows.append(bench_evaluator(davis_root, davis_root / "Annotations" / "480p"))
-
-    print()
-    print(format_rows(rows))
+            for mode in (m for m in modes if m in available):
+                rows.append(_run_in_child(paper, mode, davis_root, args))
+                print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
+        rows.append(bench_evaluator(davis_root))
+        print(format_rows(rows[-1:]).splitlines()[-1])
     args.json.write_text(json.dumps({"header": info, "rows": rows}, indent=2))
     print(f"\nwritten: {args.json}")
     return 0
