@@ -96,12 +96,15 @@ def _youtube_demo(ytvos_root: Path, out_dir: Path, device: torch.device) -> list
     return jf
 
 
-def bench_round(davis_root: Path, device: torch.device) -> float:
+def bench_round(davis_root: Path, device: torch.device, fast: bool = False) -> float:
     """Seconds per interaction round (scribbles -> masks of the whole video), median of 3 after a warm-up.
 
     Seeded weights, the first val video of `davis_root`, the robot's scribble on its middle frame;
-    every timed round starts a fresh session, so it is the full first round (all frames propagated).
+    every timed round starts a fresh session, so it is the full first round (all frames propagated;
+    fast mode's cross-round feature cache does not help here). `fast`: the `--fast` path (gis.fast).
     """
+    from gis.fast import fast_engine
+
     from gis.framework import write_robot_scribbles
     from gis.ivos import GISSession, annotated_frame_of, scribble_channels
     from gis.ivos_main_davis import load_davis_frames
@@ -117,10 +120,11 @@ def bench_round(davis_root: Path, device: torch.device) -> float:
         scribble = write_robot_scribbles(work, name)
     frame = annotated_frame_of(scribble)
     net, _ = load_net(None, device)
+    engine = fast_engine(net, device) if fast else None
     times = []
     with torch.no_grad():
         for run in range(4):
-            session = GISSession(net, frames, n_obj)
+            session = GISSession(net, frames, n_obj, fast=engine)
             with Stopwatch(device) as watch:
                 iact = scribble_channels(scribble["scribbles"][frame], n_obj, session.labels()[frame], first_round=True)
                 session.run_round(iact, frame)

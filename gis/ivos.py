@@ -14,7 +14,7 @@ Each round (the paper's Fig. 2, `Main_tester.run_VOS_singleiact` in the referenc
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -23,6 +23,9 @@ import torch.nn.functional as F
 
 from common.davisinteractive_compat import apply as _apply_davisinteractive_compat
 from gis.model import GISNet
+
+if TYPE_CHECKING:
+    from gis.fast import AnnotationFeatures, FastGIS, FrameFeatures
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)  # called `var` in the reference config, used as a standard deviation
@@ -213,8 +216,12 @@ class GISSession:
     """
 
     def __init__(self, net: GISNet, frames: np.ndarray, n_objects: int, *, proportion: float = 0.99,
-                 blend: bool = True, max_rounds: int = 8):
+                 blend: bool = True, max_rounds: int = 8, fast: Optional["FastGIS"] = None):
         self.net = net
+        self.fast = fast  # when given, rounds take the fast path (gis.fast); `net` must be `fast.net`
+        self.fast_annotations: List["AnnotationFeatures"] = []
+        self.feature_cache: Dict[int, "FrameFeatures"] = {}
+        self.feature_cache_bytes = 0
         self.device = next(net.parameters()).device
         self.frames = frames
         self.num_frames, self.height, self.width = frames.shape[:3]
@@ -249,6 +256,8 @@ class GISSession:
 
         Afterwards `labels()` holds the new masks and `scores[round-1]` the visited frames' scores.
         """
+        if self.fast is not None:
+            return self._run_round_fast(interaction, annotated_frame)
         self.round += 1
         self.annotated_frames.append(annotated_frame)
         anno_np = np.array(self.annotated_frames)
@@ -289,6 +298,68 @@ class GISSession:
             self.prob_maps[frame] = probs
             self.scores[row, frame] = score
             self.frames_processed += 1
+        return order
+
+    def _frame_features(self, frame: int, image: Optional[torch.Tensor] = None) -> "FrameFeatures":
+        """Image features of `frame`, from the per-video cache when an earlier round computed them."""
+        cached = self.feature_cache.get(frame)
+        if cached is not None:
+            return cached
+        if image is None:
+            image = prepare_image(self.frames[frame], self.pad, self.device)
+        features = self.fast.frame_features(image)
+        size = self.fast.nbytes(features)
+        if self.feature_cache_bytes + size <= self.fast.options.feature_cache_mib * 2 ** 20:
+            self.feature_cache[frame] = features
+            self.feature_cache_bytes += size
+        return features
+
+    def _run_round_fast(self, interaction: np.ndarray, annotated_frame: int) -> List[int]:
+        """`run_round` with each frame encoded once for all objects (see gis.fast); same visit order,
+        blending and bookkeeping, results equal up to float rounding."""
+        fast = self.fast
+        self.round += 1
+        self.annotated_frames.append(annotated_frame)
+        anno_np = np.array(self.annotated_frames)
+        order = propagation_order(self.annotated_frames, annotated_frame, self.num_frames, self.proportion)
+        self.last_visit_order = order
+        (top, bottom), (left, right) = self.pad
+        iact = F.pad(torch.from_numpy(interaction).to(self.device), (left, right, top, bottom), mode="reflect")
+
+        seen_annotated = 0
+        neighbor = neighbor_prob = anno = anno_prob = None
+        scores: List[torch.Tensor] = []
+        visited: List[int] = []
+        for frame in order:
+            if frame == annotated_frame:
+                seen_annotated += 1
+                if seen_annotated == 2:  # start of the forward pass: neighbour is the annotation again
+                    neighbor, neighbor_prob = anno, anno_prob
+                    continue
+                image = prepare_image(self.frames[frame], self.pad, self.device)
+                anno = self._frame_features(frame, image)
+                sal_prob, obj_feature = fast.object_features(image, iact)
+                annotation = fast.annotation(anno, obj_feature)
+                # Only this round's annotation guides its own frame.
+                logits, score = fast.propagate([annotation], anno, anno, sal_prob, anno_np, frame)
+                probs = aggregate(logits)
+                anno_prob = probs[1:].unsqueeze(1)
+                neighbor, neighbor_prob = anno, anno_prob
+                self.fast_annotations.append(annotation)
+            else:
+                query = self._frame_features(frame)
+                logits, score = fast.propagate(self.fast_annotations, query, neighbor, neighbor_prob, anno_np, frame)
+                probs = aggregate(logits)
+                if self.blend:
+                    alpha = blend_weight(frame, annotated_frame, anno_np, backward=seen_annotated == 1)
+                    probs = alpha * probs + (1 - alpha) * self.prob_maps[frame]
+                neighbor, neighbor_prob = query, probs[1:].unsqueeze(1)
+            self.prob_maps[frame] = probs
+            scores.append(score)
+            visited.append(frame)
+            self.frames_processed += 1
+        # One host synchronisation per round for the scores.
+        self.scores[self.round - 1, visited] = torch.stack(scores).double().cpu().numpy()
         return order
 
     def finish_round(self, guide_method: str) -> Optional[List[int]]:

@@ -37,6 +37,7 @@ from common.davisinteractive_compat import import_davisinteractive
 from common.device import add_device_argument, pick_device
 from common.errors import UserError, run_cli
 from common.palette import write_label_png
+from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.framework import registered_sequences
 from gis.ivos import GUIDE_METHODS, GISSession, annotated_frame_of, scribble_channels
 from gis.model import GISNet, load_net
@@ -114,12 +115,14 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
              subset: str = "val", samples: Optional[List[Tuple[str, int]]] = None, max_interactions: int = 8,
              max_time: Optional[float] = None, proportion: float = 0.99, dilation: int = 5,
              min_nb_nodes: int = 2, save_masks: bool = False, host: str = "localhost",
-             user_key: Optional[str] = None, echo: bool = True, on_round: Optional[RoundCallback] = None) -> dict:
+             user_key: Optional[str] = None, echo: bool = True, on_round: Optional[RoundCallback] = None,
+             fast: Optional[FastGIS] = None) -> dict:
     """One davisinteractive session (the reference's `Main_tester.run_IVOS`); returns its global summary.
 
     `samples` defaults to every sequence of the framework's `subset` with scribbles 1..3.
     `on_round` receives, after every submission, a dict with the sequence, scribble index, round,
     annotated frame, submitted masks, the round's scores and the recommended frames.
+    `fast` (from `gis.fast`) runs the rounds on the fast path.
     """
     import_davisinteractive()
     from davisinteractive import utils as di_utils
@@ -160,7 +163,7 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
                 info = Davis.dataset[sequence]
                 frames = load_davis_frames(Path(davis_root), sequence, info["num_frames"])
                 state = GISSession(net, frames, info["num_objects"], proportion=proportion,
-                                   max_rounds=max_interactions)
+                                   max_rounds=max_interactions, fast=fast)
                 gt = Davis(str(davis_root)).load_annotations(sequence)  # for the per-object CSV
                 seen[sequence] = seen.get(sequence, 0) + 1
                 scr_id = seen[sequence]
@@ -248,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-key", default=None, help="davisinteractive user key (remote server only)")
     p.add_argument("--save-masks", action="store_true", help="write every round's masks as PNGs, config.test_save_pngs_option")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
+    add_fast_arguments(p)
     add_device_argument(p)
     return p
 
@@ -259,6 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if not args.davis.is_dir():
         raise UserError(f"DAVIS root not found: {args.davis}; pass --davis")
+    check_fast_arguments(args)
     if args.max_interactions < 1:
         raise UserError(f"--max-interactions must be at least 1, got {args.max_interactions}")
     register = registered_sequences(args.davis, args.subset, args.sequences) if args.sequences else nullcontext()
@@ -276,14 +281,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         device = pick_device(args.device)
         weights = None if args.weights.lower() == "none" else args.weights
         net, origin = load_net(weights, device)
-        print(f"GIS-RAmap on {device}; {origin}")
+        fast = engine_from_args(args, net, device)
+        print(f"GIS-RAmap on {device}{' (fast mode)' if fast else ''}; {origin}")
         for metric, final in zip(args.metric, finals):
             partial = final.with_name(final.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             summary = run_ivos(net, args.davis, partial, metric=metric, guide=args.guide, subset=args.subset,
                                samples=samples, max_interactions=args.max_interactions, max_time=args.max_time,
                                proportion=args.proportion, dilation=args.dilation, min_nb_nodes=args.min_nb_nodes,
-                               save_masks=args.save_masks, host=args.host, user_key=args.user_key)
+                               save_masks=args.save_masks, host=args.host, user_key=args.user_key, fast=fast)
             shutil.rmtree(final, ignore_errors=True)
             partial.rename(final)
             print(json.dumps({"metric": metric, "guide": args.guide, "auc": summary["auc"],

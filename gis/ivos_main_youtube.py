@@ -2,6 +2,11 @@
 
     python -m gis.ivos_main_youtube --youtube data/YouTubeVOS2019 --weights gis-youtube --output outputs/gis
 
+`--fast` runs the fast inference path (`gis.fast`). Videos are independent, so the run scales out with
+`torchrun --nproc_per_node=N -m gis.ivos_main_youtube ...`: each rank takes its share of the videos and
+rank 0 writes the summaries (same files as one process). The DAVIS session (`gis.ivos_main_davis`) is
+one sequential davisinteractive session and runs in a single process.
+
 For each click budget (`--points 5 10 20 50`), every video gets 4 rounds: the clicks on its
 annotated frame, then 3 robot scribbles on the frames the session picks. Frames are resized to a
 480-pixel shorter side for the network and the masks resized back (nearest). Written to
@@ -30,8 +35,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common.device import add_device_argument, pick_device
+from common.distributed import DistContext, init_distributed, shard
 from common.errors import UserError, run_cli
 from common.palette import write_label_png
+from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.ivos import GUIDE_METHODS, GISSession, crop, point_channels, scribble_channels
 from gis.model import GISNet, load_net
 from gis.youtube_session import (PACKAGED_POINTS_DIR, POINT_COUNTS, VALIDATION_LIST, YoutubeSession, load_rgb,
@@ -61,11 +68,11 @@ def resize_labels(labels: np.ndarray, short_side: int) -> np.ndarray:
 
 
 def run_video(net: GISNet, session: YoutubeSession, video: str, *, guide: str, proportion: float, dilation: int,
-              short_side: int, save_dir: Optional[Path] = None) -> List[int]:
+              short_side: int, save_dir: Optional[Path] = None, fast: Optional[FastGIS] = None) -> List[int]:
     """The reference's per-video loop; returns the annotated frames of the 4 rounds."""
     (h, w), n_frames, n_obj = session.initialize_session_for_video(video)
     frames = np.stack([resize_frame(load_rgb(p), short_side) for p in session.frame_paths(video)])
-    state = GISSession(net, frames, n_obj, proportion=proportion, blend=False, max_rounds=N_ROUNDS)
+    state = GISSession(net, frames, n_obj, proportion=proportion, blend=False, max_rounds=N_ROUNDS, fast=fast)
     final = np.zeros([n_frames, h, w], dtype=np.uint8)
     scale = short_side / min(h, w)
     for _ in range(N_ROUNDS):
@@ -91,33 +98,42 @@ def run_video(net: GISNet, session: YoutubeSession, video: str, *, guide: str, p
 def run_youtube(net: GISNet, youtube_root: Path, n_points: int, out_dir: Path, *, points_dir: Path,
                 guide: str = "wo_RS", proportion: float = 0.99, dilation: int = 5, short_side: int = 480,
                 min_nb_nodes: int = 2, videos: Optional[Sequence[str]] = None, save_masks: bool = False,
-                echo: bool = True) -> List[float]:
-    """All videos with `n_points` initial clicks; returns the per-round mean J&F (summary.json)."""
+                echo: bool = True, fast: Optional[FastGIS] = None, dist: Optional[DistContext] = None
+                ) -> Optional[List[float]]:
+    """All videos with `n_points` initial clicks; returns the per-round mean J&F (summary.json).
+
+    Under torchrun (`dist` enabled) each rank runs its shard of the videos (`common.distributed.shard`)
+    and records them in its own `progress.rank<r>.jsonl`; after a barrier rank 0 merges them into
+    `progress.jsonl`, writes the summaries and returns the numbers (the other ranks return None).
+    """
     session = YoutubeSession(youtube_root, points_file(points_dir, n_points), Path(points_dir) / VALIDATION_LIST,
                              n_total_rounds=N_ROUNDS, min_nb_nodes=min_nb_nodes, videos=videos)
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress_path = out_dir / "progress.jsonl"
-    done = {}
-    if progress_path.is_file():
-        for line in progress_path.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                done[rec["video"]] = rec
-    log_path = out_dir / "test_logs.txt"
-    bar = tqdm(session.youtube_val_videos, desc=f"YouTube-IVOS {n_points:02d} points", disable=not echo, unit="video")
+    merged_path = out_dir / "progress.jsonl"
+    distributed = dist is not None and dist.enabled
+    progress_path = out_dir / f"progress.rank{dist.rank}.jsonl" if distributed else merged_path
+    done = _read_progress(out_dir)
+    log_path = out_dir / (f"test_logs.rank{dist.rank}.txt" if distributed else "test_logs.txt")
+    mine = shard(session.youtube_val_videos, dist) if distributed else session.youtube_val_videos
+    bar = tqdm(mine, desc=f"YouTube-IVOS {n_points:02d} points", disable=not echo, unit="video")
     for video in bar:
         if video in done:
-            session.per_object_rounds.extend(np.asarray(done[video]["jf"]))
             continue
         save_dir = out_dir / "result_video" if save_masks else None
         annotated = run_video(net, session, video, guide=guide, proportion=proportion, dilation=dilation,
-                              short_side=short_side, save_dir=save_dir)
+                              short_side=short_side, save_dir=save_dir, fast=fast)
         rec = {"video": video, "annotated_frames": annotated, "jf": session.video_summary().tolist()}
         with open(progress_path, "a") as fp:
             fp.write(json.dumps(rec) + "\n")
         done[video] = rec
         with open(log_path, "a") as fp:
             fp.write(f"{video}: frames {annotated}, J&F per round {np.mean(rec['jf'], axis=0).round(4).tolist()}\n")
+    if distributed:
+        dist.barrier()  # every rank's videos are recorded
+        if not dist.is_main:
+            return None
+        done = _merge_rank_files(out_dir, session.youtube_val_videos)
+        log_path = out_dir / "test_logs.txt"
 
     with open(out_dir / "summary_in_csv.csv", "w", newline="") as fp:
         writer = csv.writer(fp)
@@ -125,11 +141,44 @@ def run_youtube(net: GISNet, youtube_root: Path, n_points: int, out_dir: Path, *
         for video in session.youtube_val_videos:
             for obj, rounds in enumerate(done[video]["jf"]):
                 writer.writerow([video, str(obj + 1)] + list(rounds))
-    performance = [float(v) for v in session.performance_summary()]
+    # Per round, the mean over every object of every video (YoutubeSession.performance_summary), in video order.
+    per_object = np.concatenate([np.asarray(done[v]["jf"]) for v in session.youtube_val_videos])
+    performance = [float(v) for v in per_object.mean(axis=0)]
     (out_dir / "summary.json").write_text(json.dumps(performance))
     with open(log_path, "a") as fp:
         fp.write(f"{performance}\n")
     return performance
+
+
+def _read_progress(out_dir: Path) -> dict:
+    """Finished videos: `progress.jsonl` plus the per-rank files of an interrupted torchrun."""
+    done = {}
+    for path in [out_dir / "progress.jsonl"] + sorted(out_dir.glob("progress.rank*.jsonl")):
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    done[rec["video"]] = rec
+    return done
+
+
+def _merge_rank_files(out_dir: Path, videos: Sequence[str]) -> dict:
+    """Rank 0 after the barrier: fold the per-rank progress files and logs into the single-process ones."""
+    done = _read_progress(out_dir)
+    missing = [v for v in videos if v not in done]
+    if missing:
+        raise UserError(f"{len(missing)} video(s) have no result after the distributed run, first {missing[0]!r}; "
+                        "rerun the same command to resume")
+    tmp = out_dir / "progress.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(done[v]) + "\n" for v in videos))
+    tmp.replace(out_dir / "progress.jsonl")
+    with open(out_dir / "test_logs.txt", "a") as log:
+        for path in sorted(out_dir.glob("test_logs.rank*.txt")):
+            log.write(path.read_text())
+            path.unlink()
+    for path in out_dir.glob("progress.rank*.jsonl"):
+        path.unlink()
+    return done
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -151,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-nb-nodes", type=int, default=2, help="robot min_nb_nodes")
     p.add_argument("--short-side", type=int, default=480, help="network input: shorter side resized to this")
     p.add_argument("--save-masks", action="store_true", help="write every round's masks as PNGs")
+    add_fast_arguments(p)
     add_device_argument(p)
     return p
 
@@ -159,10 +209,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if not (args.youtube / "train" / "JPEGImages").is_dir():
         raise UserError(f"{args.youtube}/train/JPEGImages not found; pass --youtube (YouTube-VOS 2019 root)")
-    device = pick_device(args.device)
+    check_fast_arguments(args)
+    ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device; plain run: unchanged
+    device = ctx.device
     weights = None if args.weights.lower() == "none" else args.weights
     net, origin = load_net(weights, device)
-    print(f"GIS-RAmap on {device}; {origin}")
+    fast = engine_from_args(args, net, device)
+    if ctx.is_main:
+        print(f"GIS-RAmap on {device}{' (fast mode)' if fast else ''}"
+              f"{f', {ctx.world_size} ranks' if ctx.enabled else ''}; {origin}")
     result_dir = args.output / f"GIS-RAmap[JF]_[{args.guide}]"
     per_budget = {}
     with torch.no_grad():
@@ -170,8 +225,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             per_budget[n] = run_youtube(net, args.youtube, n, result_dir / f"iPoint{n:02d}", points_dir=args.points_dir,
                                         guide=args.guide, proportion=args.proportion, dilation=args.dilation,
                                         short_side=args.short_side, min_nb_nodes=args.min_nb_nodes,
-                                        videos=args.videos, save_masks=args.save_masks)
-            print(f"iPoint{n:02d}: J&F per round " + " / ".join(f"{v:.3f}" for v in per_budget[n]))
+                                        videos=args.videos, save_masks=args.save_masks, echo=ctx.is_main,
+                                        fast=fast, dist=ctx)
+            if ctx.is_main:
+                print(f"iPoint{n:02d}: J&F per round " + " / ".join(f"{v:.3f}" for v in per_budget[n]))
+    if not ctx.is_main:
+        return 0
     total = np.mean([per_budget[n] for n in args.points], axis=0).tolist()
     (result_dir / "summary_total.json").write_text(json.dumps(total))
     print("mean over click budgets: " + " / ".join(f"{v:.3f}" for v in total) +

@@ -1,0 +1,205 @@
+"""GIS-RAmap `--fast` agrees with the faithful path: on the parity videos (the reference's recorded masks)
+and on the synthetic sample (J&F within 0.1, and most pixels equal)."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.palette import read_label_png
+from tests.parity import harness as H
+
+SIZE = (64, 96)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # much faster on a busy shared box; results do not depend on it here
+    yield
+    torch.set_num_threads(threads)
+
+
+def _jf(gt: np.ndarray, masks: np.ndarray, n_obj: int) -> float:
+    from davisinteractive.metrics import batched_f_measure, batched_jaccard
+
+    j = batched_jaccard(gt, masks, average_over_objects=False, nb_objects=n_obj)
+    f = batched_f_measure(gt, masks, average_over_objects=False, nb_objects=n_obj)
+    return float(np.mean(0.5 * j + 0.5 * f))
+
+
+@pytest.mark.parametrize("amp", [None, torch.bfloat16], ids=["fp32", "bf16-head"])
+def test_fast_rounds_agree_with_the_reference(amp):
+    """rounds.pt replayed on the fast path: same visit order, scores and recommendations; masks within
+    the flips float rounding causes (bf16 head: a little more), J&F within 0.1 of the reference's."""
+    from davisinteractive.utils.scribbles import fuse_scribbles
+
+    from gis.fast import FastGIS, FastOptions
+    from gis.ivos import GISSession, annotated_frame_of, scribble_channels
+    from tests.parity.test_gis import _net
+
+    case = H.load_case(H.parity_dir("gis") / "rounds.pt")
+    meta, inputs, out = case["meta"], case["inputs"], case["outputs"]
+    frames, gt = inputs["frames"].numpy(), inputs["gt"].numpy()
+    n_obj = int(meta["n_objects"])
+    session = GISSession(_net(), frames, n_obj, proportion=float(meta["propagation_proportion"]), max_rounds=8,
+                         fast=FastGIS(_net(), FastOptions(amp_dtype=amp)))
+    allowed = [0.001, 0.02, 0.02] if amp is None else [0.01, 0.03, 0.03]
+    fused = None
+    for r, new in enumerate(json.loads(meta["round_scribbles_json"])):
+        fused = copy.deepcopy(new) if fused is None else fuse_scribbles(fused, copy.deepcopy(new))
+        frame = annotated_frame_of(new)
+        iact = scribble_channels(fused["scribbles"][frame], n_obj, session.labels()[frame], first_round=r == 0,
+                                 dilation=int(meta["scribble_dilation"]))
+        assert session.run_round(iact, frame) == out["prop_lists"][r]
+        masks, ref = session.labels(), out["masks"][r].numpy()
+        assert np.mean(masks != ref) <= allowed[r], (r, int((masks != ref).sum()))
+        assert abs(_jf(gt, masks, n_obj) - _jf(gt, ref, n_obj)) <= 0.1
+        recommended = session.finish_round(meta["guide_method"])
+        np.testing.assert_allclose(session.scores[r], out["scores"][r].numpy(), atol=1e-6 if amp is None else 1e-3)
+        if amp is None:
+            assert set(recommended) == set(out["recommended_frames"][r])
+
+
+def test_fast_session_replay_agrees_with_the_reference(monkeypatch, tmp_path):
+    """session.pt through a real davisinteractive session on the fast path (the default options of this
+    machine): the framework's J&F curve within 0.1 of the reference's, masks within 2 % of its pixels."""
+    import gis.ivos_main_davis as davis_main
+    from gis.fast import fast_engine
+    from tests.parity.test_gis import _net, replay_session_fixture
+
+    case = H.load_case(H.parity_dir("gis") / "session.pt")
+    real_run_ivos = davis_main.run_ivos
+    engine = fast_engine(_net(), torch.device("cpu"))
+    monkeypatch.setattr(davis_main, "run_ivos", lambda *a, **k: real_run_ivos(*a, fast=engine, **k))
+    result = replay_session_fixture(case, tmp_path)
+    expected = json.loads(case["meta"]["global_summary_json"])
+    metric = case["meta"]["metric_to_optimize"]
+    assert len(result["rounds"]) == len(expected["curve"][metric]) - 2
+    np.testing.assert_allclose(result["summary"]["curve"][metric], expected["curve"][metric], rtol=0, atol=0.1)
+    assert abs(result["summary"]["auc"] - expected["auc"]) <= 0.1
+    for r, rec in enumerate(result["rounds"]):
+        assert np.mean(rec["masks"] != case["outputs"]["submitted_masks"][r].numpy()) <= 0.02
+
+
+@pytest.fixture(scope="module")
+def davis_sample(tmp_path_factory):
+    from common.synthetic import make_davis_sample
+    from gis.framework import write_robot_scribbles
+
+    davis = make_davis_sample(tmp_path_factory.mktemp("gisfast") / "DAVIS", seed=3, n_videos=1, n_frames=5,
+                              height=SIZE[0], width=SIZE[1], n_objects=2)
+    name = (davis / "ImageSets" / "2017" / "val.txt").read_text().split()[0]
+    write_robot_scribbles(davis, name)
+    return davis, name
+
+
+def _davis_cli(davis: Path, name: str, out: Path, *extra: str) -> dict:
+    from gis.ivos_main_davis import main
+
+    argv = ["--davis", str(davis), "--output", str(out), "--weights", "none", "--metric", "J_AND_F",
+            "--guide", "RS4", "--sequences", name, "--scribble-indices", "1", "--max-interactions", "2",
+            "--max-time", "600", "--device", "cpu", "--save-masks", *extra]
+    assert main(argv) == 0
+    folder = out / "GIS-RAmap[JF]_[RS4]"
+    summary = json.loads(next(folder.glob("summary_*.json")).read_text())
+    masks = {p.relative_to(folder): p for p in sorted((folder / "result_video").rglob("*.png"))}
+    return {"summary": summary, "masks": masks}
+
+
+def test_fast_cli_agrees_on_the_synthetic_sample(davis_sample, tmp_path):
+    davis, name = davis_sample
+    faithful = _davis_cli(davis, name, tmp_path / "faithful")
+    fast = _davis_cli(davis, name, tmp_path / "fast", "--fast")  # this machine's defaults (bf16 head with AMX)
+    # The robot answers each round's masks, so the interactions can differ if the masks do; the
+    # framework's J&F per interaction must agree within 0.1 all the same.
+    np.testing.assert_allclose(fast["summary"]["curve"]["J_AND_F"][:-1],
+                               faithful["summary"]["curve"]["J_AND_F"][:-1], rtol=0, atol=0.1)
+    assert fast["masks"].keys() == faithful["masks"].keys()
+
+
+def test_fast_session_on_the_synthetic_sample(davis_sample):
+    """Float32 fast path vs faithful on the synthetic video with seeded weights (whose outputs are near
+    ties almost everywhere): at most 2 % of the pixels differ, J&F within 0.1; and later rounds reusing
+    the cached image features give exactly what recomputing them gives."""
+    from gis.fast import FastGIS, FastOptions
+    from gis.ivos import GISSession
+    from gis.ivos_main_davis import load_davis_frames
+    from gis.model import load_net
+
+    davis, name = davis_sample
+    frames = load_davis_frames(davis, name, 5)
+    gt = np.stack([read_label_png(p) for p in sorted((davis / "Annotations" / "480p" / name).glob("*.png"))])
+    net, _ = load_net(None, torch.device("cpu"))
+    iact = np.random.default_rng(0).random((2, 3) + SIZE).astype(np.float32)
+    results = {}
+    for key, fast in [("faithful", None), ("no cache", FastGIS(net, FastOptions(feature_cache_mib=0))),
+                      ("cache", FastGIS(net, FastOptions(feature_cache_mib=64)))]:
+        session = GISSession(net, frames, 2, fast=fast)
+        labels = []
+        for frame in (2, 4):  # the second round revisits frames 3 and 4 (cached features)
+            with torch.no_grad():
+                session.run_round(iact, frame)
+            session.finish_round("RS1")
+            labels.append(session.labels())
+        results[key] = (np.stack(labels), session.scores.copy())
+        if fast is not None:
+            assert (len(session.feature_cache) > 0) == (fast.options.feature_cache_mib > 0)
+    np.testing.assert_array_equal(results["cache"][0], results["no cache"][0])
+    np.testing.assert_array_equal(results["cache"][1], results["no cache"][1])
+    fast_masks, faithful_masks = results["cache"][0], results["faithful"][0]
+    assert np.mean(fast_masks != faithful_masks) <= 0.02
+    for r in range(2):
+        assert abs(_jf(gt, fast_masks[r], 2) - _jf(gt, faithful_masks[r], 2)) <= 0.1
+    np.testing.assert_allclose(results["cache"][1], results["faithful"][1], atol=1e-3)
+
+
+def test_compile_needs_fast(davis_sample, tmp_path):
+    from common.errors import UserError
+    from gis.ivos_main_davis import main
+
+    davis, name = davis_sample
+    for flags, message in ((["--compile"], "--compile needs --fast"), (["--precision", "bf16"], "--precision needs")):
+        with pytest.raises(UserError, match=message):
+            main(["--davis", str(davis), "--output", str(tmp_path), "--weights", "none", "--sequences", name,
+                  "--device", "cpu", *flags])
+
+
+def test_two_process_torchrun_youtube_ivos_equals_single_process(tmp_path):
+    """YouTube-IVOS under `torchrun --nproc_per_node=2` (gloo): each rank runs one video, rank 0 merges;
+    the result folder holds the same numbers and masks as one process."""
+    import csv
+    import shutil
+
+    from common.synthetic import make_ytvos_sample
+    from gis.ivos_main_youtube import main
+    from gis.youtube_session import write_synthetic_points
+    from tests.test_distributed import torchrun
+
+    sample = make_ytvos_sample(tmp_path / "ytvos", seed=5, n_videos=2, n_frames=6, height=SIZE[0], width=SIZE[1],
+                               n_objects=2)
+    root = tmp_path / "YouTubeVOS2019"
+    shutil.copytree(sample / "valid" / "JPEGImages", root / "train" / "JPEGImages")
+    shutil.copytree(sample / "valid_gt" / "Annotations", root / "train" / "Annotations")
+    videos = sorted(p.name for p in (root / "train" / "JPEGImages").iterdir())
+    points = write_synthetic_points(root, tmp_path / "points", videos, n_points=(5,))
+    common = ["--youtube", str(root), "--weights", "none", "--points", "5", "--points-dir", str(points),
+              "--short-side", str(SIZE[0]), "--device", "cpu", "--save-masks"]
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert main([*common, "--output", str(single)]) == 0
+    torchrun("gis.ivos_main_youtube", *common, "--output", str(multi))
+
+    sub = Path("GIS-RAmap[JF]_[wo_RS]") / "iPoint05"
+    for name in ("summary.json", "summary_in_csv.csv", "progress.jsonl"):
+        assert (multi / sub / name).read_text() == (single / sub / name).read_text(), name
+    assert not list((multi / sub).glob("*.rank*"))  # per-rank files merged away
+    pngs = sorted(p.relative_to(single) for p in (single / sub / "result_video").rglob("*.png"))
+    assert len(pngs) == 2 * 4 * 6
+    for rel in pngs:
+        np.testing.assert_array_equal(read_label_png(multi / rel), read_label_png(single / rel))
+    with open(multi / sub / "summary_in_csv.csv") as fp:
+        assert [r[0] for r in list(csv.reader(fp))[1:]] == [v for v in videos for _ in range(2)]
