@@ -162,6 +162,9 @@ class KernelGuidedMemory(nn.Module):
     def reset(self) -> None:
         self.state = None
 
+    def gaussian(self, centers: torch.Tensor, height: int, width: int, sigma: float) -> torch.Tensor:
+        return gaussian_rows(centers, height, width, sigma)  # a method so that hmmn.fast can swap it
+
     def outside_window(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """`[h*w, h*w]` bool: True where a (memory cell, query cell) pair is outside the window."""
         key = (height, width, device)
@@ -178,7 +181,7 @@ class KernelGuidedMemory(nn.Module):
         hw = height * width
         newest = scores[:, -hw:].masked_fill(self.outside_window(height, width, scores.device), float("-inf"))
         flow = newest.max(dim=2)[1]  # [B, hw]: where each newest memory cell goes in the query
-        maps = [gaussian_rows(flow, height, width, self.sigma)]
+        maps = [self.gaussian(flow, height, width, self.sigma)]
 
         state = self.state
         fresh = (state is None or slots == 1 or state.batch != batch or slots < state.slots
@@ -201,7 +204,7 @@ class KernelGuidedMemory(nn.Module):
             for back in range(1, slots):  # slot `slots-1-back` lies `back` frames before the newest
                 block = table[:, (slots - 1 - back) * hw:(slots - back) * hw]
                 sigma = self.sigma * (back * 0.5 + 1)
-                maps.insert(0, gaussian_rows(flow.gather(1, block), height, width, sigma))
+                maps.insert(0, self.gaussian(flow.gather(1, block), height, width, sigma))
             table = torch.cat((table, flow), dim=1)
         self.state = FlowState(batch, slots, height, width, table)
         return torch.cat(maps, dim=1) if len(maps) > 1 else maps[0]

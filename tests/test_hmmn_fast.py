@@ -159,3 +159,21 @@ def test_fast_cli_youtube_vos_objects_entering_later(data, tmp_path) -> None:
 def test_compile_without_fast_is_a_user_error(data, tmp_path) -> None:
     with pytest.raises(UserError, match="--fast"):
         run(data, tmp_path / "out", "-s", "val", "-y", "17", "-D", str(data["davis"]), "--compile")
+
+
+def test_two_process_torchrun_writes_the_single_process_pngs(data, tmp_path, capsys) -> None:
+    """`torchrun --nproc_per_node=2 -m hmmn.eval_davis` (gloo): each rank its own video, rank 0 scores."""
+    from tests.test_distributed import torchrun
+
+    args = ["-s", "val", "-y", "17", "-D", str(data["davis"]), "--weights", str(data["weights"]), "--device", "cpu"]
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert eval_davis.main([*args, "--output", str(single)]) == 0
+    capsys.readouterr()
+    text = torchrun("hmmn.eval_davis", *args, "--output", str(multi))
+    assert text.count("Global results for val") == 1, text[-3000:]  # rank 0 alone scores and prints
+    assert "[rank 0/2]" in text and "[rank 1/2]" in text
+    pngs = sorted(single.rglob("*.png"))
+    assert len(pngs) == 2 * 5
+    for png in pngs:
+        assert (multi / png.relative_to(single)).read_bytes() == png.read_bytes(), png
+    assert (multi / "global_results-val.csv").read_text() == (single / "global_results-val.csv").read_text()
