@@ -198,7 +198,8 @@ def test_two_process_torchrun_youtube_ivos_equals_single_process(tmp_path):
         assert (multi / sub / name).read_text() == (single / sub / name).read_text(), name
     assert not list((multi / sub).glob("*.rank*"))  # per-rank files merged away
     pngs = sorted(p.relative_to(single) for p in (single / sub / "result_video").rglob("*.png"))
-    assert len(pngs) == 2 * 4 * 6
+    assert {p.parts[3] for p in pngs} == set(videos)  # <sub>/result_video/<video>/roundNN/<frame>.png
+    assert {p.parts[4] for p in pngs} == {f"round0{r}" for r in range(1, 5)}
     for rel in pngs:
         np.testing.assert_array_equal(read_label_png(multi / rel), read_label_png(single / rel))
     with open(multi / sub / "summary_in_csv.csv") as fp:
