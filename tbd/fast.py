@@ -71,8 +71,9 @@ class _Objects:
         self.prev_seg_16 = torch.zeros(0, 2, height, width, device=device)
         self.seg_sum = torch.zeros(0, 2, 1, device=device)
         self.global_occ = torch.zeros(0, 2, hw, device=device)  # occupancy at the given frame
-        self.global_ref: List[int] = []  # row -> index into `given_keys`
-        self.given_keys: List[torch.Tensor] = []  # [C, hw] keys of the frames objects were given at
+        # (key [C, hw] of a frame objects were given at, first row, number of rows): rows are appended per frame
+        self.given: List[Tuple[torch.Tensor, int, int]] = []
+        self.lookup = torch.zeros(1, dtype=torch.long, device=device)  # [background, ids...] for the label map
         self.local_occ = torch.zeros(0, 2, hw, device=device)  # occupancy at the previous frame
         self.coarse = torch.zeros(0, 6, key_channels, device=device)  # overall, short, long (bg, fg each)
 
@@ -87,12 +88,12 @@ class _Objects:
         seg_16 = F.avg_pool2d(one_hot, STRIDE)
         occ = seg_16.flatten(2)
         coarse = _coarse(occ, key)
+        self.given.append((key, len(self.ids), len(ids)))
         self.ids += ids
+        self.lookup = torch.tensor([0] + self.ids, device=key.device)
         self.prev_seg_16 = torch.cat([self.prev_seg_16, seg_16])
         self.seg_sum = torch.cat([self.seg_sum, occ.sum(dim=2, keepdim=True)])
         self.global_occ = torch.cat([self.global_occ, occ])
-        self.global_ref += [len(self.given_keys)] * len(ids)
-        self.given_keys.append(key)
         self.local_occ = torch.cat([self.local_occ, occ])
         self.coarse = torch.cat([self.coarse, coarse.repeat(1, 3, 1)])
 
@@ -127,17 +128,17 @@ def _max_over_reference(occ: torch.Tensor, similarity: torch.Tensor) -> torch.Te
     return torch.cat(out).view(occ.shape)
 
 
-def _aggregate(probs: torch.Tensor, ids: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _aggregate(probs: torch.Tensor, lookup: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Soft aggregation by odds of `[N, 2, H, W]` probabilities (as common.modeling.aggregation).
 
-    Returns the label map `[1, 1, H, W]` (ties to the first of [background, objects in order]) and the
-    aggregated `[N, 2, H, W]` soft masks."""
+    `lookup` maps [background, object rows...] to label ids. Returns the label map `[1, 1, H, W]` (ties go
+    to the first of [background, objects in order], as torch.argmax) and the aggregated `[N, 2, H, W]`
+    soft masks."""
     bg = probs[:, 0].amin(dim=0, keepdim=True)  # [1, H, W]
     odds = torch.cat([bg.clamp(EPS, 1 - EPS) / (1 - bg).clamp(EPS, 1 - EPS),
                       probs[:, 1].clamp(EPS, 1 - EPS) / probs[:, 0].clamp(EPS, 1 - EPS)])
     q = odds / odds.sum(dim=0, keepdim=True)
     winner = q.argmax(dim=0)
-    lookup = torch.tensor([0] + list(ids), device=probs.device)
     labels = lookup[winner][None, None]
     fg = q[1:, None]
     return labels, torch.cat([1 - fg, fg], dim=1)
@@ -214,19 +215,13 @@ class FastTBD:
     def _matching(self, key: torch.Tensor, prev_key: torch.Tensor, sds: torch.Tensor,
                   objects: _Objects) -> torch.Tensor:
         """The 10 matching channels of every object `[N, 10, h, w]` (float32)."""
-        n = len(objects)
-        global_scores = torch.empty(n, 2, key.shape[1], device=key.device)
-        refs = torch.tensor(objects.global_ref, device=key.device)
-        for r, given_key in enumerate(objects.given_keys):
-            rows = (refs == r).nonzero().flatten()
-            if rows.numel():
-                similarity = given_key.t() @ key
-                global_scores[rows] = _max_over_reference(objects.global_occ[rows], similarity)
+        global_scores = torch.cat([_max_over_reference(objects.global_occ[first:first + count], given_key.t() @ key)
+                                   for given_key, first, count in objects.given])
         local_similarity = (prev_key.t() @ key) * sds
         local_scores = _max_over_reference(objects.local_occ, local_similarity)
         coarse_scores = torch.matmul(objects.coarse, key)  # [N, 6, hw]
         scores = torch.cat([global_scores, local_scores, coarse_scores], dim=1)
-        return scores.view(n, 10, *objects.shape16)
+        return scores.view(len(objects), 10, *objects.shape16)
 
     def _decode_objects(self, shared: Dict[str, torch.Tensor], matching: torch.Tensor,
                         prev_seg_16: torch.Tensor) -> torch.Tensor:
@@ -288,7 +283,7 @@ class FastTBD:
                     probs = torch.cat([probs, one_hot])
 
             if len(objects):
-                pred_mask, probs = _aggregate(probs, objects.ids)
+                pred_mask, probs = _aggregate(probs, objects.lookup)
             else:
                 pred_mask = torch.zeros_like(given_masks[0])
             if i < length - 1 and len(objects):
@@ -296,8 +291,7 @@ class FastTBD:
             prev_key = key
 
             if given is not None:
-                pred_mask[given != 0] = 0
-                masks.append(pred_mask + given)
+                masks.append(pred_mask.masked_fill(given != 0, 0) + given)
             elif val_frame_ids is None or val_frame_ids[0] + i in val_frame_ids:
                 masks.append(pred_mask)
         return {"masks": unpad(torch.stack(masks, dim=1), padding)}
