@@ -9,13 +9,7 @@ import torch
 from bmvos.inference import resize_like_official, resized_size
 from bmvos.model import BMVOS, BijectiveMatcher, add_coordinates
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny inputs on shared cores run several times faster on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

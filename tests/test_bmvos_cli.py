@@ -15,13 +15,7 @@ from common.datasets import YouTubeVOS
 from common.errors import UserError
 from common.palette import read_label_png
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny inputs on shared cores run several times faster on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

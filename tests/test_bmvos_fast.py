@@ -20,13 +20,7 @@ from tests.parity.harness import fill_, load_case, parity_dir
 JF_TOLERANCE = 0.1  # J&F points (percent): the issue's "within noise"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny inputs on shared cores run several times faster on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,7 @@ from bmvos.model import BMVOS
 from common import synthetic
 from common.errors import UserError
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny inputs on shared cores run several times faster on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_two_stage_smoke_run_and_resume(tmp_path, capsys):

@@ -20,12 +20,7 @@ from tests.parity.harness import fill_, load_case, parity_dir
 JF_TOLERANCE = 0.1  # J&F points (percent), the "within noise"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

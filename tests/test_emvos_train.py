@@ -14,13 +14,7 @@ from emvos.run import main
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Faster than 2 threads on the shared 2-core test box; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

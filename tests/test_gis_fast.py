@@ -16,12 +16,7 @@ from tests.parity import harness as H
 SIZE = (64, 96)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # much faster on a busy shared box; results do not depend on it here
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _jf(gt: np.ndarray, masks: np.ndarray, n_obj: int) -> float:

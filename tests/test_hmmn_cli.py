@@ -21,14 +21,7 @@ from hmmn.model import HMMN
 H, W = 64, 128
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """ResNet-50 on small shared CPUs: one OpenMP thread avoids oversubscription spin-waits (10x faster
-    on a busy 2-core box); results are the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

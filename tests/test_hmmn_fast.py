@@ -28,13 +28,7 @@ JF_TOLERANCE = 0.1  # percent, the issue's "beyond noise"
 VIDEO_CASES = ("video_2obj", "video_2obj_scaled", "video_pad", "video_pad_scaled")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """ResNet-50 on small shared CPUs: one OpenMP thread avoids oversubscription spin-waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

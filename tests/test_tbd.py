@@ -11,7 +11,7 @@ from common import synthetic
 from common.errors import UserError
 from tbd.model import TBD, distance_matrix
 
-torch.set_num_threads(1)  # faster on a busy 2-core machine; results stay within the tolerances
+pytestmark = pytest.mark.usefixtures("one_thread")  # results stay within the tolerances
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,7 @@ JF_TOLERANCE = 0.001  # 0.1 J&F points
 PIXEL_BUDGET = 0.005  # the parity fixtures' mask tolerance (float kernel noise flips up to ~0.1% of a frame)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # faster on the busy 2-core box; both modes see the same setting
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @lru_cache(maxsize=1)

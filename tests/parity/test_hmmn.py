@@ -26,14 +26,7 @@ PLAIN_LOGIT_RANGE = 10.0   # README: compare plain-case logits only where |logit
 PLAIN_LOGIT_ATOL = 0.25
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """ResNet-50 on small shared CPUs: one OpenMP thread avoids oversubscription spin-waits (10x faster
-    on a busy 2-core box); results are the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from tests.parity.harness import (Case, assert_close, assert_masks_agree, assert
                                   dispatch, fill_, load_case)
 from tbd.model import TBD, distance_matrix
 
-torch.set_num_threads(1)  # faster on a busy 2-core machine; results stay within the tolerances
+pytestmark = pytest.mark.usefixtures("one_thread")  # results stay within the tolerances
 
 
 @lru_cache(maxsize=1)
