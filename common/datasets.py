@@ -151,7 +151,31 @@ def _read_list(path: Path, fix: str) -> List[str]:
 
 # ---------------------------------------------------------------------------------------------------------------------
 
-class DAVIS:
+class _VideoSet:
+    """Lookup and iteration shared by the video datasets (`names` in order, `_videos` by name)."""
+
+    names: List[str]
+    _videos: Dict[str, Video]
+
+    def _describe(self) -> str:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[Video]:
+        return iter(self.videos())
+
+    def video(self, name: str) -> Video:
+        if name not in self._videos:
+            raise UserError(f"{name!r} is not in {self._describe()}")
+        return self._videos[name]
+
+    def videos(self) -> List[Video]:
+        return [self._videos[n] for n in self.names]
+
+
+class DAVIS(_VideoSet):
     """DAVIS 2017 (multi-object) and DAVIS 2016 (single-object) semi-supervised benchmark.
 
     ``root`` is the DAVIS 2017 folder (JPEGImages/, Annotations/, ImageSets/{2016,2017}/). `names` are the
@@ -216,26 +240,15 @@ class DAVIS:
                      binarize_masks=self.year == 2016,
                      gt_paths=gt_paths)
 
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __iter__(self) -> Iterator[Video]:
-        return iter(self.videos())
-
-    def video(self, name: str) -> Video:
-        if name not in self._videos:
-            raise UserError(f"sequence {name!r} is not in DAVIS {self.year} {self.split}")
-        return self._videos[name]
-
-    def videos(self) -> List[Video]:
-        return [self._videos[n] for n in self.names]
+    def _describe(self) -> str:
+        return f"DAVIS {self.year} {self.split}"
 
     def gt_masks(self, name: str) -> np.ndarray:
         """uint8 [T, H, W] ground truth; void stays 255; 2016 = binarised 2017 masks (objects -> 1)."""
         return self.video(name).load_gt()
 
 
-class YouTubeVOS:
+class YouTubeVOS(_VideoSet):
     """YouTube-VOS 2018/2019 validation set, read the way the official BMVOS/EMVOS/TBD testers read it.
 
     ``root`` holds ``valid/{JPEGImages,Annotations}`` (the scored frames, every 5th, and the given masks)
@@ -309,19 +322,8 @@ class YouTubeVOS:
                      binarize_masks=False,
                      gt_paths=None)
 
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __iter__(self) -> Iterator[Video]:
-        return iter(self.videos())
-
-    def video(self, name: str) -> Video:
-        if name not in self._videos:
-            raise UserError(f"video {name!r} is not in YouTube-VOS {self.year} valid")
-        return self._videos[name]
-
-    def videos(self) -> List[Video]:
-        return [self._videos[n] for n in self.names]
+    def _describe(self) -> str:
+        return f"YouTube-VOS {self.year} valid"
 
 
 class COCO:
