@@ -200,3 +200,26 @@ def test_trainer_bn_mode(tmp_path):
     Trainer(model, toy_forward, _Clips(), toy_config(epochs=1, bn_train=True), tmp_path / "train",
             torch.device("cpu")).train()
     assert not torch.equal(model[1].running_mean, before)
+
+
+def test_schedule_overrides_from_the_command_line():
+    import argparse
+
+    from common.training.schedule import Overrides, add_schedule_arguments, parse_stages, stage_plan
+    from common.training.tbd_recipe import TBD_SCHEDULE, TBD_SCHEDULE_HELP
+
+    parser = argparse.ArgumentParser()
+    add_schedule_arguments(parser, **TBD_SCHEDULE_HELP)
+    overrides = Overrides.from_args(parser.parse_args(["--epochs", "2", "--crop", "32", "--coco-clip-length", "3"]))
+    coco, davis = stage_plan(TBD_SCHEDULE, "coco", overrides), stage_plan(TBD_SCHEDULE, "davis", overrides)
+    assert (coco.epochs, coco.batch_size, coco.save_step) == (2, 16, 4000)  # unset flags keep the official value
+    assert coco.recipe.output_size == (32, 32) and coco.recipe.clip_length == 3
+    assert davis.recipe.clip_length == TBD_SCHEDULE["davis"].recipe.clip_length == 10  # a COCO-only override
+    assert stage_plan(TBD_SCHEDULE, "ytvos", Overrides()) == TBD_SCHEDULE["ytvos"]
+    with pytest.raises(TypeError, match="epoch"):
+        add_schedule_arguments(argparse.ArgumentParser(), epoch="typo")
+
+    assert parse_stages(" coco, davis ", TBD_SCHEDULE) == ["coco", "davis"]
+    for bad in ("coco,kinetics", " , "):
+        with pytest.raises(UserError, match="choose from coco, davis, ytvos"):
+            parse_stages(bad, TBD_SCHEDULE)

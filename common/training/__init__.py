@@ -22,7 +22,9 @@ Public interface (what a paper package uses)::
 - BatchNorm stays in eval() during training by default, as the official code does (`TrainConfig.bn_train`).
 - Seeding is the caller's job (seed before building the model, as upstream: `common.device.seed_everything`);
   resume checkpoints carry all RNG states.
-- Schedules (epochs, batch sizes, save/val steps) are per paper: see `emvos/run.py` for EMVOS's.
+- Schedules (epochs, batch sizes, save/val steps) are per paper: a `Stage` per stage name (`emvos.train.OFFICIAL`;
+  TBD's, which BMVOS uses too, is `TBD_SCHEDULE` in `common.training.tbd_recipe`). `Overrides` / `stage_plan`
+  shrink them for smoke runs; `add_training_arguments` / `add_schedule_arguments` add the shared flags.
 """
 from common.training.augment import (EMVOS_COCO, EMVOS_VIDEO, TBD_COCO, TBD_DAVIS, TBD_YTVOS, AffineRecipe,
                                      ClipAugmenter, ClipRecipe)
@@ -31,6 +33,8 @@ from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_
 from common.training.trainer import (ForwardClip, LossNotFinite, TrainConfig, Trainer, Validate, atomic_save,
                                      clip_loss, fg_iou, has_one_object_each)
 from common.training.validation import davis_validator
+from common.training.schedule import (Overrides, Stage, add_schedule_arguments, add_training_arguments,
+                                      build_training_model, parse_stages, stage_plan)
 
 __all__ = [
     "EMVOS_COCO", "EMVOS_VIDEO", "TBD_COCO", "TBD_DAVIS", "TBD_YTVOS", "AffineRecipe", "ClipAugmenter", "ClipRecipe",
@@ -38,4 +42,6 @@ __all__ = [
     "SWAP_ATTACH_PROBABILITY", "maybe_swap_and_attach", "swap_and_attach",
     "ForwardClip", "LossNotFinite", "TrainConfig", "Trainer", "Validate", "atomic_save", "clip_loss", "fg_iou",
     "has_one_object_each", "davis_validator",
+    "Overrides", "Stage", "add_schedule_arguments", "add_training_arguments", "build_training_model", "parse_stages",
+    "stage_plan",
 ]
