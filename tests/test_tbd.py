@@ -87,11 +87,18 @@ def test_cli_errors_are_one_line(tmp_path: Path):
 
     with pytest.raises(UserError, match="--davis"):
         main(["--test", "--sets", "davis17-val", "--weights", str(tmp_path / "x.pth")])
-    with pytest.raises(UserError, match="no checkpoint file"):
+    # the dataset layout is checked before any weights are loaded (or downloaded)
+    with pytest.raises(UserError, match="DAVIS frames folder not found"):
         main(["--test", "--davis", str(tmp_path), "--sets", "davis17-val", "--weights", str(tmp_path / "x.pth"),
+              "--device", "cpu"])
+    davis = synthetic.make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=2, height=32, width=32)
+    with pytest.raises(UserError, match="no checkpoint file"):
+        main(["--test", "--davis", str(davis), "--sets", "davis17-val", "--weights", str(tmp_path / "x.pth"),
               "--device", "cpu"])
     with pytest.raises(UserError, match="needs its dataset root"):
         main(["--train", "--stages", "coco", "--init", "scratch", "--device", "cpu"])
+    with pytest.raises(UserError, match="unknown training stage 'kinetics'; choose from coco, davis, ytvos"):
+        main(["--train", "--stages", "coco,kinetics", "--init", "scratch", "--device", "cpu"])
 
 
 def test_segment_video_resizes_back(model, tmp_path: Path):
