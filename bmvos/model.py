@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.densenet import DenseNetEncoder
+from common.modeling.given_masks import each_id_given_once, two_channel_segs
 from common.modeling.layers import Conv, ConvRelu, DeConv
 from common.modeling.padding import centered_padding, pad_video, unpad
 
@@ -336,29 +337,6 @@ def amp_dtype_for(device: torch.device) -> Optional[torch.dtype]:
     return torch.float16 if device.type == "cuda" else None
 
 
-def _organisable(given_masks: Sequence[Optional[torch.Tensor]]) -> bool:
-    """Objects on the first frame and no id given twice; fast mode leaves anything else to the
-    faithful forward (which appends a re-given id again and updates it twice, as upstream does)."""
-    if given_masks[0] is None:
-        return False
-    seen = set(object_ids_in(given_masks[0]))
-    if not seen:
-        return False
-    for mask in given_masks[1:]:
-        if mask is None:
-            continue
-        ids = set(object_ids_in(mask))
-        if ids & seen:
-            return False
-        seen |= ids
-    return True
-
-
-def _two_channel_segs(labels: torch.Tensor, object_ids: Sequence[int]) -> torch.Tensor:
-    """`[1, 1, H, W]` label map -> float `[N, 2, H, W]`, one (not k, k) pair per object."""
-    return torch.cat([two_channel_seg(labels, k) for k in object_ids], dim=0)
-
-
 def _blend(blend: ConvRelu, shared: torch.Tensor, per_object: torch.Tensor) -> torch.Tensor:
     """`blend(cat([shared expanded to N, per_object]))`, with the object-independent input channels
     convolved once: a convolution is linear in its input channels (zero padding included), so the
@@ -468,7 +446,8 @@ class FastBMVOS(nn.Module):
         """As `BMVOS.forward` (same inputs, same outputs), all objects of a frame at once."""
         if imgs.shape[0] != 1:
             raise ValueError(f"fast mode segments one video at a time (batch 1); got a batch of {imgs.shape[0]}")
-        if not _organisable(given_masks):
+        if not each_id_given_once(given_masks, require_first_frame_objects=True):
+            # nothing on frame 0, or an id given twice: the faithful forward handles it as upstream does
             return self.model(imgs, given_masks, val_frame_ids)
         device = next(self.model.parameters()).device
         length, height, width = imgs.shape[1], imgs.shape[-2], imgs.shape[-1]
@@ -481,7 +460,7 @@ class FastBMVOS(nn.Module):
         first = given_masks[0]
         object_ids = object_ids_in(first)
         _, key = next(frames)
-        segs = _two_channel_segs(first, object_ids)
+        segs = two_channel_segs(first, object_ids)
         global_refs = [(key, F.avg_pool2d(segs, STRIDE))]  # (init key, init 1/16 segs) per start frame
         prev_key, prev_seg_16 = key, global_refs[0][1]
         history = [segs, segs, segs]  # oldest first
@@ -500,7 +479,7 @@ class FastBMVOS(nn.Module):
                 # objects entering now start from their given mask (history: it three times)
                 new_ids = object_ids_in(given)
                 if new_ids:
-                    new_segs = _two_channel_segs(given, new_ids)
+                    new_segs = two_channel_segs(given, new_ids)
                     global_refs.append((key, F.avg_pool2d(new_segs, STRIDE)))
                     segs = torch.cat([segs, new_segs], dim=0)
                     history = [torch.cat([h, new_segs], dim=0) for h in history]

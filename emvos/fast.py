@@ -35,8 +35,9 @@ import torch.nn.functional as F
 
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.cbam_decoder import CBAMDecoder
+from common.modeling.given_masks import each_id_given_once, two_channel_segs
 from common.modeling.padding import centered_padding, pad_video, unpad
-from emvos.model import EMVOS, STRIDE, _object_ids, _one_hot
+from emvos.model import EMVOS, STRIDE, _object_ids
 
 Feats = Dict[str, torch.Tensor]
 
@@ -112,7 +113,7 @@ class FastEMVOS:
                  val_frame_ids: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
         if imgs.shape[0] != 1:
             raise ValueError(f"fast mode segments one video at a time (batch 1); got a batch of {imgs.shape[0]}")
-        if not _organisable(given_masks):
+        if not each_id_given_once(given_masks, require_first_frame_objects=True):
             return self.model(imgs, given_masks, val_frame_ids)
         length = imgs.shape[1]
         padding = centered_padding(imgs.shape[-2], imgs.shape[-1], STRIDE)
@@ -123,7 +124,7 @@ class FastEMVOS:
         init_mask = given_masks[0]
         object_ids = _object_ids(init_mask)
         feats, norm_key, key = next(frames)
-        seg_16 = F.avg_pool2d(_one_hots(init_mask, object_ids), STRIDE)
+        seg_16 = F.avg_pool2d(two_channel_segs(init_mask, object_ids), STRIDE)
         global_refs = [_Reference(norm_key, key, seg_16)]
         local_ref = _Reference(norm_key, key, seg_16)
         masks: List[torch.Tensor] = [init_mask]
@@ -138,7 +139,7 @@ class FastEMVOS:
             given = given_masks[i]
             if given is not None:
                 new_ids = _object_ids(given)
-                new_segs = _one_hots(given, new_ids)
+                new_segs = two_channel_segs(given, new_ids)
                 global_refs.append(_Reference(norm_key, key, F.avg_pool2d(new_segs, STRIDE)))
                 segs = torch.cat([segs, new_segs], dim=0)
                 object_ids = object_ids + new_ids
@@ -155,29 +156,6 @@ class FastEMVOS:
             elif val_frame_ids is None or val_frame_ids[0] + i in val_frame_ids:
                 masks.append(pred_mask)
         return {"masks": unpad(torch.stack(masks, dim=1), padding)}
-
-
-def _organisable(given_masks: Sequence[Optional[torch.Tensor]]) -> bool:
-    """Objects on the first frame, and no object given a second time (the faithful forward would then count it
-    twice in the aggregation, a corner case left to it)."""
-    if given_masks[0] is None:
-        return False
-    seen = set(_object_ids(given_masks[0]))
-    if not seen:
-        return False
-    for mask in given_masks[1:]:
-        if mask is None:
-            continue
-        ids = set(_object_ids(mask))
-        if ids & seen:
-            return False
-        seen |= ids
-    return True
-
-
-def _one_hots(mask: torch.Tensor, object_ids: Sequence[int]) -> torch.Tensor:
-    """`[1, 1, H, W]` labels -> float `[N, 2, H, W]`, one (not k, k) pair per object."""
-    return torch.cat([_one_hot(mask, k) for k in object_ids], dim=0)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from common.modeling.given_masks import each_id_given_once
 from common.modeling.padding import centered_padding, pad_video, unpad
 from tbd.model import STRIDE, TBD, _object_ids, distance_matrix
 
@@ -246,7 +247,7 @@ class FastTBD:
         b, length, _, height, width = imgs.shape
         if b != 1:
             raise ValueError("FastTBD is for inference (batch size 1); train with tbd.model.TBD")
-        if _regiven_ids(given_masks):
+        if not each_id_given_once(given_masks):
             # An id annotated again later: the official code then tracks it twice (duplicate entries in its
             # object list); only the faithful path reproduces that.
             return self.model(imgs, given_masks, dist, val_frame_ids)
@@ -297,16 +298,3 @@ class FastTBD:
         return {"masks": unpad(torch.stack(masks, dim=1), padding)}
 
     __call__ = forward
-
-
-def _regiven_ids(given_masks: Sequence[Optional[torch.Tensor]]) -> bool:
-    """True when a mid-video annotation repeats an id that an earlier annotation already started."""
-    seen: set = set()
-    for labels in given_masks:
-        if labels is None:
-            continue
-        ids = set(_object_ids(labels))
-        if ids & seen:
-            return True
-        seen |= ids
-    return False
