@@ -1,12 +1,11 @@
-"""BMVOS behaviour beyond the parity fixtures: matching rules, mid-video objects, output frames,
-training path, and the official evaluator's resize. Tiny inputs, seeded weights."""
+"""BMVOS behaviour beyond the parity fixtures: matching rules, mid-video objects, output frames and
+the training path (the evaluator's resize: tests/test_video_input.py). Tiny inputs, seeded weights."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from bmvos.inference import resize_like_official, resized_size
 from bmvos.model import BMVOS, BijectiveMatcher, add_coordinates
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,22 +113,3 @@ def test_training_path_shapes_and_frozen_encoder(model):
     assert model.vos.mask_embedder.conv1.conv.weight.grad is not None
     assert model.vos.matcher.conv.conv.weight.grad is not None
     model.zero_grad()
-
-
-def test_official_resize_sizes():
-    assert resized_size(720, 1280) == (480, 853)
-    assert resized_size(1280, 720) == (853, 480)
-    assert resized_size(480, 854) is None
-    assert resized_size(910, 480) is None
-
-
-def test_official_resize_and_its_small_object_exception():
-    imgs = torch.rand(1, 2, 3, 32, 48)
-    big = _blob_mask(32, 48, {1: (0, 32, 0, 24)})
-    out_imgs, out_masks, resized = resize_like_official(imgs, [big, None], short_side=64, min_object_pixels=100)
-    assert resized and out_imgs.shape == (1, 2, 3, 64, 96) and out_masks[0].shape == (1, 1, 64, 96)
-    assert out_masks[1] is None and out_masks[0].dtype == torch.long
-    # one tiny object anywhere in the given masks keeps the original size for the whole video
-    tiny = _blob_mask(32, 48, {1: (0, 32, 0, 24), 2: (0, 2, 40, 42)})
-    out_imgs, out_masks, resized = resize_like_official(imgs, [big, tiny], short_side=64, min_object_pixels=100)
-    assert not resized and out_imgs is imgs and out_masks[1] is tiny

@@ -63,22 +63,6 @@ def test_train_resume_then_test(roots, tmp_path):
         assert "synth-test-00/00003.png" in archive.namelist()
 
 
-def test_480p_rule():
-    from emvos.inference import resize_to_480p
-
-    imgs = torch.rand(1, 2, 3, 60, 80)
-    big = torch.zeros(1, 1, 60, 80, dtype=torch.long)
-    big[..., 10:50, 10:70] = 1
-    out, masks = resize_to_480p(imgs, [big, None])
-    assert out.shape == (1, 2, 3, 480, 640) and masks[0].shape == (1, 1, 480, 640) and masks[1] is None
-    tiny = torch.zeros(1, 1, 60, 80, dtype=torch.long)
-    tiny[..., 0:2, 0:2] = 2  # 4 px -> 256 px at 480p: under 1000, so the original size is kept
-    out, masks = resize_to_480p(imgs, [big + tiny * (big == 0), None])
-    assert out is imgs
-    tall = torch.rand(1, 1, 3, 100, 50)
-    assert resize_to_480p(tall, [torch.ones(1, 1, 100, 50, dtype=torch.long)])[0].shape[-2:] == (960, 480)
-
-
 def test_bad_inputs(roots, tmp_path):
     with pytest.raises(UserError, match="--coco"):
         main(["--train", "--stages", "coco", "--init", "scratch", "--output-dir", str(tmp_path)])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -99,24 +98,6 @@ def test_cli_errors_are_one_line(tmp_path: Path):
         main(["--train", "--stages", "coco", "--init", "scratch", "--device", "cpu"])
     with pytest.raises(UserError, match="unknown training stage 'kinetics'; choose from coco, davis, ytvos"):
         main(["--train", "--stages", "coco,kinetics", "--init", "scratch", "--device", "cpu"])
-
-
-def test_segment_video_resizes_back(model, tmp_path: Path):
-    """The official 480p rule runs the model at 480p and the results come back at the frame size."""
-    from tbd.inference import prepare_inputs, resized_size
-
-    assert resized_size(480, 854) is None
-    assert resized_size(720, 1280) == (480, 853)
-    assert resized_size(1280, 720) == (853, 480)
-    frames = np.zeros((2, 60, 80, 3), np.uint8)
-    tiny = np.zeros((60, 80), np.uint8)
-    tiny[:2, :2] = 1  # 4 px -> 256 px at 480p: too small, the video keeps its size
-    imgs, _ = prepare_inputs(frames, {0: tiny}, torch.device("cpu"))
-    assert imgs.shape[-2:] == (60, 80)
-    big = np.zeros((60, 80), np.uint8)
-    big[10:40, 10:50] = 1
-    imgs, given = prepare_inputs(frames, {0: big}, torch.device("cpu"))
-    assert imgs.shape[-2:] == (480, 640) and given[0].shape[-2:] == (480, 640)
 
 
 def test_ytvos_custom_split_training(tmp_path: Path):
