@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.densenet import DenseNetEncoder
-from common.modeling.given_masks import each_id_given_once, two_channel_segs
+from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
 from common.modeling.layers import Conv, ConvRelu, DeConv
 from common.modeling.padding import centered_padding, pad_video, unpad
 
@@ -43,11 +43,6 @@ State = Dict[str, object]
 def two_channel_seg(labels: torch.Tensor, object_id: int) -> torch.Tensor:
     """Label map `[B, 1, H, W]` -> float `[B, 2, H, W]` (not-object, object)."""
     return torch.cat([labels != object_id, labels == object_id], dim=1).float()
-
-
-def object_ids_in(labels: torch.Tensor) -> List[int]:
-    """Ascending non-zero ids of a label map (the official tracking order)."""
-    return [k for k in labels.unique().tolist() if k != 0]
 
 
 def similarity(ref_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tensor:

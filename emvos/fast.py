@@ -35,9 +35,9 @@ import torch.nn.functional as F
 
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.cbam_decoder import CBAMDecoder
-from common.modeling.given_masks import each_id_given_once, two_channel_segs
+from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
 from common.modeling.padding import centered_padding, pad_video, unpad
-from emvos.model import EMVOS, STRIDE, _object_ids
+from emvos.model import EMVOS, STRIDE
 
 Feats = Dict[str, torch.Tensor]
 
@@ -122,7 +122,7 @@ class FastEMVOS:
 
         # frame 0: the given objects, all with frame 0 as global and local reference
         init_mask = given_masks[0]
-        object_ids = _object_ids(init_mask)
+        object_ids = object_ids_in(init_mask)
         feats, norm_key, key = next(frames)
         seg_16 = F.avg_pool2d(two_channel_segs(init_mask, object_ids), STRIDE)
         global_refs = [_Reference(norm_key, key, seg_16)]
@@ -138,7 +138,7 @@ class FastEMVOS:
             # objects given on this frame (YouTube-VOS: entering mid-video) start from their mask
             given = given_masks[i]
             if given is not None:
-                new_ids = _object_ids(given)
+                new_ids = object_ids_in(given)
                 new_segs = two_channel_segs(given, new_ids)
                 global_refs.append(_Reference(norm_key, key, F.avg_pool2d(new_segs, STRIDE)))
                 segs = torch.cat([segs, new_segs], dim=0)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.cbam_decoder import CBAMDecoder
 from common.modeling.densenet import DenseNetEncoder
+from common.modeling.given_masks import object_ids_in
 from common.modeling.layers import Conv
 from common.modeling.padding import centered_padding, pad_video, unpad
 
@@ -114,10 +115,6 @@ def _one_hot(mask: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat([mask != k, mask == k], dim=1).float()
 
 
-def _object_ids(mask: torch.Tensor) -> List[int]:
-    return [k for k in mask.unique().tolist() if k != 0]
-
-
 class EMVOS(nn.Module):
     """`model(imgs, given_masks, val_frame_ids)` as upstream.
 
@@ -150,7 +147,7 @@ class EMVOS(nn.Module):
 
         # frame 0: every object gets its state from the given mask
         init_mask = given_masks[0]
-        object_ids = _object_ids(init_mask)
+        object_ids = object_ids_in(init_mask)
         feats, norm_key, key = self.encode(imgs[:, 0])
         states = {k: self.vos.init_state(norm_key, key, _one_hot(init_mask, k)) for k in object_ids}
         scores: List[torch.Tensor] = []
@@ -164,7 +161,7 @@ class EMVOS(nn.Module):
             # objects given on this frame (YouTube-VOS: entering mid-video) start from their mask
             given = given_masks[i]
             if given is not None:
-                new_ids = _object_ids(given)
+                new_ids = object_ids_in(given)
                 for k in new_ids:
                     states[k] = self.vos.init_state(norm_key, key, _one_hot(given, k))
                     segs[k] = _one_hot(given, k)

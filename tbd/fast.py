@@ -31,9 +31,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from common.modeling.given_masks import each_id_given_once
+from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
 from common.modeling.padding import centered_padding, pad_video, unpad
-from tbd.model import STRIDE, TBD, _object_ids, distance_matrix
+from tbd.model import STRIDE, TBD, distance_matrix
 
 EPS = 1e-7  # the soft-aggregation clamp (common.modeling.aggregation)
 MATCH_CHUNK_ELEMENTS = 1 << 26  # bounds the [rows, ref, query] temporary of the max-over-reference matching
@@ -264,7 +264,7 @@ class FastTBD:
         frames = self._frames(imgs[0])
         _, key = next(frames)
         objects = _Objects(h, w, key.shape[0], key.device)
-        objects.add(key, given_masks[0], _object_ids(given_masks[0]))
+        objects.add(key, given_masks[0], object_ids_in(given_masks[0]))
         masks: List[torch.Tensor] = [given_masks[0]]
         prev_key = key
         for i, (shared, key) in enumerate(frames, start=1):
@@ -277,11 +277,10 @@ class FastTBD:
 
             given = given_masks[i]
             if given is not None:  # every id in a mid-video annotation starts a new object
-                new_ids = _object_ids(given)
+                new_ids = object_ids_in(given)
                 if new_ids:
                     objects.add(key, given, new_ids)
-                    one_hot = torch.cat([torch.cat([given != k, given == k], dim=1) for k in new_ids]).float()
-                    probs = torch.cat([probs, one_hot])
+                    probs = torch.cat([probs, two_channel_segs(given, new_ids)])
 
             if len(objects):
                 pred_mask, probs = _aggregate(probs, objects.lookup)

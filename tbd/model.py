@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.cbam_decoder import CBAMDecoder
 from common.modeling.densenet import DenseNetEncoder
+from common.modeling.given_masks import object_ids_in
 from common.modeling.layers import Conv
 from common.modeling.padding import centered_padding, pad_video, unpad
 
@@ -200,10 +201,6 @@ def _one_hot(labels: torch.Tensor, object_id: int) -> torch.Tensor:
     return torch.cat([labels != object_id, labels == object_id], dim=1).float()
 
 
-def _object_ids(labels: torch.Tensor) -> List[int]:
-    return [k for k in labels.unique().tolist() if k != 0]
-
-
 class TBD(nn.Module):
     """The full model: `vos` (encoder/matcher/decoder) and the distance-scoring function `dsf`.
 
@@ -238,7 +235,7 @@ class TBD(nn.Module):
         imgs, given_masks = pad_video(imgs, given_masks, padding)
 
         # Frame 0: one state per object given there.
-        object_ids = _object_ids(given_masks[0])
+        object_ids = object_ids_in(given_masks[0])
         feats, key = self.embed(imgs[:, 0])
         states = {k: self.vos.init_state(key, _one_hot(given_masks[0], k)) for k in object_ids}
         sds = self.dsf(dist.reshape(-1, 1))
@@ -256,7 +253,7 @@ class TBD(nn.Module):
             # Objects given at this frame (YouTube-VOS): every id in the mask starts a new object.
             given = given_masks[i]
             if given is not None:
-                new_ids = _object_ids(given)
+                new_ids = object_ids_in(given)
                 for k in new_ids:
                     states[k] = self.vos.init_state(key, _one_hot(given, k))
                     pred_seg[k] = _one_hot(given, k)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.modeling.given_masks import each_id_given_once, object_ids, two_channel_segs
+from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
 from common.video_input import (frames_to_tensor, given_mask_list, labels_at_frame_size, load_video_inputs,
                                 resize_like_evaluator, resized_size)
 
@@ -155,7 +155,7 @@ def test_each_id_given_once():
     new = boxes_mask(8, 8, {2: (0, 2, 6, 8)})
     again = boxes_mask(8, 8, {1: (6, 8, 0, 2)})
     empty = torch.zeros(1, 1, 8, 8, dtype=torch.long)
-    assert object_ids(first) == [1, 3]
+    assert object_ids_in(first) == [1, 3]
     assert each_id_given_once([first, None, new])
     assert not each_id_given_once([first, new, again])
     assert not each_id_given_once([first, None, first])

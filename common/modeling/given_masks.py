@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 
 
-def object_ids(labels: torch.Tensor) -> List[int]:
+def object_ids_in(labels: torch.Tensor) -> List[int]:
     """Ascending non-zero ids of a label map (the order in which the official code tracks objects)."""
     return [k for k in labels.unique().tolist() if k != 0]
 
@@ -27,7 +27,7 @@ def each_id_given_once(given_masks: Sequence[Optional[torch.Tensor]], *,
     for t, labels in enumerate(given_masks):
         if labels is None:
             continue
-        ids = set(object_ids(labels))  # one device sync per given mask: few per video
+        ids = set(object_ids_in(labels))  # one device sync per given mask: few per video
         if (t == 0 and require_first_frame_objects and not ids) or ids & seen:
             return False
         seen |= ids
