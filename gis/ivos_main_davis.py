@@ -125,7 +125,6 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     `fast` (from `gis.fast`) runs the rounds on the fast path.
     """
     import_davisinteractive()
-    from davisinteractive import utils as di_utils
     from davisinteractive.dataset import Davis
     from davisinteractive.metrics import batched_jaccard
     from davisinteractive.session import DavisInteractiveSession

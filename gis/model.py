@@ -17,7 +17,7 @@ This is an inference-only port (the attention transfer module's evaluation branc
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch

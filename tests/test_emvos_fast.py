@@ -4,7 +4,6 @@ mid-video, frame selection, the faithful fallback, the CLI)."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
