@@ -13,39 +13,31 @@ segments its share of the videos and rank 0 scores and prints the table.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from bmvos.inference import SHORT_SIDE
 from bmvos.main_runfile import build_model, run_benchmark
 from bmvos.model import BMVOS, FastBMVOS
-from common.device import add_device_argument, pick_device
+from common.device import pick_device
 from common.distributed import init_distributed
 from common.errors import UserError, run_cli
+from common.reproduce import gap, reproduce_parser, text_table
 
 # J&F-Mean in %: the paper's table, and the logs the authors released with the checkpoint.
 PUBLISHED: Dict[str, Tuple[float, float]] = {"DAVIS16_val": (82.2, 82.3), "DAVIS17_val": (72.7, 72.6)}
 
 
 def format_table(ours: Dict[str, float]) -> str:
-    lines = [f"{'benchmark':<14}{'ours':>8}{'paper':>8}{'diff':>8}{'log':>8}{'diff':>8}"]
+    rows = []
     for name, (paper, log) in PUBLISHED.items():
-        if name not in ours:
-            lines.append(f"{name:<14}{'-':>8}{paper:>8.1f}{'-':>8}{log:>8.1f}{'-':>8}")
-            continue
-        mine = ours[name]
-        lines.append(f"{name:<14}{mine:>8.1f}{paper:>8.1f}{mine - paper:>+8.1f}{log:>8.1f}{mine - log:>+8.1f}")
-    return "\n".join(lines)
+        mine = ours.get(name)
+        rows.append((name, mine, paper, gap(mine, paper), log, gap(mine, log)))
+    return text_table(("benchmark", "ours", "paper", "diff", "log", "diff"), rows, name_width=14)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bmvos.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root (JPEGImages/, Annotations/)")
-    parser.add_argument("--ytvos", type=Path, default=None, help="YouTube-VOS 2018 root: also write its submission")
-    parser.add_argument("--output", type=Path, default=Path("outputs/bmvos"), help="results folder")
-    parser.add_argument("--test-dev", action="store_true", help="also DAVIS 2017 test-dev (submission zip)")
+    parser = reproduce_parser("bmvos", __doc__)
     parser.add_argument("--weights", type=Path, default=None,
                         help="DAVIS checkpoint file instead of the official one (fetched into the weights cache)")
     parser.add_argument("--native-size", action="store_true",
@@ -53,7 +45,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--fast", action="store_true",
                         help="fast mode: objects batched, autocast on CUDA, channels_last (agrees within noise)")
     parser.add_argument("--compile", action="store_true", help="with --fast: torch.compile the network's stages")
-    add_device_argument(parser)
     args = parser.parse_args(argv)
     if args.compile and not args.fast:
         raise UserError("--compile applies to fast mode; add --fast")

@@ -4,6 +4,7 @@
     fetch('bmvos-davis')              -> Path in the cache, downloaded and checked on first use
     load_state_dict('bmvos-davis')    -> {key: Tensor}, `torch.load(weights_only=True)`, `module.` stripped
     load_into(model, state_dict)      strict load; one `UserError` naming the first mismatching key
+    official_or_seeded('bmvos-davis', BMVOS, device)   demos: cached official weights, else a seeded init
 
 The cache is `$VOS_WEIGHTS` or `~/.cache/vos-papers`, one folder per paper holding the official file
 names (`<cache>/bmvos/BMVOS_davis.pth`), so a file downloaded by hand can be dropped in place.
@@ -26,7 +27,7 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 
@@ -457,6 +458,36 @@ def load_into(model: torch.nn.Module,
         first_line = (str(err).strip().splitlines() or ["?"])[0]
         raise UserError(f"{where} does not load into {type(model).__name__}: {first_line}") from None
     return model
+
+
+# ----------------------------------------------------------------------------------------- demos and benchmarks
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def seeded_init(build: Callable[[], ModuleT], device: torch.device, *, seed: int = 0) -> ModuleT:
+    """`build()` under `torch.manual_seed(seed)`, in eval mode on `device`: the model's own initialisation,
+    reproducible, for demos and benchmarks that run without the official weights."""
+    torch.manual_seed(seed)
+    return build().to(device).eval()
+
+
+def official_or_seeded(name: str, build: Callable[[], ModuleT], device: torch.device, *, seed: int = 0) -> ModuleT:
+    """`build()` with the official checkpoint `name` when it is already in the cache, else `seeded_init`.
+
+    Never downloads, so `make demo` runs offline. Prints which weights it used, prefixed with the paper,
+    because with the seeded initialisation the scores mean nothing.
+    """
+    spec = spec_for(name)
+    path = cached_path(name)
+    if path is None:
+        print(f"{spec.paper}: official weights not in the cache (python -m common.weights fetch {name}); "
+              f"using a seeded random initialisation, so the scores mean nothing")
+        return seeded_init(build, device, seed=seed)
+    print(f"{spec.paper}: official weights {path}")
+    model = build()
+    load_into(model, path)
+    return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------- CLI

@@ -12,27 +12,20 @@ compare with the EMVOS paper (arXiv 2209.03139).
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Optional, Sequence
 
-from common.device import add_device_argument, pick_device
+from common.device import pick_device
 from common.distributed import init_distributed
 from common.errors import run_cli
+from common.reproduce import reproduce_parser
 from emvos import run
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emvos.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root")
-    parser.add_argument("--ytvos", type=Path, default=None, help="YouTube-VOS 2018 root: also its submission")
-    parser.add_argument("--output", type=Path, default=Path("outputs/emvos"), help="results folder")
-    parser.add_argument("--test-dev", action="store_true", help="also DAVIS 2017 test-dev (submission zip)")
+    parser = reproduce_parser("emvos", __doc__)
     parser.add_argument("--weights", default=None, help="checkpoint instead of the official ones")
     parser.add_argument("--native-size", action="store_true", help="skip the 480p rule (small test data only)")
     parser.add_argument("--fast", action="store_true", help="batched fast mode (see emvos.fast)")
-    add_device_argument(parser)
     args = parser.parse_args(argv)
 
     sets = ["davis16-val", "davis17-val"] + (["davis17-test-dev"] if args.test_dev else [])

@@ -8,12 +8,12 @@ so for them this writes the submission zip and the table says where it is. Rerun
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from common.device import add_device_argument, pick_device
+from common.device import pick_device
 from common.errors import run_cli
+from common.reproduce import reproduce_parser
 from hmmn.eval_davis import run_split
 from hmmn.inference import load_model
 
@@ -28,16 +28,11 @@ PUBLISHED = {
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmmn.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root (JPEGImages/, Annotations/)")
-    parser.add_argument("--output", type=Path, default=Path("outputs/hmmn"), help="results folder")
+    parser = reproduce_parser("hmmn", __doc__, ytvos=False)  # two YouTube-VOS years: --ytvos18 / --ytvos19
     parser.add_argument("--weights", default="hmmn", help="checkpoint file or registry name (default: hmmn)")
-    parser.add_argument("--test-dev", action="store_true", help="also DAVIS 2017 test-dev (needs its frames)")
     parser.add_argument("--ytvos18", type=Path, default=None, help="YouTube-VOS 2018 root (valid/, valid_all_frames/)")
     parser.add_argument("--ytvos19", type=Path, default=None, help="YouTube-VOS 2019 root")
     parser.add_argument("--mem-every", type=int, default=5)
-    add_device_argument(parser)
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)

@@ -11,12 +11,11 @@ with the `tbd-ytvos` checkpoint). Reruns resume: finished videos are skipped.
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
-from common.device import add_device_argument, pick_device
+from common.device import pick_device
 from common.errors import run_cli
+from common.reproduce import gap, reproduce_parser, text_table
 from tbd.run import run_sets
 
 # J&F-Mean in %: (COCO-pretrained, without COCO) from the paper. The released weights are the COCO ones.
@@ -29,26 +28,16 @@ PUBLISHED: Dict[str, Tuple[float, float]] = {
 
 
 def format_table(ours: Dict[str, Optional[float]], server: Dict[str, str]) -> str:
-    lines = [f"{'benchmark':<18}{'ours':>8}{'paper':>8}{'diff':>8}{'no-COCO':>9}"]
+    rows = []
     for name, (paper, no_coco) in PUBLISHED.items():
         mine = ours.get(name)
-        if mine is None:
-            cell = "server" if name in server else "-"
-            lines.append(f"{name:<18}{cell:>8}{paper:>8.1f}{'-':>8}{no_coco:>9.1f}")
-        else:
-            lines.append(f"{name:<18}{mine:>8.1f}{paper:>8.1f}{mine - paper:>+8.1f}{no_coco:>9.1f}")
-    return "\n".join(lines)
+        shown = "server" if mine is None and name in server else mine
+        rows.append((name, shown, paper, gap(mine, paper), no_coco))
+    return text_table(("benchmark", "ours", "paper", "diff", "no-COCO"), rows, name_width=18)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tbd.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root (JPEGImages/, Annotations/)")
-    parser.add_argument("--ytvos", type=Path, default=None, help="YouTube-VOS 2018 root: also write its submission")
-    parser.add_argument("--output", type=Path, default=Path("outputs/tbd"), help="results folder")
-    parser.add_argument("--test-dev", action="store_true", help="also DAVIS 2017 test-dev (submission zip)")
-    add_device_argument(parser)
-    args = parser.parse_args(argv)
+    args = reproduce_parser("tbd", __doc__).parse_args(argv)
 
     device = pick_device(args.device)
     sets = ["davis16-val", "davis17-val"] + (["davis17-test-dev"] if args.test_dev else [])

@@ -19,7 +19,8 @@ from torch import nn
 
 from common import weights
 from common.errors import UserError
-from common.weights import WEIGHTS, WeightSpec, cache_dir, cached_path, fetch, load_into, load_state_dict
+from common.weights import (WEIGHTS, WeightSpec, cache_dir, cached_path, fetch, load_into, load_state_dict,
+                            official_or_seeded, seeded_init)
 
 REQUIRED = {"bmvos-davis", "bmvos-ytvos", "emvos-coco_davis", "emvos-coco_ytvos", "tbd-davis", "tbd-ytvos",
             "hmmn", "gis-davis", "gis-youtube"}
@@ -382,6 +383,23 @@ def test_load_into_accepts_old_batchnorm_checkpoints(model):
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     loaded = load_into(Tiny(), state)
     assert torch.equal(loaded.norm.running_var, model.norm.running_var)
+
+
+def test_official_or_seeded_uses_the_cache_only(cache, monkeypatch, capsys, ckpt, model):
+    register(monkeypatch, name="test-drive", drive_id=DRIVE_ID)
+    fake_gdown(monkeypatch, cache, lambda out: pytest.fail("a demo must not download"))
+    seeded = official_or_seeded("test-drive", Tiny, torch.device("cpu"))
+    assert "testpaper: official weights not in the cache (python -m common.weights fetch test-drive)" \
+        in capsys.readouterr().out
+    assert not seeded.training
+    assert torch.equal(seeded.conv.weight, seeded_init(Tiny, torch.device("cpu")).conv.weight)  # reproducible
+
+    (cache / "testpaper").mkdir(parents=True)
+    (cache / "testpaper" / "test.pth").write_bytes(ckpt)
+    torch.manual_seed(1)  # a fresh Tiny() now differs from `model` (seed 0): equal weights mean the file loaded
+    official = official_or_seeded("test-drive", Tiny, torch.device("cpu"))
+    assert capsys.readouterr().out.strip() == f"testpaper: official weights {cache / 'testpaper' / 'test.pth'}"
+    assert torch.equal(official.conv.weight, model.conv.weight) and not official.training
 
 
 # ----------------------------------------------------------------------------- CLI
