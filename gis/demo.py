@@ -15,19 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common import weights as registry
 from common.device import Stopwatch
 from common.palette import read_label_png
-from gis.model import GISNet, load_net
+from common.weights import official_or_seeded, seeded_init
+from gis.model import GISNet
 
 DEMO_INTERACTIONS = 3
-
-
-def _net(device: torch.device, name: str) -> GISNet:
-    cached = registry.cached_path(name)
-    net, origin = load_net(str(cached) if cached else None, device)
-    print(f"gis: {origin}")
-    return net
 
 
 def _davis_with_scribbles(davis_root: Path, work: Path) -> Path:
@@ -51,7 +44,7 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     from gis.ivos_main_davis import result_dir_name, run_ivos
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    net = _net(device, "gis-davis")
+    net = official_or_seeded("gis-davis", GISNet, device)
     davis = _davis_with_scribbles(Path(davis_root), out_dir / "data")
     session_dir = out_dir / result_dir_name("J_AND_F", "RS4")
     if session_dir.exists():
@@ -89,19 +82,20 @@ def _youtube_demo(ytvos_root: Path, out_dir: Path, device: torch.device) -> list
     result = out_dir / "GIS-RAmap[JF]_[wo_RS]" / "iPoint05"
     if result.exists():
         shutil.rmtree(result)
-    net = _net(device, "gis-youtube")
+    net = official_or_seeded("gis-youtube", GISNet, device)
     with torch.no_grad():
         jf = run_youtube(net, root, 5, result, points_dir=points, short_side=min(height), save_masks=True)
     print("gis: YouTube-IVOS (5 clicks), J&F per round " + " / ".join(f"{v:.3f}" for v in jf))
     return jf
 
 
-def bench_round(davis_root: Path, device: torch.device, fast: bool = False) -> float:
+def bench_round(davis_root: Path, device: torch.device, fast: bool = False, compile: bool = False) -> float:
     """Seconds per interaction round (scribbles -> masks of the whole video), median of 3 after a warm-up.
 
     Seeded weights, the first val video of `davis_root`, the robot's scribble on its middle frame;
     every timed round starts a fresh session, so it is the full first round (all frames propagated;
-    fast mode's cross-round feature cache does not help here). `fast`: the `--fast` path (gis.fast).
+    fast mode's cross-round feature cache does not help here). `fast`: the `--fast` path (gis.fast);
+    `compile`: with `--compile`.
     """
     from gis.fast import fast_engine
 
@@ -119,8 +113,8 @@ def bench_round(davis_root: Path, device: torch.device, fast: bool = False) -> f
         shutil.copytree(davis_root / "Annotations" / "480p" / name, work / "Annotations" / "480p" / name)
         scribble = write_robot_scribbles(work, name)
     frame = annotated_frame_of(scribble)
-    net, _ = load_net(None, device)
-    engine = fast_engine(net, device) if fast else None
+    net = seeded_init(GISNet, device)
+    engine = fast_engine(net, device, compile=compile) if fast else None
     times = []
     with torch.no_grad():
         for run in range(4):

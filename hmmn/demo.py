@@ -8,27 +8,16 @@ import numpy as np
 import torch
 
 from common.datasets import Video
-from common.weights import cached_path
+from common.weights import official_or_seeded, seeded_init
 from hmmn.eval_davis import run_split
 from hmmn.fast import FastHMMN
-from hmmn.inference import davis_segmenter, load_model
+from hmmn.inference import davis_segmenter
 from hmmn.model import HMMN
-
-
-def demo_model(device: torch.device) -> HMMN:
-    """Official weights when already in the weights cache, else a seeded initialisation (says which)."""
-    path = cached_path("hmmn")
-    if path is not None:
-        print(f"hmmn: official weights {path}")
-    else:
-        print("hmmn: official weights not in the cache (python -m common.weights fetch hmmn); "
-              "using a seeded random initialisation, so the scores mean nothing")
-    return load_model(path, device)
 
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
     """DAVIS 2017 val of the sample (PNGs + J&F), and the YouTube-VOS sample's submission if given."""
-    model = demo_model(device)
+    model = official_or_seeded("hmmn", HMMN, device)
     result = run_split(model, device, 17, "val", str(davis_root), Path(out_dir) / "davis17-val", overwrite=True)
     if ytvos_root is not None:
         run_split(model, device, 18, "valid", str(ytvos_root), Path(out_dir) / "ytvos18-valid", overwrite=True)
@@ -36,8 +25,10 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return result.global_row
 
 
-def make_segmenter(device: torch.device, fast: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
+def make_segmenter(device: torch.device, fast: bool = False,
+                   compile: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
     """DAVIS video -> label maps, seeded weights, upstream's memory schedule (for benchmarks);
-    `fast=True`: hmmn.fast (float32, the verified setting)."""
-    model = load_model(None, device)
-    return davis_segmenter(FastHMMN(model) if fast else model, device)
+    `fast=True`: hmmn.fast (float32, the verified setting); `compile=True` also compiles its encoders and
+    decoder."""
+    model = seeded_init(HMMN, device)
+    return davis_segmenter(FastHMMN(model, compile=compile) if fast else model, device)

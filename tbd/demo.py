@@ -8,32 +8,10 @@ import numpy as np
 import torch
 
 from common.datasets import Video
-from common.weights import cached_path, load_into
+from common.weights import official_or_seeded, seeded_init
 from tbd.inference import make_segment
 from tbd.model import TBD
 from tbd.run import run_sets
-
-SEED = 0
-
-
-def seeded_model(device: torch.device) -> TBD:
-    """The official initialisation (Kaiming convs, torchvision DenseNet init) under a fixed seed."""
-    torch.manual_seed(SEED)
-    return TBD().to(device).eval()
-
-
-def demo_model(name: str, device: torch.device) -> TBD:
-    """Official weights `name` when already in the weights cache, else a seeded initialisation (says which)."""
-    path = cached_path(name)
-    if path is not None:
-        print(f"tbd: official weights {path}")
-        model = TBD()
-        load_into(model, name)
-        return model.to(device).eval()
-    print(f"tbd: official weights not in the cache (python -m common.weights fetch {name}); "
-          f"using a seeded random initialisation, so the scores mean nothing")
-    return seeded_model(device)
-
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
     """DAVIS 2017 val of the sample (PNGs + J&F), and the YouTube-VOS sample's submission if given.
@@ -41,11 +19,11 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     The small synthetic frames are segmented at their stored size; the official 480p rule would only
     upscale them.
     """
-    models = {"tbd-davis": demo_model("tbd-davis", device)}
+    models = {"tbd-davis": official_or_seeded("tbd-davis", TBD, device)}
     sets = ["davis17-val"]
     roots = {"davis": Path(davis_root), "ytvos": None}
     if ytvos_root is not None:
-        models["tbd-ytvos"] = demo_model("tbd-ytvos", device)
+        models["tbd-ytvos"] = official_or_seeded("tbd-ytvos", TBD, device)
         sets.append("ytvos18-valid")
         roots["ytvos"] = Path(ytvos_root)
     summary = run_sets(sets, roots, None, Path(out_dir), device, resize=False, overwrite=True, models=models)
@@ -53,13 +31,15 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return {k: v for k, v in row.items() if k not in ("fps", "frames")}
 
 
-def make_segmenter(device: torch.device, fast: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
+def make_segmenter(device: torch.device, fast: bool = False,
+                   compile: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
     """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks).
 
-    `fast=True`: the batched inference of `tbd.fast` with its defaults for `device`."""
-    model = seeded_model(device)
+    `fast=True`: the batched inference of `tbd.fast` with its defaults for `device`; `compile=True` compiles its
+    encoder and decoder head."""
+    model = seeded_init(TBD, device)
     if fast:
         from tbd.fast import FastOptions, FastTBD
 
-        model = FastTBD(model, FastOptions.for_device(device))
+        model = FastTBD(model, FastOptions.for_device(device, compile=compile))
     return make_segment(model, device, resize=True)
