@@ -35,7 +35,8 @@ from common.errors import UserError, run_cli
 from common.evaluate import evaluate
 from common.papers import PAPERS, demo_hooks
 
-MODES = ("faithful", "fast")
+MODES = ("faithful", "fast", "compiled")  # compiled = fast + torch.compile (opt-in: compiling takes minutes)
+DEFAULT_MODES = ("faithful", "fast")
 
 
 def _median_seconds(fn: Callable[[], Any], device: torch.device, runs: int) -> float:
@@ -79,14 +80,15 @@ def encoder_time(device: torch.device) -> Iterator[Dict[str, float]]:
             hook.remove()
 
 
-def _supports_fast(fn: Callable) -> bool:
-    return "fast" in inspect.signature(fn).parameters
+def _mode_kwargs(mode: str) -> Dict[str, bool]:
+    """The hooks' keyword arguments for `mode` (the faithful mode passes none)."""
+    return {"faithful": {}, "fast": {"fast": True}, "compiled": {"fast": True, "compile": True}}[mode]
 
 
 def bench_video_method(paper: str, mode: str, davis_root: Path, device: torch.device, runs: int) -> Dict[str, Any]:
     hooks = demo_hooks(paper)
     video = DAVIS(davis_root, 2017, "val").videos()[0]
-    segment = hooks.make_segmenter(device, fast=(mode == "fast"))
+    segment = hooks.make_segmenter(device, **_mode_kwargs(mode))
     reset_peak_memory(device)
     seconds = _median_seconds(lambda: segment(video), device, runs)
     with encoder_time(device) as enc:
@@ -100,7 +102,7 @@ def bench_video_method(paper: str, mode: str, davis_root: Path, device: torch.de
 def bench_interactive(paper: str, mode: str, davis_root: Path, device: torch.device) -> Dict[str, Any]:
     bench_round = demo_hooks(paper).bench_round
     reset_peak_memory(device)
-    seconds = bench_round(davis_root, device, fast=True) if mode == "fast" else bench_round(davis_root, device)
+    seconds = bench_round(davis_root, device, **_mode_kwargs(mode))
     return {"method": paper, "mode": mode, "seconds_per_round": seconds, "peak_memory_mib": peak_memory_mib(device)}
 
 
@@ -116,7 +118,8 @@ def modes_of(paper: str) -> List[str]:
     if hooks is None:
         return []
     entry = getattr(hooks, "bench_round", None) or hooks.make_segmenter
-    return list(MODES) if _supports_fast(entry) else ["faithful"]
+    parameters = inspect.signature(entry).parameters
+    return [m for m in MODES if all(k in parameters for k in _mode_kwargs(m))]
 
 
 def header(device: torch.device) -> Dict[str, str]:
@@ -125,10 +128,19 @@ def header(device: torch.device) -> Dict[str, str]:
             "python": platform.python_version(), "torch": torch.__version__}
 
 
+def add_speedups(rows: List[Dict[str, Any]]) -> None:
+    """`speedup`: each row's time against its method's faithful row (when both were measured)."""
+    for key in ("ms_per_frame", "seconds_per_round"):
+        faithful = {r["method"]: r[key] for r in rows if r["mode"] == "faithful" and key in r}
+        for r in rows:
+            if key in r and r["method"] in faithful:
+                r["speedup"] = faithful[r["method"]] / r[key]
+
+
 def format_rows(rows: List[Dict[str, Any]]) -> str:
     columns = [("fps", "frames/s", ".2f"), ("ms_per_frame", "ms/frame", ".1f"),
                ("encoder_ms_per_frame", "encoder", ".1f"), ("seconds_per_round", "s/round", ".2f"),
-               ("peak_memory_mib", "peak MiB", ".0f")]
+               ("speedup", "speed-up", ".2f"), ("peak_memory_mib", "peak MiB", ".0f")]
     lines = [f"{'method':<16}{'mode':<10}" + "".join(f"{title:>10}" for _, title, _ in columns)]
     for r in rows:
         cells = "".join(f"{r[k]:>10{f}}" if k in r else f"{'-':>10}" for k, _, f in columns)
@@ -161,7 +173,9 @@ def _run_in_child(paper: str, mode: str, davis_root: Path, args: argparse.Namesp
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--papers", default=",".join(PAPERS), help="comma-separated subset (default: all)")
-    parser.add_argument("--modes", default=",".join(MODES), help="faithful, fast or both (default: both)")
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES),
+                        help=f"comma-separated subset of {', '.join(MODES)} (default: {','.join(DEFAULT_MODES)}; "
+                             "compiled = fast mode with torch.compile, whose compilation the warm-up run absorbs)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
     parser.add_argument("--frames", type=int, default=10, help="frames of the benchmark video")
@@ -195,6 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"{paper}: not implemented yet, skipped")
             for mode in (m for m in modes if m in available):
                 rows.append(_run_in_child(paper, mode, davis_root, args))
+                add_speedups(rows)
                 print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
         rows.append(bench_evaluator(davis_root))
         print(format_rows(rows[-1:]).splitlines()[-1])
