@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from common.benchmarks import add_test_arguments, default_sets, run_parser, run_sets
+from common.benchmark_sets import add_test_arguments, default_sets, run_parser, run_sets
 from common.device import pick_device, seed_everything
 from common.distributed import DistContext, init_distributed
 from common.errors import UserError, run_cli

@@ -24,8 +24,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from common import benchmarks
-from common.benchmarks import add_test_arguments, default_sets, run_parser
+from common import benchmark_sets
+from common.benchmark_sets import add_test_arguments, default_sets, run_parser
 from common.device import pick_device, seed_everything
 from common.distributed import DistContext, init_distributed
 from common.errors import UserError, run_cli
@@ -87,7 +87,7 @@ def run_sets(sets: Sequence[str], roots: Dict[str, Optional[Path]], weights: Opt
              models: Optional[Dict[str, torch.nn.Module]] = None, fast=None,
              dist: Optional[DistContext] = None) -> Dict[str, dict]:
     """Segment each test set (resuming finished videos), score the val sets, zip the server sets
-    (`common.benchmarks.run_sets`).
+    (`common.benchmark_sets.run_sets`).
 
     Returns {set: {'fps', 'frames', J&F global row for scored sets, 'zip' for server sets}}. `models` maps a
     weights name to a ready model (e.g. seeded weights for the demo); others are loaded with common.weights.
@@ -113,7 +113,7 @@ def run_sets(sets: Sequence[str], roots: Dict[str, Optional[Path]], weights: Opt
 
         return FastTBD(model, fast)
 
-    return benchmarks.run_sets(sets, roots, output, device, paper="TBD", weights=weights,
+    return benchmark_sets.run_sets(sets, roots, output, device, paper="TBD", weights=weights,
                                default_weights=DEFAULT_WEIGHTS, load_model=load,
                                segment=lambda model, video: segment_video(model, video, device, resize=resize),
                                fast=fast is not None, overwrite=overwrite, dist=dist)
