@@ -13,12 +13,9 @@ import bmvos.model
 from bmvos.inference import segment_video
 from bmvos.model import BMVOS, FastBMVOS, similarity
 from common.errors import UserError
-from common.metrics import object_scores
 from common.synthetic import make_davis_sample, make_ytvos_sample
-from tests.parity.harness import fill_, load_case, parity_dir
-
-JF_TOLERANCE = 0.1  # J&F points (percent): the issue's "within noise"
-
+from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs
+from tests.parity.harness import fill_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,24 +38,9 @@ def fast_twin(model: BMVOS, **options) -> FastBMVOS:
     return FastBMVOS(copy.deepcopy(model), **options)
 
 
-def jf(gt: np.ndarray, pred: np.ndarray) -> float:
-    """J&F mean in % over the objects of `gt` `[T, H, W]` and the frames after the given first one."""
-    ids = [k for k in np.unique(gt) if k != 0]
-    j, f = object_scores(gt[1:], pred[1:], ids)
-    return 100 * (j.mean() + f.mean()) / 2
-
-
-def parity_inputs(name: str):
-    inputs = load_case(parity_dir("bmvos") / name)["inputs"]
-    frames = inputs["frames"]
-    imgs = (frames.movedim(-1, -3).contiguous().float() / 255)[None]
-    given = [inputs["given_masks"][t].long() if t in inputs["given_masks"] else None for t in range(len(frames))]
-    return imgs, given
-
-
 @pytest.mark.parametrize("name", ["video_2obj.pt", "video_pad.pt"])
 def test_parity_videos_agree(filled, name):
-    imgs, given = parity_inputs(name)
+    imgs, given = parity_video_inputs("bmvos", name)
     with torch.no_grad():
         faithful = filled(imgs, given, None)
         fast = fast_twin(filled)(imgs, given, None)
@@ -67,7 +49,7 @@ def test_parity_videos_agree(filled, name):
     assert torch.equal(fast.masks[:, 0], faithful.masks[:, 0])
     # measured: 1 differing pixel of 77k (2obj) and 2 of 65k (pad): float rounding at near-ties
     a, b = faithful.masks[0, :, 0].numpy(), fast.masks[0, :, 0].numpy()
-    assert jf(a, b) >= 100 - JF_TOLERANCE
+    assert jf_percent(a, b) >= 100 - JF_TOLERANCE
     assert (fast.masks != faithful.masks).double().mean().item() <= 1e-4
 
 
@@ -102,8 +84,8 @@ def test_synthetic_sample_agrees(tmp_path, seeded):
         gt = dataset.gt_masks(video.name)
         a = np.stack([faithful_masks[t] for t in sorted(faithful_masks)])
         b = np.stack([fast_masks[t] for t in sorted(fast_masks)])
-        assert abs(jf(gt, a) - jf(gt, b)) <= JF_TOLERANCE, video.name
-        assert jf(a, b) >= 100 - JF_TOLERANCE, video.name
+        assert abs(jf_percent(gt, a) - jf_percent(gt, b)) <= JF_TOLERANCE, video.name
+        assert jf_percent(a, b) >= 100 - JF_TOLERANCE, video.name
 
 
 def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded):
@@ -150,7 +132,7 @@ def test_unorganisable_inputs_fall_back_to_faithful(seeded):
 def test_mixed_precision_path(seeded):
     """The autocast path (CUDA uses it; exercised here on the CPU in fp16 and bf16): long masks of the right
     shape that mostly agree with float32, and float32 matching scores fed to the decoder."""
-    imgs, given = parity_inputs("video_2obj.pt")
+    imgs, given = parity_video_inputs("bmvos", "video_2obj.pt")
     imgs, given = imgs[:, :3], given[:3]
     fp32 = fast_twin(seeded)
     with torch.no_grad():

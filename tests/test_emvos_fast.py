@@ -9,15 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from common.metrics import object_scores
 from common.synthetic import make_davis_sample, make_ytvos_sample
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
 from emvos.model import EMVOS
-from tests.parity.harness import fill_, load_case, parity_dir
-
-JF_TOLERANCE = 0.1  # J&F points (percent), the issue's "within noise"
-
+from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs
+from tests.parity.harness import fill_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,24 +37,9 @@ def fast_twin(model: EMVOS, **options) -> FastEMVOS:
     return FastEMVOS(copy.deepcopy(model), **options)
 
 
-def jf(gt: np.ndarray, pred: np.ndarray) -> float:
-    """J&F mean in % over the objects of `gt` and the frames after the given first one."""
-    ids = [k for k in np.unique(gt) if k != 0]
-    j, f = object_scores(gt[1:], pred[1:], ids)
-    return 100 * (j.mean() + f.mean()) / 2
-
-
-def parity_inputs(name: str):
-    inputs = load_case(parity_dir("emvos") / name)["inputs"]
-    frames = inputs["frames"]
-    imgs = (frames.movedim(-1, -3).contiguous().float() / 255)[None]
-    given = [inputs["given_masks"][t].long() if t in inputs["given_masks"] else None for t in range(len(frames))]
-    return imgs, given
-
-
 @pytest.mark.parametrize("name", ["video_2obj.pt", "video_pad.pt"])
 def test_parity_videos_agree(filled, name):
-    imgs, given = parity_inputs(name)
+    imgs, given = parity_video_inputs("emvos", name)
     with torch.no_grad():
         faithful = filled(imgs, given, None)["masks"]
         fast = fast_twin(filled)(imgs, given, None)["masks"]
@@ -65,7 +47,7 @@ def test_parity_videos_agree(filled, name):
     assert torch.equal(fast[:, 0], faithful[:, 0])
     # against the faithful masks as ground truth: the same segmentation up to a few border pixels
     faithful_np, fast_np = faithful[0, :, 0].numpy(), fast[0, :, 0].numpy()
-    assert jf(faithful_np, fast_np) >= 100 - JF_TOLERANCE
+    assert jf_percent(faithful_np, fast_np) >= 100 - JF_TOLERANCE
     assert (fast != faithful).float().mean().item() <= 1e-3
 
 
@@ -82,7 +64,7 @@ def test_synthetic_sample_agrees(tmp_path, seeded):
         gt = dataset.gt_masks(video.name)
         a = np.stack([faithful_masks[t] for t in range(len(video))])
         b = np.stack([fast_masks[t] for t in range(len(video))])
-        assert abs(jf(gt, a) - jf(gt, b)) <= JF_TOLERANCE, video.name
+        assert abs(jf_percent(gt, a) - jf_percent(gt, b)) <= JF_TOLERANCE, video.name
         # seeded random weights give speckled masks with near-tie logits everywhere, so a batched convolution's
         # rounding flips a few pixels (~0.1%); their boundaries make J&F between the two modes too noisy to pin
         assert np.mean(a == b) >= 0.995, video.name
@@ -129,7 +111,7 @@ def test_unorganisable_inputs_fall_back_to_faithful(seeded):
 def test_autocast_encoder(filled):
     """The mixed-precision path (the encoder under fp16 autocast, what CUDA uses; run here on the CPU) returns
     int64 masks that agree with float32 on all but a few pixels (decoder and matching stay float32)."""
-    imgs, given = parity_inputs("video_2obj.pt")
+    imgs, given = parity_video_inputs("emvos", "video_2obj.pt")
     with torch.no_grad():
         fp16 = fast_twin(filled, amp=torch.float16)(imgs, given, None)["masks"]
         fp32 = fast_twin(filled)(imgs, given, None)["masks"]
