@@ -122,8 +122,19 @@ def modes_of(paper: str) -> List[str]:
     return [m for m in MODES if all(k in parameters for k in _mode_kwargs(m))]
 
 
+def _cpu_name() -> str:
+    """The CPU model (Linux's /proc/cpuinfo; `platform.processor()` is often empty there)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def header(device: torch.device) -> Dict[str, str]:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"device": f"{device} ({name})", "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
             "python": platform.python_version(), "torch": torch.__version__}
 
