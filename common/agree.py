@@ -147,14 +147,22 @@ class Agreement:
 
 # ----------------------------------------------------------------------------------------- pairing
 
-def pair_frames(ours: Path, theirs: Path) -> List[Tuple[str, List[Tuple[Path, Path]]]]:
-    """(sequence, [(our frame, their frame), ...]) for every sequence, after checking that both folders
-    hold the same sequences and frame files; one UserError naming the first difference otherwise."""
+def pair_frames(ours: Path, theirs: Path, only: Optional[Sequence[str]] = None
+                ) -> List[Tuple[str, List[Tuple[Path, Path]]]]:
+    """(sequence, [(our frame, their frame), ...]) for every sequence (of `only`, when given), after checking
+    that both folders hold the same sequences and frame files; one UserError naming the first difference."""
     for folder, flag in ((ours, "--ours"), (theirs, "--theirs")):
         if not folder.is_dir():
             raise UserError(f"{flag} folder not found: {folder}; it should hold <sequence>/<frame>.png label maps")
     ours_seqs = _sequences(ours, "--ours")
     theirs_seqs = _sequences(theirs, "--theirs")
+    if only is not None:  # just these sequences: each must be on both sides, any others are left alone
+        for flag, names, folder in (("--ours", ours_seqs, ours), ("--theirs", theirs_seqs, theirs)):
+            absent = sorted(set(only) - set(names))
+            if absent:
+                raise UserError(f"sequence {absent[0]} is not in {flag} ({folder}){_more(absent)}; both folders "
+                                f"must hold every sequence of the set")
+        ours_seqs = theirs_seqs = list(only)
     _same_names(ours_seqs, theirs_seqs, "sequence", ours, theirs)
     pairs = []
     for name in sorted(ours_seqs):
@@ -220,10 +228,11 @@ def compare_sequence(name: str, frames: Sequence[Tuple[Path, Path]], *, binary: 
     return SequenceAgreement(name, len(frames), identical_frames, pixels, identical_pixels, objects)
 
 
-def compare(ours: PathLike, theirs: PathLike, *, binary: bool = False, progress: bool = False) -> Agreement:
-    """The `Agreement` of two result folders (see the module docstring)."""
+def compare(ours: PathLike, theirs: PathLike, *, binary: bool = False, only: Optional[Sequence[str]] = None,
+            progress: bool = False) -> Agreement:
+    """The `Agreement` of two result folders (see the module docstring); `only`: just these sequences."""
     ours, theirs = Path(ours), Path(theirs)
-    pairs = pair_frames(ours, theirs)
+    pairs = pair_frames(ours, theirs, only)
     if progress:
         from tqdm import tqdm
         pairs = tqdm(pairs, desc="comparing", unit="seq", file=sys.stderr)

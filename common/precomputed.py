@@ -15,7 +15,7 @@ download, a damaged archive or an unexpected layout leaves nothing behind.
 Layout check. A *result folder* is a folder of sequence folders that hold PNG masks. Each found result
 folder is matched to a benchmark set by its sequence names: the lists of the DAVIS root given with
 `--davis` (its ImageSets), else the official DAVIS 2016/2017 val lists kept here; DAVIS 2017 test-dev
-and YouTube-VOS valid (whose names are not kept here) by their number of sequences. None of the
+and YouTube-VOS valid (whose names are not kept here) by their number of sequences (see `locate_sets`). None of the
 archives could be downloaded where this registry was written, so where an archive holds several sets,
 which ones it holds is taken from the paper's tables and marked unconfirmed: the check then asks for
 at least one of them and reports which it found. The GIS results are summary files committed in the
@@ -203,8 +203,11 @@ def _year_hint(folder: ResultFolder, set_name: str) -> bool:
 def locate_sets(root: Path, wanted: Sequence[str], davis_root: Optional[Path] = None) -> Dict[str, Path]:
     """{set: result folder} for each set of `wanted` found under `root` (absolute paths).
 
-    A folder that fits several sets (only possible with a DAVIS root whose lists coincide, as in a
-    generated sample) goes to the one its path names the year of.
+    A folder with exactly the set's sequences is taken first. A folder holding more than them (a DAVIS
+    2016 folder with extra sequences) is taken only when its path names the set's year ('DAVIS16'),
+    since DAVIS 2017 val holds every DAVIS 2016 val name but its masks are multi-object runs. A folder
+    that fits several sets (only possible with a DAVIS root whose lists coincide, as in a generated
+    sample) goes to the one its path names the year of.
     """
     folders = find_result_folders(root)
     val_names = expected_sequences("davis17-val", davis_root) or ()
@@ -214,6 +217,8 @@ def locate_sets(root: Path, wanted: Sequence[str], davis_root: Optional[Path] = 
         fits = [f for f in folders if _matches(f, set_name, names, val_names)]
         if len(fits) > 1:
             fits = [f for f in fits if _year_hint(f, set_name)] or fits
+        if not fits and names is not None:
+            fits = [f for f in folders if set(names) < set(f.sequences) and _year_hint(f, set_name)]
         if fits:
             found[set_name] = root / fits[0].path
     return found

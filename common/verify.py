@@ -119,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         score = None
         if s in theirs and info.davis is not None and info.davis[1] == "val":
             year, split = info.davis
-            score = 100 * evaluate(args.davis, theirs[s], split, year, progress=False).global_row["J&F-Mean"]
+            score = 100 * evaluate(args.davis, theirs[s], split, year).global_row["J&F-Mean"]
         paper_value = published.get(s)
         if score is None or paper_value is None:
             verdict = "not in archive" if s not in theirs else ("server only" if score is None else "no number")
@@ -144,7 +144,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not _complete(output / s, s, args.davis):
             print(f"  no complete results of ours at {output / s}; run `make reproduce-{args.paper}`")
             continue
-        agreement = compare(output / s, theirs[s], binary=SETS[s].davis is not None and SETS[s].davis[0] == 2016)
+        davis_set = SETS[s].davis
+        agreement = compare(output / s, theirs[s], binary=davis_set is not None and davis_set[0] == 2016,
+                            only=precomputed.expected_sequences(s, args.davis))
         csv_path = agreement.write_csv(output / s)
         summary = agreement.format_table().split("\n\n", 1)[1]  # the summary, without the per-sequence rows
         print("  " + summary.replace("\n", "\n  ") + f"\n  per sequence and object: {csv_path}")

@@ -109,6 +109,9 @@ def test_different_folders_are_refused_before_reading(tmp_path):
     write_label_png(theirs / "b" / "00001.png", np.zeros((H + 1, W), np.uint8))
     with pytest.raises(UserError, match=r"00001.png is 30x20 but .*00001.png is 30x21"):
         compare(ours, theirs)
+    assert [s.name for s in compare(ours, theirs, only=["a"]).sequences] == ["a"]  # b is left alone
+    with pytest.raises(UserError, match=r"sequence c is not in --ours"):
+        compare(ours, theirs, only=["a", "c"])
     with pytest.raises(UserError, match="--theirs folder not found"):
         compare(ours, tmp_path / "nothing")
 

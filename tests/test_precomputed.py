@@ -115,12 +115,21 @@ def test_older_readme_link_is_tried_when_the_current_one_is_refused(cache, monke
 
 def test_unconfirmed_multi_set_archive_reports_what_it_holds(cache, monkeypatch, tmp_path):
     spec = RESULTS["bmvos"]
+    # DAVIS 2016 results holding more than the 20 val sequences: taken because the path names 2016
     fake_drive(monkeypatch, {spec.drive_ids[0]: results_zip(tmp_path, {"BMVOS/DAVIS17": DAVIS17_VAL,
-                                                                       "BMVOS/DAVIS16": DAVIS16_VAL})})
+                                                                       "BMVOS/DAVIS2016": DAVIS17_VAL})})
     layout = fetch("bmvos")
-    assert set(layout.sets) == {"davis16-val", "davis17-val"}
+    root = cache / "precomputed" / "bmvos" / "BMVOS"
+    assert layout.sets == {"davis16-val": root / "DAVIS2016", "davis17-val": root / "DAVIS17"}
     assert layout.missing == ("davis17-test-dev", "ytvos18-valid")
     assert "not in the archive: davis17-test-dev, ytvos18-valid" in layout.report()
+
+
+def test_a_superset_without_the_year_in_its_path_is_not_taken(cache, monkeypatch, tmp_path):
+    fake_drive(monkeypatch, {RESULTS["hmmn-davis16-val"].drive_ids[0]: results_zip(tmp_path, {"res": DAVIS17_VAL})})
+    with pytest.raises(UserError, match=r"no result folder for davis16-val .* holds res \(30 sequences\); "
+                                        r"closest is res: extra bike-packing"):
+        fetch("hmmn-davis16-val")
 
 
 @pytest.mark.parametrize("case, message", [
