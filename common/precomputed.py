@@ -24,7 +24,6 @@ official repository; their check is the list of those files.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import stat

@@ -30,7 +30,7 @@ from common.errors import UserError, run_cli
 from common.precomputed import RESULTS, SETS
 from common.reproduce import text_table
 
-PAPERS = ("bmvos", "emvos", "tbd", "hmmn")
+VERIFIABLE = ("bmvos", "emvos", "tbd", "hmmn")  # papers with released result masks
 DEFAULT_SETS = ("davis16-val", "davis17-val")
 
 
@@ -88,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv = argv[:argv.index("--")]
     parser = argparse.ArgumentParser(prog="python -m common.verify", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("paper", choices=PAPERS)
+    parser.add_argument("paper", choices=VERIFIABLE)
     parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root (ImageSets/, Annotations/)")
     parser.add_argument("--output", type=Path, default=None, help="our results root (default: outputs/<paper>)")
     parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), choices=list(SETS),

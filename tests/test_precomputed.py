@@ -16,7 +16,7 @@ from common import precomputed
 from common.errors import UserError, run_cli
 from common.palette import write_label_png
 from common.precomputed import DAVIS16_VAL, DAVIS17_VAL, RESULTS, fetch
-from tests.test_weights import HTML, files_in, server  # noqa: F401  (server is a fixture)
+from tests.test_weights import HTML, cache, files_in, server  # noqa: F401  (cache, server: fixtures)
 
 # Every pre-computed-results link of the official READMEs (the seeds of this project).
 SEED_LINKS = {
@@ -29,15 +29,6 @@ SEED_LINKS = {
     "hmmn-ytvos18-valid": "1dx3pbKQlp-80eekgp3i1leKXv_Jqv2JJ",
     "hmmn-ytvos19-valid": "10yu-HqXCQLQlLt0ZIlwfQ4cKW71OzndQ",
 }
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("VOS_WEIGHTS", str(root))
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    return root
 
 
 def png_bytes(labels: np.ndarray, tmp: Path) -> bytes:
