@@ -169,6 +169,9 @@ def pair_frames(ours: Path, theirs: Path, only: Optional[Sequence[str]] = None
         ours_frames = _pngs(ours / name)
         theirs_frames = _pngs(theirs / name)
         _same_names(ours_frames, theirs_frames, f"frame of sequence {name}:", ours / name, theirs / name)
+        if not ours_frames:
+            raise UserError(f"sequence {name} holds no PNG masks in --ours ({ours / name}) nor in --theirs "
+                            f"({theirs / name}); remove the empty folders or finish the run")
         pairs.append((name, [(ours / name / f, theirs / name / f) for f in sorted(ours_frames)]))
     return pairs
 

@@ -112,6 +112,10 @@ def test_different_folders_are_refused_before_reading(tmp_path):
     assert [s.name for s in compare(ours, theirs, only=["a"]).sequences] == ["a"]  # b is left alone
     with pytest.raises(UserError, match=r"sequence c is not in --ours"):
         compare(ours, theirs, only=["a", "c"])
+    (ours / "empty").mkdir()
+    (theirs / "empty").mkdir()
+    with pytest.raises(UserError, match=r"sequence empty holds no PNG masks"):
+        compare(ours, theirs, only=["empty"])
     with pytest.raises(UserError, match="--theirs folder not found"):
         compare(ours, tmp_path / "nothing")
 
