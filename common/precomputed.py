@@ -15,10 +15,10 @@ download, a damaged archive or an unexpected layout leaves nothing behind.
 Layout check. A *result folder* is a folder of sequence folders that hold PNG masks. Each found result
 folder is matched to a benchmark set by its sequence names: the lists of the DAVIS root given with
 `--davis` (its ImageSets), else the official DAVIS 2016/2017 val lists kept here; DAVIS 2017 test-dev
-and YouTube-VOS valid (whose names are not kept here) by their number of sequences (see `locate_sets`). None of the
-archives could be downloaded where this registry was written, so where an archive holds several sets,
-which ones it holds is taken from the paper's tables and marked unconfirmed: the check then asks for
-at least one of them and reports which it found. The GIS results are summary files committed in the
+and YouTube-VOS valid (whose names are not kept here) by their number of sequences (see `locate_sets`). The
+contents of the archives have not been inspected; where an archive holds several sets and its README
+does not say which, they are taken from the paper's tables and marked unconfirmed: the check then asks
+for at least one of them and reports which it found. The GIS results are summary files committed in the
 official repository; their check is the list of those files.
 """
 from __future__ import annotations
