@@ -27,6 +27,7 @@ import argparse
 import os
 import re
 import stat
+import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -369,9 +370,15 @@ def _safe_target(out: Path, member: str, what: str) -> Path:
     return out.joinpath(*parts)
 
 
+def _progress(members, what: str):
+    from tqdm import tqdm
+
+    return tqdm(members, desc=f"extracting {what}", unit="file", file=sys.stderr, leave=False)
+
+
 def _extract_zip(archive: Path, out: Path, what: str) -> None:
     with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
+        for info in _progress(zf.infolist(), what):
             target = _safe_target(out, info.filename, what)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise UserError(f"the archive of {what} holds a link {info.filename!r}; refusing to extract it")
@@ -386,7 +393,7 @@ def _extract_zip(archive: Path, out: Path, what: str) -> None:
 
 def _extract_tar(archive: Path, out: Path, what: str) -> None:
     with tarfile.open(archive) as tf:
-        for member in tf:
+        for member in _progress(tf, what):
             target = _safe_target(out, member.name, what)
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)

@@ -146,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             continue
         davis_set = SETS[s].davis
         agreement = compare(output / s, theirs[s], binary=davis_set is not None and davis_set[0] == 2016,
-                            only=precomputed.expected_sequences(s, args.davis))
+                            only=precomputed.expected_sequences(s, args.davis), progress=True)
         csv_path = agreement.write_csv(output / s)
         summary = agreement.format_table().split("\n\n", 1)[1]  # the summary, without the per-sequence rows
         print("  " + summary.replace("\n", "\n  ") + f"\n  per sequence and object: {csv_path}")
