@@ -63,8 +63,9 @@ def archives_for(paper: str, sets: Sequence[str]) -> List[str]:
     return [spec.name for spec in RESULTS.values() if spec.paper == paper and set(spec.sets) & set(sets)]
 
 
-def _complete(folder: Path, set_name_: str, davis_root: Path) -> bool:
-    names = precomputed.expected_sequences(set_name_, davis_root)
+def _complete(folder: Path, benchmark: str, davis_root: Path) -> bool:
+    """Whether `folder` holds masks for every sequence of `benchmark` (YouTube-VOS: for any sequence)."""
+    names = precomputed.expected_sequences(benchmark, davis_root)
     if not folder.is_dir():
         return False
     present = {p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.png"))}
@@ -99,6 +100,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output = args.output or Path("outputs") / args.paper
     if not args.davis.is_dir():
         raise UserError(f"DAVIS root not found: {args.davis}; pass --davis (make: DATA=...)")
+    for s in args.sets:
+        precomputed.expected_sequences(s, args.davis)  # a DAVIS root without its ImageSets fails here, first
     names = archives_for(args.paper, args.sets)
     if not names:
         raise UserError(f"no released results of {args.paper} are registered for {', '.join(args.sets)}")

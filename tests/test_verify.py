@@ -97,3 +97,6 @@ def test_bad_input_is_one_line_before_any_download(tmp_path, cache, capsys, monk
     assert run(["bmvos", "--davis", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: DAVIS root not found")
     assert calls == []
+    (tmp_path / "DAVIS").mkdir()
+    assert run(["bmvos", "--davis", str(tmp_path / "DAVIS")]) == 2
+    assert "ImageSets/2016/val.txt" in capsys.readouterr().err and calls == []
