@@ -5,7 +5,8 @@ DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE),)
 DATA ?= data
 OUT ?= outputs
 
-.PHONY: setup test demo bench bench-metrics reproduce-bmvos reproduce-emvos reproduce-tbd reproduce-hmmn reproduce-gis
+.PHONY: setup test demo bench bench-metrics reproduce-bmvos reproduce-emvos reproduce-tbd reproduce-hmmn reproduce-gis \
+	verify-bmvos verify-emvos verify-tbd verify-hmmn
 
 setup:
 	@bash tools/setup.sh
@@ -38,3 +39,9 @@ reproduce-hmmn:
 
 reproduce-gis:
 	$(PY) -m gis.reproduce --davis $(DATA)/DAVIS --output $(OUT)/gis $(DEVICE_FLAG)
+
+# The authors' released results, scored and compared with ours (README: "How close are we to the authors?").
+# Arguments after `--` in VERIFY_ARGS go to <paper>.reproduce when our results must be produced first.
+VERIFY_ARGS ?=
+verify-bmvos verify-emvos verify-tbd verify-hmmn: verify-%:
+	$(PY) -m common.verify $* --davis $(DATA)/DAVIS --output $(OUT)/$* $(DEVICE_FLAG) $(VERIFY_ARGS)

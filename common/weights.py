@@ -20,9 +20,6 @@ import argparse
 import hashlib
 import inspect
 import os
-import shutil
-import sys
-import tempfile
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,9 +28,9 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, 
 
 import torch
 
+from common.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
 from common.errors import UserError, run_cli
 
-_DRIVE_PAGE = "https://drive.google.com/file/d/{}/view"
 _EMVOS_COMMIT = "7e1e200338e9e74afa9f9d3cffb592fcc570d00b"  # suhwan-cho/EMVOS main, 2023-01-10
 _EMVOS_RAW = f"https://raw.githubusercontent.com/suhwan-cho/EMVOS/{_EMVOS_COMMIT}/trained_model/"
 
@@ -67,7 +64,7 @@ class WeightSpec:
     def page_url(self) -> Optional[str]:
         """The address a person opens in a browser to download the file by hand."""
         if self.drive_id:
-            return _DRIVE_PAGE.format(self.drive_id)
+            return DRIVE_PAGE.format(self.drive_id)
         return self.url
 
 
@@ -197,24 +194,13 @@ def fetch(name: str, *, cache_dir: Optional[Path] = None, force: bool = False) -
         raise UserError(f"no download link is known for weights {name!r} ({spec.description}). "
                         f"{spec.manual} Save the file as {dest}.")
 
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create the weights cache folder {dest.parent} ({err.strerror}); "
-                        f"set $VOS_WEIGHTS to a writable folder") from None
     # A private folder on the same file system: gdown's own partial files land in it too, the final
     # os.replace is atomic, and removing the folder leaves nothing half-written behind.
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
-    try:
+    with staging_folder(dest.parent, fix="set $VOS_WEIGHTS to a writable folder") as staging:
         tmp = staging / spec.filename
-        if spec.drive_id:
-            _download_drive(spec, tmp, dest)
-        else:
-            _download_url(spec, tmp, dest)
+        _download(spec, tmp, dest)
         _check_checkpoint(tmp, spec, dest=dest)
         os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return dest
 
 
@@ -223,85 +209,19 @@ def _manual_hint(spec: WeightSpec, dest: Path) -> str:
             f"(or set $VOS_WEIGHTS to a folder holding {spec.paper}/{spec.filename}).")
 
 
-def _download_drive(spec: WeightSpec, tmp: Path, dest: Path) -> None:
-    import gdown  # imported here so tests can patch gdown.download, and listing needs no gdown
-    import requests
-
-    try:
-        result = gdown.download(id=spec.drive_id, output=str(tmp), quiet=False)
-    except requests.exceptions.RequestException as err:
-        if isinstance(err, requests.exceptions.HTTPError):
-            raise UserError(f"Google Drive refused to serve weights {spec.name!r} ({err}). "
-                            f"{_manual_hint(spec, dest)}") from None
-        raise UserError(f"could not reach Google Drive for weights {spec.name!r}: are you offline? "
-                        f"({type(err).__name__}) {_manual_hint(spec, dest)}") from None
-    except gdown.exceptions.FileURLRetrievalError as err:
-        reason = " ".join(str(err).split())[:300] or "no reason given"  # gdown's text spans several lines
-        raise UserError(f"Google Drive refused to serve weights {spec.name!r} (download quota exceeded, "
-                        f"or the file is no longer shared): {reason} {_manual_hint(spec, dest)}") from None
-    except gdown.exceptions.DownloadError as err:
-        raise UserError(f"downloading weights {spec.name!r} from Google Drive failed: {err}. "
-                        f"{_manual_hint(spec, dest)}") from None
-    # Older gdown versions report failure by returning None instead of raising.
-    if result is None or not tmp.is_file():
-        raise UserError(f"Google Drive refused to serve weights {spec.name!r} (nothing was downloaded). "
-                        f"{_manual_hint(spec, dest)}")
-
-
-def _download_url(spec: WeightSpec, tmp: Path, dest: Path) -> None:
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    from tqdm import tqdm
-
-    assert spec.url is not None
-    request = urllib.request.Request(spec.url, headers={"User-Agent": "vos-papers"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response, open(tmp, "wb") as out:
-            announced = response.headers.get("Content-Length")
-            total = int(announced) if announced and announced.isdigit() else None
-            received = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.filename, file=sys.stderr) as bar:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as err:
-        raise UserError(f"the server refused weights {spec.name!r}: HTTP {err.code} {err.reason} "
-                        f"for {spec.url}. {_manual_hint(spec, dest)}") from None
-    except urllib.error.URLError as err:
-        raise UserError(f"could not reach {spec.url} for weights {spec.name!r}: are you offline? "
-                        f"({err.reason}) {_manual_hint(spec, dest)}") from None
-    except http.client.IncompleteRead as err:
-        raise UserError(f"the download of weights {spec.name!r} broke off after {len(err.partial)} bytes "
-                        f"(truncated). {_manual_hint(spec, dest)}") from None
-    except (OSError, http.client.HTTPException) as err:  # timeouts, resets mid-transfer
-        raise UserError(f"the download of weights {spec.name!r} from {spec.url} failed: {err}. "
-                        f"{_manual_hint(spec, dest)}") from None
-    if total is not None and received != total:
-        raise UserError(f"the download of weights {spec.name!r} is truncated: got {received} of {total} "
-                        f"bytes. {_manual_hint(spec, dest)}")
+def _download(spec: WeightSpec, tmp: Path, dest: Path) -> None:
+    download(tmp, what=f"weights {spec.name!r}", hint=_manual_hint(spec, dest),
+             drive_id=spec.drive_id, url=spec.url)
 
 
 # ----------------------------------------------------------------------------------------- checks
-
-_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<script")
-
 
 def _check_checkpoint(path: Path, spec: WeightSpec, *, dest: Optional[Path] = None) -> None:
     """Raise one UserError unless `path` is a complete checkpoint with the expected bytes."""
     where = dest or path
     hint = _manual_hint(spec, where) if spec.page_url else f"{spec.manual} Save the file as {where}."
+    reject_empty_or_html(path, what=f"weights {spec.name!r}", hint=hint, kind="checkpoint")
     size = path.stat().st_size
-    if size == 0:
-        raise UserError(f"the file for weights {spec.name!r} is empty ({path}). {hint}")
-    with open(path, "rb") as f:
-        head = f.read(512).lstrip().lower()
-    if head.startswith(_HTML_STARTS):
-        raise UserError(f"got an HTML page instead of the checkpoint for weights {spec.name!r} (Google Drive "
-                        f"answers with a page when its download quota is exceeded or the file is not "
-                        f"shared). {hint}")
     if spec.sha256 is not None:
         actual = _file_digest(path, hashlib.sha256())
         if actual != spec.sha256:
