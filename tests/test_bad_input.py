@@ -132,6 +132,20 @@ def test_read_only_output_folder_fails_first(data, entry, tmp_path, capsys):
         locked.chmod(0o755)
 
 
+def test_youtube_vos_loader_checks_annotation_sizes(tmp_path):
+    """The YouTube-VOS test loader (BMVOS YTVOS18_val, HMMN -y 18/19, EMVOS/TBD ytvos18-valid)."""
+    from common.datasets import YouTubeVOS
+    from common.errors import UserError
+
+    root = make_ytvos_sample(tmp_path / "YTVOS", n_videos=1, n_frames=10, height=H, width=W)
+    mask = sorted((root / "valid" / "Annotations").glob("*/*.png"))[-1]
+    with Image.open(mask) as image:
+        image.resize((W * 2, H * 2), Image.NEAREST).save(mask)
+    with pytest.raises(UserError) as error:
+        YouTubeVOS(root)
+    assert f"annotation {mask} is {W * 2}x{H * 2} but frame" in str(error.value) and f"is {W}x{H};" in str(error.value)
+
+
 # ---------------------------------------------------------------------------------------------- test sets
 
 def test_default_sets_are_the_ones_downloaded(tmp_path):
