@@ -53,18 +53,20 @@ def default_sets(roots: Mapping[str, Optional[Path]]) -> List[str]:
     ImageSets/2017/test-dev.txt runs the val sets only (with a notice) instead of failing after them.
     A DAVIS root with none of the lists keeps davis17-val, whose loader then says what is missing.
     """
-    sets = []
+    sets, missing = [], []
     for name, s in BENCHMARK_SETS.items():
         root = roots.get(s.family)
         if root is None:
             continue
         if s.family == "davis" and not _davis_list(root, s).is_file():
-            print(f"notice: {name} skipped, {_davis_list(root, s)} not found (request it with --sets once it is "
-                  f"there)", file=sys.stderr)
-            continue
-        sets.append(name)
+            missing.append(name)
+        else:
+            sets.append(name)
     if roots.get("davis") is not None and not any(BENCHMARK_SETS[n].family == "davis" for n in sets):
-        sets.insert(0, "davis17-val")
+        return ["davis17-val"] + sets
+    for name in missing:
+        print(f"notice: {name} skipped, {_davis_list(roots['davis'], BENCHMARK_SETS[name])} not found (request it "
+              f"with --sets once it is there)", file=sys.stderr)
     return sets
 
 

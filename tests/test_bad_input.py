@@ -148,14 +148,19 @@ def test_youtube_vos_loader_checks_annotation_sizes(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- test sets
 
-def test_default_sets_are_the_ones_downloaded(tmp_path):
+def test_default_sets_are_the_ones_downloaded(tmp_path, capsys):
     davis = make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=3, height=H, width=W, n_train=0)
     assert default_sets({"davis": davis, "ytvos": None}) == ["davis16-val", "davis17-val", "davis17-test-dev"]
-    (davis / "ImageSets" / "2017" / "test-dev.txt").unlink()  # the trainval download alone
+    test_dev = davis / "ImageSets" / "2017" / "test-dev.txt"
+    test_dev.unlink()  # the trainval download alone
+    capsys.readouterr()
     assert default_sets({"davis": davis, "ytvos": None}) == ["davis16-val", "davis17-val"]
+    assert capsys.readouterr().err == f"notice: davis17-test-dev skipped, {test_dev} not found (request it with " \
+                                      f"--sets once it is there)\n"
     assert default_sets({"davis": None, "ytvos": tmp_path}) == ["ytvos18-valid"]
     # no list at all: davis17-val stays, so that its loader says what is missing
     assert default_sets({"davis": tmp_path / "nowhere", "ytvos": None}) == ["davis17-val"]
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("entry", ["emvos", "tbd"])
