@@ -202,10 +202,6 @@ def test_device_notice_only_when_a_gpu_was_expected(monkeypatch, capsys):
 
 # ---------------------------------------------------------------------------------------------- Ctrl-C and pipes
 
-def _python(code: str) -> List[str]:
-    return [sys.executable, "-c", code]
-
-
 def _child_env() -> Dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
@@ -231,7 +227,7 @@ def test_ctrl_c_during_scoring_workers_prints_one_line(tmp_path):
     the interrupted message alone, no traceback from the workers or the fork server, status 130."""
     busy = ("import time; from common.errors import run_cli; from common.evaluate import map_in_workers; "
             "run_cli(lambda argv: map_in_workers(time.sleep, [600, 600], 2, desc='J&F', unit='seq'))")
-    child = subprocess.Popen(_python(busy), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    child = subprocess.Popen([sys.executable, "-c", busy], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env=_child_env(), start_new_session=True)
     try:
         sigint = 1 << (signal.SIGINT - 1)
