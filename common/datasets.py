@@ -140,8 +140,8 @@ def check_annotation_sizes(frame: Path, annotations: Iterable[Path]) -> None:
 
 
 def check_sequence_sizes(frame_dir: PathLike, annotation_dir: PathLike) -> None:
-    """`check_annotation_sizes` for a sequence folder pair (DAVIS layout): every PNG of `annotation_dir`
-    against the first JPEG of `frame_dir`, for entry points that read the folders with their own loader."""
+    """`check_annotation_sizes` for one sequence's folders (`<frames>/*.jpg`, `<annotations>/*.png`, as DAVIS and
+    YouTube-VOS lay them out), for entry points that read the folders with their own loader."""
     frame_dir, annotation_dir = Path(frame_dir), Path(annotation_dir)
     _require_dir(frame_dir, "frames folder", "re-extract the dataset")
     _require_dir(annotation_dir, "annotations folder", "re-extract the dataset")
