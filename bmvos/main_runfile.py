@@ -33,6 +33,7 @@ from common.device import add_device_argument, pick_device
 from common.distributed import DistContext, init_distributed
 from common.errors import UserError, run_cli
 from common.evaluate import EvalResult, evaluate
+from common.output_folder import check_output_folder
 from common.runner import run_videos, zip_submission
 from common.weights import load_into, load_state_dict
 
@@ -163,12 +164,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output = args.output or local_config.path_setting("OUTPUT_DIR")
     weights = args.weights or local_config.path_setting("WEIGHTS")
 
-    # check every dataset's layout before loading weights or writing anything
+    # check every dataset's layout and the output folder before loading weights or writing anything
     for name in names:
         load_videos(DATASETS[name], davis_root, ytvos_root)
+    check_output_folder(output)
     device = pick_device(args.device)
-    if args.device is None and device.type == "cpu":
-        print("notice: no GPU found; running BMVOS on the CPU (slow)", file=sys.stderr)
     ctx = init_distributed(device)  # torchrun: this rank's GPU and its share of the videos; else a no-op
     device = ctx.device
     model = build_model(model_name, weights, device)

@@ -2,9 +2,9 @@
 
     parser = run_parser("python -m emvos.run", __doc__)          # --test | --train, --davis/--ytvos/--coco, --device
     add_test_arguments(parser, weights_help=..., output=Path("outputs/emvos"), fast_help=...)
-    summary = run_sets(args.sets or default_sets(args.ytvos), {"davis": args.davis, "ytvos": args.ytvos},
-                       args.output, device, paper="EMVOS", weights=args.weights, default_weights=...,
-                       load_model=load, segment=segment)
+    roots = {"davis": args.davis, "ytvos": args.ytvos}
+    summary = run_sets(args.sets or default_sets(roots), roots, args.output, device, paper="EMVOS",
+                       weights=args.weights, default_weights=..., load_model=load, segment=segment)
 
 `BENCHMARK_SETS` names the sets and the folders upstream writes them to. `run_sets` segments each set
 (finished videos are skipped on a rerun), scores the val sets in-process (J&F table printed, CSVs in
@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
@@ -23,6 +24,7 @@ from common.datasets import Video
 from common.device import add_device_argument
 from common.distributed import DistContext
 from common.errors import UserError
+from common.output_folder import check_output_folder
 
 
 class BenchmarkSet(NamedTuple):
@@ -44,9 +46,32 @@ BENCHMARK_SETS: Dict[str, BenchmarkSet] = {
 Segment = Callable[[torch.nn.Module, Video], Mapping[int, np.ndarray]]
 
 
-def default_sets(ytvos_root: Optional[Path]) -> List[str]:
-    """The DAVIS sets, plus ytvos18-valid when a YouTube-VOS root is given."""
-    return [name for name, s in BENCHMARK_SETS.items() if s.family == "davis" or ytvos_root is not None]
+def default_sets(roots: Mapping[str, Optional[Path]]) -> List[str]:
+    """The sets to run when --sets is not given: those of the given roots whose sequence list is there.
+
+    DAVIS 2017 test-dev is a separate download from trainval, so a DAVIS root without
+    ImageSets/2017/test-dev.txt runs the val sets only (with a notice) instead of failing after them.
+    A DAVIS root with none of the lists keeps davis17-val, whose loader then says what is missing.
+    """
+    sets, missing = [], []
+    for name, s in BENCHMARK_SETS.items():
+        root = roots.get(s.family)
+        if root is None:
+            continue
+        if s.family == "davis" and not _davis_list(root, s).is_file():
+            missing.append(name)
+        else:
+            sets.append(name)
+    if roots.get("davis") is not None and not any(BENCHMARK_SETS[n].family == "davis" for n in sets):
+        return ["davis17-val"] + sets
+    for name in missing:
+        print(f"notice: {name} skipped, {_davis_list(roots['davis'], BENCHMARK_SETS[name])} not found (request it "
+              f"with --sets once it is there)", file=sys.stderr)
+    return sets
+
+
+def _davis_list(root: Path, s: BenchmarkSet) -> Path:
+    return Path(root) / "ImageSets" / str(s.year) / f"{s.split}.txt"
 
 
 def run_parser(prog: str, doc: str) -> argparse.ArgumentParser:
@@ -70,7 +95,8 @@ def add_test_arguments(parser: argparse.ArgumentParser, *, weights_help: str, ou
     so a paper can add its own fast-mode options."""
     t = parser.add_argument_group("testing")
     t.add_argument("--sets", nargs="+", choices=sorted(BENCHMARK_SETS),
-                   help="test sets (default: the DAVIS sets, plus ytvos18-valid when --ytvos is given)")
+                   help="test sets (default: the DAVIS sets whose ImageSets list is there, e.g. no test-dev in "
+                        "a trainval download, plus ytvos18-valid when --ytvos is given)")
     t.add_argument("--weights", help=weights_help)
     t.add_argument("--output", type=Path, default=output, help="results folder")
     t.add_argument("--no-resize", action="store_true", help="run at the native size (skip the official 480p rule)")
@@ -96,15 +122,20 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
     from common.runner import run_videos, zip_submission
 
     is_main = dist is None or dist.is_main
+    datasets = {}
+    for name in sets:  # every set's layout, then the output folder, before any weights load or video runs
+        _, family, year, split, _ = BENCHMARK_SETS[name]
+        root = roots.get(family)
+        if root is None:
+            raise UserError(f"test set {name} needs --{family} PATH")
+        datasets[name] = (DAVIS(root, year=year, split=split) if family == "davis"
+                          else YouTubeVOS(root, year=year, split=split))
+    check_output_folder(output)
     summary: Dict[str, dict] = {}
     models: Dict[str, torch.nn.Module] = {}
     for name in sets:
         folder, family, year, split, scored = BENCHMARK_SETS[name]
-        root = roots.get(family)
-        if root is None:
-            raise UserError(f"test set {name} needs --{family} PATH")
-        dataset = (DAVIS(root, year=year, split=split) if family == "davis"
-                   else YouTubeVOS(root, year=year, split=split))
+        root, dataset = roots[family], datasets[name]
         name_or_path = weights or default_weights[family]
         if name_or_path not in models:
             models[name_or_path] = load_model(name_or_path)

@@ -21,12 +21,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
 from common.errors import UserError
-from common.palette import VOID_LABEL, read_label_png, read_rgb
+from common.palette import VOID_LABEL, image_size, read_label_png, read_rgb
 
 PathLike = Union[str, Path]
 
@@ -126,6 +126,30 @@ class Video:
 def _require_dir(path: Path, what: str, fix: str) -> None:
     if not path.is_dir():
         raise UserError(f"{what} not found: {path}; {fix}")
+
+
+def check_annotation_sizes(frame: Path, annotations: Iterable[Path]) -> None:
+    """Every annotation has the size of `frame` (headers only), so a mask saved at another resolution fails
+    here, naming both files, instead of as a shape error inside a model after the weights have loaded."""
+    width, height = image_size(frame, "frame")
+    for path in annotations:
+        w, h = image_size(path, "annotation")
+        if (w, h) != (width, height):
+            raise UserError(f"annotation {path} is {w}x{h} but frame {frame} is {width}x{height}; annotations must "
+                            f"have the size of their frames (re-extract both at the same resolution)")
+
+
+def check_sequence_sizes(frame_dir: PathLike, annotation_dir: PathLike) -> None:
+    """`check_annotation_sizes` for one sequence's folders (`<frames>/*.jpg`, `<annotations>/*.png`, as DAVIS and
+    YouTube-VOS lay them out), for entry points that read the folders with their own loader."""
+    frame_dir, annotation_dir = Path(frame_dir), Path(annotation_dir)
+    _require_dir(frame_dir, "frames folder", "re-extract the dataset")
+    _require_dir(annotation_dir, "annotations folder", "re-extract the dataset")
+    frames = _stems(frame_dir, ".jpg")
+    if not frames:
+        raise UserError(f"no .jpg frames in {frame_dir}; re-extract the dataset")
+    check_annotation_sizes(frame_dir / f"{min(frames, key=_frame_order)}.jpg",
+                           [annotation_dir / f"{m}.png" for m in _stems(annotation_dir, ".png")])
 
 
 def _stems(folder: Path, suffix: str) -> List[str]:
@@ -232,6 +256,7 @@ class DAVIS(_VideoSet):
                 raise UserError(f"sequence {name} has {len(frames)} frames in {image_dir} but {len(masks)} annotations "
                                 f"in {mask_dir}; train/val need one annotation per frame, re-extract the sequence")
             gt_paths = [mask_dir / f"{f}.png" for f in frames]
+        check_annotation_sizes(image_dir / f"{frames[0]}.jpg", gt_paths or [mask_dir / f"{frames[0]}.png"])
         return Video(name=name,
                      frame_paths=[image_dir / f"{f}.jpg" for f in frames],
                      frame_names=frames,
@@ -313,6 +338,7 @@ class YouTubeVOS(_VideoSet):
         start = all_frames.index(first)
         frames = all_frames[start:]
         position = {stem: i for i, stem in enumerate(frames)}
+        check_annotation_sizes(all_dir / f"{frames[0]}.jpg", [mask_dir / f"{m}.png" for m in sorted(masks)])
         scored = set(valid_frames)
         return Video(name=name,
                      frame_paths=[all_dir / f"{f}.jpg" for f in frames],

@@ -17,17 +17,24 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+NO_GPU_NOTICE = "notice: no GPU found; running on the CPU (slow)"
+
+
 def pick_device(requested: Optional[str] = None) -> torch.device:
     """The requested device, or cuda when available else cpu.
 
-    Asking for CUDA on a machine without it falls back to CPU with a one-line notice instead of
-    failing deep inside the first `.to()`.
+    Every command-line entry point picks its device here, so all of them say the same thing when a GPU
+    was wanted or expected and none is there: one notice line on stderr. Asking for CUDA on a machine
+    without it falls back to CPU instead of failing deep inside the first `.to()`; `--device cpu` is
+    taken as it is, silently.
     """
     name = requested or default_device()
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"notice: --device {name} requested but CUDA is not available; running on cpu", file=sys.stderr)
+        print(f"{NO_GPU_NOTICE} (--device {name} requested)", file=sys.stderr)
         return torch.device("cpu")
+    if requested is None and device.type == "cpu":
+        print(NO_GPU_NOTICE, file=sys.stderr)
     return device
 
 

@@ -35,13 +35,17 @@ import argparse
 import csv
 import io
 import multiprocessing as mp
+import multiprocessing.forkserver as forkserver
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -49,6 +53,8 @@ from common import metrics
 from common.errors import UserError, run_cli
 
 PathLike = Union[str, Path]
+T = TypeVar("T")
+R = TypeVar("R")
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
@@ -231,29 +237,72 @@ def _default_workers() -> int:
 
 
 def _run_jobs(jobs: Sequence[_SequenceJob], workers: int, progress: bool) -> List[Tuple[np.ndarray, np.ndarray]]:
-    from tqdm import tqdm
-
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
-    workers = min(workers, len(jobs))
-    bar = dict(total=len(jobs), desc="J&F", unit="seq", disable=not progress, leave=False)
+    return map_in_workers(score_sequence, jobs, workers, desc="J&F", unit="seq", progress=progress)
+
+
+def map_in_workers(func: Callable[[T], R], items: Sequence[T], workers: int, *, desc: str, unit: str,
+                   progress: bool = True) -> List[R]:
+    """`[func(item) for item in items]` in a pool of `workers` processes (in-process for one), in order.
+
+    Ctrl-C reaches every process of the group. The helper processes start with SIGINT ignored (a
+    disposition that survives exec) and the workers keep ignoring it, so only the parent gets the
+    KeyboardInterrupt; it terminates the pool when leaving it, and the user sees one line instead of a
+    traceback per process (the fork server's would come from the middle of its imports).
+    """
+    from tqdm import tqdm
+
+    workers = min(workers, len(items))
+    bar = dict(total=len(items), desc=desc, unit=unit, disable=not progress, leave=False)
     if workers <= 1:
-        return [score_sequence(job) for job in tqdm(jobs, **bar)]
+        return [func(item) for item in tqdm(items, **bar)]
+    with _start_pool(workers) as pool:
+        return list(tqdm(pool.imap(func, items), **bar))
+
+
+def _start_pool(workers: int) -> "mp.pool.Pool":
+    """A pool whose processes all ignore SIGINT; a Ctrl-C while it starts is held back until it is complete
+    and then terminates it (stopping a half-built pool makes its new workers fail with tracebacks)."""
+    held: List[int] = []
     # forkserver/spawn, not fork: the caller may hold CUDA or OpenMP state that a fork would copy.
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
         # Imported once by the server and inherited by every worker (skimage alone takes ~1 s). Not
         # common.evaluate itself: under `python -m common.evaluate` workers re-run it as their main.
         context.set_forkserver_preload(["common.metrics", "common.palette", "skimage.morphology", "tqdm"])
+        with _sigint_held():
+            forkserver.ensure_running()  # the server forks the workers: they inherit its disposition
+        with _sigint_held(record=held):  # workers are forked by the server, so a recording handler is fine
+            pool = context.Pool(workers, initializer=_init_worker)
     else:
         context = mp.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker) as pool:
-        return list(tqdm(pool.imap(score_sequence, jobs), **bar))
+        with _sigint_held():  # new interpreters keep an ignored SIGINT from the start
+            pool = context.Pool(workers, initializer=_init_worker)
+    if held:
+        pool.terminate()
+        raise KeyboardInterrupt
+    return pool
+
+
+@contextmanager
+def _sigint_held(record: Optional[List[int]] = None) -> Iterator[None]:
+    """SIGINT ignored during the block (inherited by processes started in it), or noted in `record`."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if record is None else
+                             lambda signum, frame: record.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _init_worker() -> None:
     import cv2
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already inherited, unless the pool was started off the main thread
     cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only compete
 
 

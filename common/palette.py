@@ -10,7 +10,7 @@ davis2017-evaluation does).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -44,6 +44,9 @@ DAVIS_PALETTE: np.ndarray = _pascal_color_map()
 _SINGLE_CHANNEL_MODES = ("P", "L", "1")
 
 
+_READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def _open(path: PathLike, what: str) -> Image.Image:
     path = Path(path)
     if not path.is_file():
@@ -51,10 +54,26 @@ def _open(path: PathLike, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()  # decode now, so a truncated file fails here and not deep inside a model
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise UserError(f"cannot read {what} {path}: {err}; the file is corrupt or not an image, "
-                        f"replace it with an intact copy") from None
+    except _READ_ERRORS as err:
+        raise _unreadable(path, what, err) from None
     return image
+
+
+def image_size(path: PathLike, what: str = "image") -> Tuple[int, int]:
+    """(width, height) of an image from its header alone (no decoding), for cheap layout checks."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except _READ_ERRORS as err:
+        raise _unreadable(path, what, err) from None
+
+
+def _unreadable(path: Path, what: str, err: Exception) -> UserError:
+    return UserError(f"cannot read {what} {path}: {err}; the file is corrupt or not an image, "
+                     f"replace it with an intact copy")
 
 
 def read_rgb(path: PathLike) -> np.ndarray:

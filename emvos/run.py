@@ -67,7 +67,8 @@ def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> 
         model = model.eval().to(device)
         return FastEMVOS(model, compile=args.compile) if args.fast else model
 
-    return run_sets(args.sets or default_sets(args.ytvos), {"davis": args.davis, "ytvos": args.ytvos}, args.output,
+    roots = {"davis": args.davis, "ytvos": args.ytvos}
+    return run_sets(args.sets or default_sets(roots), roots, args.output,
                     device, paper="EMVOS", weights=args.weights, default_weights=DEFAULT_WEIGHTS, load_model=load,
                     segment=lambda model, video: segment_video(model, video, device, resize=not args.no_resize),
                     fast=args.fast, dist=dist)

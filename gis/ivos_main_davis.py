@@ -33,9 +33,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.datasets import check_sequence_sizes
 from common.davisinteractive_compat import import_davisinteractive
 from common.device import add_device_argument, pick_device
 from common.errors import UserError, run_cli
+from common.output_folder import check_output_folder
 from common.palette import write_label_png
 from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.framework import registered_sequences
@@ -269,6 +271,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with torch.no_grad(), register:
         sequences = Davis.sets[args.subset]
         _check_dataset(args.davis, sequences)
+        for seq in sequences:  # the rest of the input, then the output folder, before the weights load
+            check_sequence_sizes(args.davis / "JPEGImages" / "480p" / seq, args.davis / "Annotations" / "480p" / seq)
+        check_output_folder(args.output)
         samples = [(s, i) for s in sorted(sequences) for i in args.scribble_indices
                    if i <= Davis.dataset[s]["num_scribbles"]]
         if not samples:

@@ -37,12 +37,13 @@ from tqdm import tqdm
 from common.device import add_device_argument, pick_device
 from common.distributed import DistContext, init_distributed, shard
 from common.errors import UserError, run_cli
+from common.output_folder import check_output_folder
 from common.palette import write_label_png
 from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.ivos import GUIDE_METHODS, GISSession, crop, point_channels, scribble_channels
 from gis.model import GISNet, load_net
-from gis.youtube_session import (PACKAGED_POINTS_DIR, POINT_COUNTS, VALIDATION_LIST, YoutubeSession, load_rgb,
-                                 points_file)
+from gis.youtube_session import (PACKAGED_POINTS_DIR, POINT_COUNTS, VALIDATION_LIST, YoutubeSession, check_videos,
+                                 load_rgb, points_file)
 
 N_ROUNDS = 4
 
@@ -210,6 +211,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not (args.youtube / "train" / "JPEGImages").is_dir():
         raise UserError(f"{args.youtube}/train/JPEGImages not found; pass --youtube (YouTube-VOS 2019 root)")
     check_fast_arguments(args)
+    check_videos(args.youtube, args.points_dir, args.videos)  # all input and the output folder before the weights
+    check_output_folder(args.output)
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device; plain run: unchanged
     device = ctx.device
     weights = None if args.weights.lower() == "none" else args.weights

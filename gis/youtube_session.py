@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from common.datasets import check_sequence_sizes
 from common.davisinteractive_compat import import_davisinteractive
 from common.errors import UserError
 from common.palette import read_label_png
@@ -156,6 +157,15 @@ class YoutubeSession:
     def performance_summary(self) -> np.ndarray:
         """Per round, the mean over every finished object of its frame-averaged J&F."""
         return np.mean(np.stack(self.per_object_rounds), axis=0)
+
+
+def check_videos(youtube_root: Path, points_dir: Path, videos: Optional[Sequence[str]] = None) -> None:
+    """Before the weights load: every video to run has its frame and annotation folders, and its
+    annotations have the size of its frames (`common.datasets.check_sequence_sizes`)."""
+    names = sorted(_read_json(Path(points_dir) / VALIDATION_LIST)) if videos is None else list(videos)
+    train = Path(youtube_root) / "train"
+    for video in names:
+        check_sequence_sizes(train / "JPEGImages" / video, train / "Annotations" / video)
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -32,6 +32,7 @@ from common.device import add_device_argument, peak_memory_mib, pick_device, res
 from common.distributed import DistContext, init_distributed
 from common.errors import UserError, run_cli
 from common.evaluate import EvalResult, evaluate
+from common.output_folder import check_output_folder
 from common.palette import read_label_png
 from common.runner import RunStats, expected_files, run_videos, zip_submission
 from hmmn.fast import PRECISIONS, FastHMMN
@@ -155,10 +156,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.g  # before CUDA is initialised, as upstream
     if args.mem_every < 1:
         raise UserError(f"--mem-every must be at least 1, got {args.mem_every}")
-    dataset = load_dataset(args.y, args.s, args.D)  # check the data before loading weights
+    dataset = load_dataset(args.y, args.s, args.D)  # check the data and the output folders before loading weights
     name = run_name(args.y, args.s)
     if (args.compile or args.precision != "fp32") and not args.fast:
         raise UserError("--compile and --precision apply to fast mode only; add --fast")
+    output = args.output or Path("test") / name
+    viz_dir = (args.viz_dir or Path("viz") / name) if args.viz else None
+    check_output_folder(output)
+    if viz_dir is not None:
+        check_output_folder(viz_dir, "--viz-dir")
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device and shard; else a no-op
     device = ctx.device
     print(f"loading weights: {args.weights}")
@@ -168,8 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(model.describe())
     if args.viz:
         print("--- producing mask-overlaid video outputs")
-    run_split(model, device, args.y, args.s, args.D, args.output or Path("test") / name,
-               mem_every=args.mem_every, viz_dir=(args.viz_dir or Path("viz") / name) if args.viz else None,
+    run_split(model, device, args.y, args.s, args.D, output, mem_every=args.mem_every, viz_dir=viz_dir,
                overwrite=args.overwrite, dataset=dataset, dist=ctx)
     return 0
 

@@ -78,7 +78,8 @@ def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> 
     if (args.compile or args.amp != "auto") and not args.fast:
         raise UserError("--compile and --amp apply to the fast mode only; add --fast")
     fast = fast_options(device, args.amp, args.compile) if args.fast else None
-    return run_sets(args.sets or default_sets(args.ytvos), {"davis": args.davis, "ytvos": args.ytvos}, args.weights,
+    roots = {"davis": args.davis, "ytvos": args.ytvos}
+    return run_sets(args.sets or default_sets(roots), roots, args.weights,
                     args.output, device, resize=not args.no_resize, fast=fast, dist=dist)
 
 
