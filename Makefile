@@ -5,7 +5,7 @@ DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE),)
 DATA ?= data
 OUT ?= outputs
 
-.PHONY: setup test demo bench bench-metrics reproduce-bmvos reproduce-emvos reproduce-tbd reproduce-hmmn reproduce-gis
+.PHONY: setup test demo bench bench-metrics compare reproduce-bmvos reproduce-emvos reproduce-tbd reproduce-hmmn reproduce-gis
 
 setup:
 	@bash tools/setup.sh
@@ -23,6 +23,10 @@ bench:
 
 bench-metrics:
 	$(PY) -m common.bench_metrics
+
+# The four semi-supervised papers on DAVIS 2017 val with their official weights, reusing $(OUT)/<paper>/davis17-val.
+compare:
+	$(PY) -m common.compare --davis $(DATA)/DAVIS --results $(OUT) --out $(OUT)/compare/davis17-val $(DEVICE_FLAG)
 
 reproduce-bmvos:
 	$(PY) -m bmvos.reproduce --davis $(DATA)/DAVIS --output $(OUT)/bmvos $(DEVICE_FLAG)

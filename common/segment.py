@@ -23,7 +23,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -43,12 +43,12 @@ OVERLAY = "overlay.mp4"
 TMP_PREFIX = ".tmp-"
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The clip arguments `common.segment` and `common.compare` share."""
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--video", type=Path, help="a video file (mp4 or anything OpenCV decodes)")
     source.add_argument("--frames", type=Path, help="a folder of frames (jpg/png, sorted by name)")
-    parser.add_argument("--mask", type=Path, required=True,
+    parser.add_argument("--mask", type=Path, required=required,
                         help="first mask: DAVIS palette PNG (ids 1..N) or 0/255 binary PNG, at the frames' size")
     parser.add_argument("--mask-frame", type=int, default=0,
                         help="frame the mask belongs to (default 0); earlier frames are written as background")
@@ -129,11 +129,27 @@ def write_result(clip: Clip, labels: Dict[int, np.ndarray], out: Path, stats: Di
     os.replace(tmp, out)
 
 
-def check_out(out: Path, overwrite: bool) -> bool:
-    """True when `out` is a finished result to keep; a folder holding anything else is refused."""
+def result_settings(method: str, weights: Optional[str], fast: bool, native_size: bool, clip: Clip) -> Dict[str, Any]:
+    """What a finished folder must have been made with to be reused."""
+    return {"method": method, "weights": weights or demo_hooks(method).OFFICIAL_WEIGHTS, "fast": fast,
+            "native_size": native_size, "frames_total": len(clip), "mask_frame": clip.mask_frame,
+            "object_ids": clip.object_ids}
+
+
+def settings_differ(out: Path, settings: Dict[str, Any]) -> List[str]:
+    made = read_stats(out)
+    return [k for k, v in settings.items() if made.get(k) != v]
+
+
+def check_out(out: Path, settings: Dict[str, Any], overwrite: bool) -> bool:
+    """True when `out` is a finished result of the same `settings` to keep; anything else there is refused."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; choose a folder")
     if is_finished(out) and not overwrite:
+        differ = settings_differ(out, settings)
+        if differ:
+            raise UserError(f"--out {out} holds a finished result made with other settings ({', '.join(differ)}); "
+                            f"choose another folder or pass --overwrite to redo it")
         return True
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--out {out} exists and is not a finished result folder; choose another folder or pass "
@@ -160,7 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     clip = load_clip(args.video, args.frames, args.mask, args.mask_frame)
     out = args.out or Path("outputs") / "segment" / clip.name / args.method
-    if check_out(out, args.overwrite):
+    settings = result_settings(args.method, args.weights, args.fast, args.native_size, clip)
+    if check_out(out, settings, args.overwrite):
         print(f"{out} is finished (--overwrite redoes it)\n{summary(read_stats(out))}")
         return 0
     device = pick_device(args.device)
@@ -168,10 +185,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{args.method}: seeded weights; the masks and scores are not the paper's", file=sys.stderr)
     result = segment_clip(clip, args.method, device, args.weights, args.fast, not args.native_size)
     frames = len(clip) - clip.mask_frame
-    stats = {"method": args.method, "weights": args.weights or demo_hooks(args.method).OFFICIAL_WEIGHTS,
-             "fast": args.fast, "native_size": args.native_size, "device": str(device), "frames": frames,
-             "frames_total": len(clip), "mask_frame": clip.mask_frame, "object_ids": clip.object_ids,
-             "seconds": result["seconds"], "fps": frames / result["seconds"],
+    stats = {**settings, "device": str(device), "frames": frames, "seconds": result["seconds"], "fps": frames / result["seconds"],
              "ms_per_frame": 1000 * result["seconds"] / frames, "peak_memory_mib": result["peak_memory_mib"],
              "memory_kind": "CUDA max allocated" if device.type == "cuda" else "process peak RSS"}
     write_result(clip, result["labels"], out, stats)
