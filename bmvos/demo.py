@@ -10,10 +10,12 @@ import torch
 from bmvos.inference import SHORT_SIDE, make_segmenter as segmenter_for
 from bmvos.main_runfile import run_benchmark
 from bmvos.model import BMVOS, FastBMVOS
-from common.datasets import Video
 from bmvos.reproduce import PUBLISHED
+from common.datasets import Video
+from common.modeling.densenet import DenseNetEncoder
 from common.weights import load_or_seed, official_or_seeded
 
+FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
 OFFICIAL_WEIGHTS = "bmvos-davis"  # what `common.segment` / `common.compare` load by default
 PUBLISHED_DAVIS17_VAL = PUBLISHED["DAVIS17_val"][0]  # J&F-Mean in %, the paper's table
 

@@ -17,13 +17,14 @@ recurrent propagation, so an interrupted run starts that clip again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
@@ -92,6 +93,25 @@ def build_segmenter(method: str, device: torch.device, weights: Optional[str], f
     return hooks.make_segmenter(device, **kwargs)
 
 
+@contextlib.contextmanager
+def frame_progress(encoder: Type[torch.nn.Module], total: int, desc: str) -> Iterator[tqdm]:
+    """A frames progress bar that advances whenever a module of class `encoder` (the paper's per-frame image
+    encoder, `<paper>.demo.FRAME_ENCODER`) encodes frames; the models run whole videos in one call."""
+    bar = tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True)
+
+    def count(module: torch.nn.Module, inputs: Tuple[Any, ...], _output: Any) -> None:
+        if isinstance(module, encoder) and inputs and isinstance(inputs[0], torch.Tensor):
+            bar.update(min(int(inputs[0].shape[0]), total - bar.n))
+
+    hook = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        yield bar
+        bar.update(total - bar.n)  # a first frame some encoders never see (HMMN memorises it)
+    finally:
+        hook.remove()
+        bar.close()
+
+
 def segment_clip(clip: Clip, method: str, device: torch.device, weights: Optional[str] = None,
                  fast: bool = False, resize: bool = True) -> Dict[str, Any]:
     """Run `method` on the clip: `{"labels": {frame: uint8 [H, W] original ids}, "seconds": model time}`."""
@@ -100,7 +120,8 @@ def segment_clip(clip: Clip, method: str, device: torch.device, weights: Optiona
     reset_peak_memory(device)
     print(f"{method}: segmenting {len(video)} frames of {clip.size[1]}x{clip.size[0]} "
           f"({len(clip.object_ids)} object(s)) on {device}", flush=True)
-    with torch.no_grad(), Stopwatch(device) as watch:
+    with frame_progress(demo_hooks(method).FRAME_ENCODER, len(video), method), torch.no_grad(), \
+            Stopwatch(device) as watch:
         out = segment(video)
     missing = [t for t in range(len(video)) if t not in out]
     assert not missing, f"{method} returned no label map for frames {missing[:5]}"

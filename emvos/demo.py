@@ -9,12 +9,14 @@ import torch
 
 from common.datasets import DAVIS, Video
 from common.evaluate import evaluate
+from common.modeling.densenet import DenseNetEncoder
 from common.runner import run_videos
 from common.weights import load_or_seed, official_or_seeded
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
 from emvos.model import EMVOS
 
+FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
 OFFICIAL_WEIGHTS = "emvos-coco_davis"  # what `common.segment` / `common.compare` load by default
 PUBLISHED_DAVIS17_VAL = None  # no J&F table published with the official code
 

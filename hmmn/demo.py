@@ -12,9 +12,10 @@ from common.weights import load_or_seed, official_or_seeded
 from hmmn.eval_davis import run_split
 from hmmn.fast import FastHMMN
 from hmmn.inference import davis_segmenter
-from hmmn.model import HMMN
+from hmmn.model import HMMN, QueryEncoder
 from hmmn.reproduce import PUBLISHED
 
+FRAME_ENCODER = QueryEncoder  # called once per frame after the first: drives progress bars
 OFFICIAL_WEIGHTS = "hmmn"  # what `common.segment` / `common.compare` load by default
 PUBLISHED_DAVIS17_VAL = PUBLISHED["DAVIS 2017 val"]  # J&F-Mean in %
 

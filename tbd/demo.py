@@ -8,12 +8,14 @@ import numpy as np
 import torch
 
 from common.datasets import Video
+from common.modeling.densenet import DenseNetEncoder
 from common.weights import load_or_seed, official_or_seeded
 from tbd.inference import make_segment
 from tbd.model import TBD
 from tbd.reproduce import PUBLISHED
 from tbd.run import run_sets
 
+FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
 OFFICIAL_WEIGHTS = "tbd-davis"  # what `common.segment` / `common.compare` load by default
 PUBLISHED_DAVIS17_VAL = PUBLISHED["davis17-val"][0]  # J&F-Mean in %, the COCO-pretrained model
 
