@@ -24,9 +24,11 @@ bench:
 bench-metrics:
 	$(PY) -m common.bench_metrics
 
-# The four semi-supervised papers on DAVIS 2017 val with their official weights, reusing $(OUT)/<paper>/davis17-val.
+# The four semi-supervised papers on DAVIS 2017 val with their official weights, reusing $(OUT)/<paper>/davis17-val
+# (WEIGHTS=seeded: a pipeline check with seeded weights, results kept apart).
 compare:
-	$(PY) -m common.compare --davis $(DATA)/DAVIS --results $(OUT) --out $(OUT)/compare/davis17-val $(DEVICE_FLAG)
+	$(PY) -m common.compare --davis $(DATA)/DAVIS --results $(OUT) --out $(OUT)/compare/davis17-val \
+		$(if $(WEIGHTS),--weights $(WEIGHTS),) $(DEVICE_FLAG)
 
 reproduce-bmvos:
 	$(PY) -m bmvos.reproduce --davis $(DATA)/DAVIS --output $(OUT)/bmvos $(DEVICE_FLAG)

@@ -20,6 +20,7 @@ FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drive
 OFFICIAL_WEIGHTS = "emvos-coco_davis"  # what `common.segment` / `common.compare` load by default
 PUBLISHED_DAVIS17_VAL = None  # no J&F table published with the official code
 
+
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
     """DAVIS 2017 val of the sample -> PNGs + J&F (and the YouTube-VOS sample's PNGs when given).
 
