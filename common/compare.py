@@ -24,22 +24,23 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 from common import metrics
 from common.clip import Clip, list_frames, load_clip
-from common.device import Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
+from common.datasets import DAVIS, Video
+from common.compare_outputs import (Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video,
+                                    write_text)
+from common.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
 from common.errors import UserError, run_cli
 from common.overlay import overlay
 from common.palette import VOID_LABEL, read_label_png
 from common.papers import demo_hooks
-from common.segment import (METHODS, add_input_arguments, build_segmenter, is_finished, read_result, read_stats,
-                            result_settings, settings_differ)
+from common.segment import (METHODS, add_input_arguments, build_segmenter, frame_progress, is_finished, read_result,
+                            read_stats, result_settings, settings_differ)
 from common.weights import SEEDED
-from common.compare_outputs import (Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video,
-                                    write_text)
 
 DAVIS_SET = "davis17-val"  # the result-folder name of DAVIS 2017 val, `<root>/<paper>/davis17-val`
 
@@ -150,14 +151,18 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
 def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Optional[str], fast: bool,
               weights: Optional[str] = None, resize: bool = True, overwrite: bool = False) -> Row:
     """One method on DAVIS 2017 val (in this process; default: its official weights): timing, memory, J&F."""
-    from common.datasets import DAVIS
     from common.evaluate import evaluate
     from common.runner import run_videos
 
     device = pick_device(device_name)
     hooks = demo_hooks(method)
     videos = DAVIS(davis_root, 2017, "val").videos()
-    segment = build_segmenter(method, device, weights or hooks.OFFICIAL_WEIGHTS, fast, resize)
+    model = build_segmenter(method, device, weights or hooks.OFFICIAL_WEIGHTS, fast, resize)
+
+    def segment(video: Video) -> Dict[int, np.ndarray]:
+        with frame_progress(hooks.FRAME_ENCODER, len(video), f"{method} {video.name}"):
+            return model(video)
+
     results = results_root / method / DAVIS_SET
     reset_peak_memory(device)
     stats = run_videos(videos, segment, results, device=device, desc=f"{method} DAVIS17 val",
@@ -175,8 +180,6 @@ def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Op
 
 
 def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
-    from common.datasets import DAVIS
-
     DAVIS(args.davis, 2017, "val")  # checks the layout before anything runs
     out = args.out or Path("outputs") / "compare" / DAVIS_SET
     out.mkdir(parents=True, exist_ok=True)
