@@ -36,12 +36,12 @@ from common.errors import UserError, run_cli
 from common.overlay import overlay, write_mp4
 from common.palette import read_label_png, write_label_png
 from common.papers import demo_hooks
+from common.runner import TMP_PREFIX
 from common.weights import SEEDED
 
 METHODS = ("bmvos", "emvos", "tbd", "hmmn")  # the semi-supervised papers of `common.papers.PAPERS`
 STATS = "stats.json"
 OVERLAY = "overlay.mp4"
-TMP_PREFIX = ".tmp-"
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -114,7 +114,8 @@ def frame_progress(encoder: Type[torch.nn.Module], total: int, desc: str) -> Ite
 
 def segment_clip(clip: Clip, method: str, device: torch.device, weights: Optional[str] = None,
                  fast: bool = False, resize: bool = True) -> Dict[str, Any]:
-    """Run `method` on the clip: `{"labels": {frame: uint8 [H, W] original ids}, "seconds": model time}`."""
+    """Run `method` on the clip: `{"labels": {frame: uint8 [H, W] original ids}, "seconds": model time,
+    "peak_memory_mib": ...}` (frames before the mask frame have no entry)."""
     segment = build_segmenter(method, device, weights, fast, resize)
     video = clip.video()
     reset_peak_memory(device)
