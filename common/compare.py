@@ -173,9 +173,10 @@ def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Op
         with Stopwatch(device) as watch:
             segment(videos[0])
         frames, seconds = len(videos[0]), watch.elapsed
+    peak = peak_memory_mib(device)  # before scoring, which is not the method's
     scores = evaluate(davis_root, results, split="val", year=2017, progress=False).global_row
     return {"method": method, "fps": frames / seconds, "ms_per_frame": 1000 * seconds / frames,
-            "peak_memory_mib": peak_memory_mib(device), **scores_percent(scores["J-Mean"], scores["F-Mean"]),
+            "peak_memory_mib": peak, **scores_percent(scores["J-Mean"], scores["F-Mean"]),
             "published_JF": hooks.PUBLISHED_DAVIS17_VAL}
 
 
