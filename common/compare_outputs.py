@@ -60,6 +60,14 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _minor_tick_label(value: float, _position: int) -> str:
+    """Only the 2s and 5s of each decade are labelled, so that the labels do not overlap."""
+    if value <= 0:
+        return ""
+    leading = round(value / 10 ** math.floor(math.log10(value)))
+    return f"{value:g}" if leading in (2, 5) else ""
+
+
 def scatter_plot(rows: Sequence[Row], path: Path, title: str) -> None:
     """J&F (y) against frames/s (x, log scale), one labelled point per method; a published J&F is drawn as a
     hollow marker at the method's measured speed and joined to ours."""
@@ -76,23 +84,24 @@ def scatter_plot(rows: Sequence[Row], path: Path, title: str) -> None:
         color = colors[i % len(colors)]
         name = LABELS.get(r["method"], r["method"])
         ax.scatter([r["fps"]], [r["JF"]], s=60, color=color, zorder=3)
-        ax.annotate(name, (r["fps"], r["JF"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        # labels alternate above and below their points, so that neighbours do not overwrite each other
+        ax.annotate(name, (r["fps"], r["JF"]), textcoords="offset points", xytext=(6, 5 if i % 2 == 0 else -13),
+                    fontsize=9)
         if r.get("published_JF") is not None:
             ax.scatter([r["fps"]], [r["published_JF"]], s=60, facecolors="none", edgecolors=color, zorder=3,
                        label=None if published_shown else "published J&F (hollow)")
             ax.plot([r["fps"]] * 2, [r["JF"], r["published_JF"]], color=color, linestyle=":", linewidth=1)
             published_shown = True
     ax.set_xscale("log")
-    plain = matplotlib.ticker.FormatStrFormatter("%g")  # 0.2, not 2x10^-1
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 0.1, not 10^-1
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_tick_label))
     ax.set_xlabel("frames/s (log scale)")
     ax.set_ylabel("J&F (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.25, y=0.2)
     if published_shown:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, format="png")
