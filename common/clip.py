@@ -86,14 +86,15 @@ class Clip:
         return lookup[labels]
 
 
-def list_frames(folder: Path) -> List[Path]:
+def list_frames(folder: Path, flag: str = "--frames", suffixes: Tuple[str, ...] = FRAME_SUFFIXES) -> List[Path]:
+    """The images of `folder` in frame order (names compared shortest first, so frame2 comes before frame10)."""
     if not folder.is_dir():
-        raise UserError(f"frame folder not found: {folder}; pass --frames DIR holding the clip's images")
-    frames = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()),
+        raise UserError(f"{flag} folder not found: {folder}; pass {flag} DIR holding one image per frame")
+    frames = sorted((p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file()),
                     key=lambda p: (len(p.stem), p.stem))
     if not frames:
-        raise UserError(f"frame folder {folder} holds no images ({', '.join(FRAME_SUFFIXES)}); "
-                        f"point --frames at the folder of the clip's frames")
+        raise UserError(f"{flag} folder {folder} holds no images ({', '.join(suffixes)}); "
+                        f"point {flag} at a folder with one image per frame")
     return frames
 
 

@@ -57,7 +57,7 @@ def parse_methods(text: str) -> List[str]:
 
 def load_ground_truth(folder: Path, clip: Clip) -> np.ndarray:
     """uint8 `[T, H, W]` ids of every frame (void -> background; a 0/255 binary set -> object 1)."""
-    paths = [p for p in list_frames(folder) if p.suffix.lower() == ".png"]
+    paths = list_frames(folder, "--gt", (".png",))
     if len(paths) != len(clip):
         raise UserError(f"--gt {folder} holds {len(paths)} PNGs but the clip has {len(clip)} frames; give one "
                         f"ground-truth PNG per frame")

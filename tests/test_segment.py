@@ -171,7 +171,7 @@ def test_bad_input_is_one_error_line_and_nothing_written(sample, tmp_path, capsy
                       f"is {WIDTH // 2}x{HEIGHT // 2} but the frames are {WIDTH}x{HEIGHT}", out)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_user_error(capsys, segment.main, ["--frames", str(empty), "--mask", mask, *common], "holds no images", out)
+    assert_user_error(capsys, segment.main, ["--frames", str(empty), "--mask", mask, *common], f"--frames folder {empty} holds no images", out)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
     assert_user_error(capsys, segment.main, ["--video", str(broken), "--mask", mask, *common],
@@ -179,6 +179,6 @@ def test_bad_input_is_one_error_line_and_nothing_written(sample, tmp_path, capsy
     assert_user_error(capsys, segment.main, ["--frames", str(frames_of(sample)), "--mask",
                                              str(tmp_path / "missing.png"), *common], "mask not found", out)
     assert_user_error(capsys, compare.main, ["--frames", str(frames_of(sample)), "--mask", mask, "--gt", str(empty),
-                                             "--out", str(out), *SEEDED_CPU], "holds no images", out)
+                                             "--out", str(out), *SEEDED_CPU], f"--gt folder {empty} holds no images", out)
     assert_user_error(capsys, compare.main, ["--frames", str(frames_of(sample)), "--mask", mask,
                                              "--methods", "tbd,gis", "--out", str(out)], "--methods takes", out)
