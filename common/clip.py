@@ -7,8 +7,7 @@ binary PNG (one object). Object ids are renumbered 1..K for the models (HMMN tra
 largest) and mapped back when results are written.
 
 With `mask_frame=N` the mask belongs to frame N: the models see frames N.. as their video (they all
-start from a mask on their first frame) and frames before N are written as background, as generic-video
-tools such as XMem/Cutie leave the frames before the first annotation unlabelled.
+start from a mask on their first frame) and frames before N are written as background.
 """
 from __future__ import annotations
 
