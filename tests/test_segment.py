@@ -1,8 +1,9 @@
 """`common.segment` and `common.compare` on the generated sample with seeded weights.
 
 Every method runs once through `common.segment` from a frame folder; `common.compare --gt` then reuses those
-folders (no method runs twice). TBD also runs from an mp4 the test writes, with the mask on a later frame.
-The scores are checked against `common.evaluate` on the same PNGs, not against fixed numbers.
+folders (no method runs twice). TBD also runs from an mp4 the test writes, with the mask on a later frame,
+and through the DAVIS mode of `make compare`. The scores are checked against `common.evaluate` on the same
+PNGs, not against fixed numbers.
 """
 from __future__ import annotations
 
@@ -182,3 +183,20 @@ def test_bad_input_is_one_error_line_and_nothing_written(sample, tmp_path, capsy
                                              "--out", str(out), *SEEDED_CPU], f"--gt folder {empty} holds no images", out)
     assert_user_error(capsys, compare.main, ["--frames", str(frames_of(sample)), "--mask", mask,
                                              "--methods", "tbd,gis", "--out", str(out)], "--methods takes", out)
+
+
+def test_davis_mode_scores_the_set_against_the_published_numbers(sample, tmp_path):
+    """`make compare` on the sample: seeded results kept apart from the official folders, published J&F in the table."""
+    out = tmp_path / "davis"
+    assert compare.main(["--davis", str(sample), "--methods", "tbd", "--results", str(tmp_path / "official"),
+                         "--out", str(out), *SEEDED_CPU]) == 0
+    results = out / "seeded-results" / "tbd" / "davis17-val"
+    assert sorted(p.name for p in (results / VIDEO).glob("*.png")) == [f"{i:05d}.png" for i in range(FRAMES)]
+    assert not (tmp_path / "official").exists()
+    with open(out / "table.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert list(row) == ["method", "frames/s", "ms/frame", "peak memory (MiB)", "J", "F", "J&F", "published J&F"]
+    assert row["method"] == "TBD" and row["published J&F"] == "80.0"  # tbd/reproduce.py's DAVIS17 val number
+    scored = evaluate(sample, results, split="val", year=2017, workers=1, progress=False).global_row
+    assert float(row["J&F"]) == pytest.approx(100 * scored["J&F-Mean"], abs=0.051)
+    assert (out / "jf_vs_fps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
