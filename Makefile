@@ -5,8 +5,8 @@ DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE),)
 DATA ?= data
 OUT ?= outputs
 
-.PHONY: setup test demo bench bench-metrics reproduce-bmvos reproduce-emvos reproduce-tbd reproduce-hmmn reproduce-gis \
-	verify-bmvos verify-emvos verify-tbd verify-hmmn
+.PHONY: setup test demo bench bench-metrics compare reproduce-bmvos reproduce-emvos reproduce-tbd reproduce-hmmn \
+	reproduce-gis verify-bmvos verify-emvos verify-tbd verify-hmmn
 
 setup:
 	@bash tools/setup.sh
@@ -24,6 +24,12 @@ bench:
 
 bench-metrics:
 	$(PY) -m common.bench_metrics
+
+# The four semi-supervised papers on DAVIS 2017 val with their official weights, reusing $(OUT)/<paper>/davis17-val
+# (WEIGHTS=seeded: a pipeline check with seeded weights, results kept apart).
+compare:
+	$(PY) -m common.compare --davis $(DATA)/DAVIS --results $(OUT) --out $(OUT)/compare/davis17-val \
+		$(if $(WEIGHTS),--weights $(WEIGHTS),) $(DEVICE_FLAG)
 
 reproduce-bmvos:
 	$(PY) -m bmvos.reproduce --davis $(DATA)/DAVIS --output $(OUT)/bmvos $(DEVICE_FLAG)

@@ -10,8 +10,14 @@ import torch
 from bmvos.inference import SHORT_SIDE, make_segmenter as segmenter_for
 from bmvos.main_runfile import run_benchmark
 from bmvos.model import BMVOS, FastBMVOS
+from bmvos.reproduce import PUBLISHED
 from common.datasets import Video
-from common.weights import official_or_seeded, seeded_init
+from common.modeling.densenet import DenseNetEncoder
+from common.weights import load_or_seed, official_or_seeded
+
+FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
+OFFICIAL_WEIGHTS = "bmvos-davis"  # what `common.segment` / `common.compare` load by default
+PUBLISHED_DAVIS17_VAL = PUBLISHED["DAVIS17_val"][0]  # J&F-Mean in %, the paper's table
 
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
@@ -32,10 +38,11 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return result.global_row
 
 
-def make_segmenter(device: torch.device, fast: bool = False,
-                   compile: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks);
+def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
+                   weights: Optional[str] = None, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """Video -> label maps with the official evaluator's settings (for benchmarks and `common.segment`);
+    `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation);
     `fast=True`: fast mode (`FastBMVOS`: objects batched, autocast on CUDA, channels_last), `compile=True`
-    with its stages compiled."""
-    model = seeded_init(BMVOS, device)
-    return segmenter_for(FastBMVOS(model, compile=compile) if fast else model, SHORT_SIDE)
+    with its stages compiled; `resize=False` skips the 480p rule."""
+    model = load_or_seed(BMVOS, weights, device)
+    return segmenter_for(FastBMVOS(model, compile=compile) if fast else model, SHORT_SIDE if resize else None)

@@ -392,6 +392,20 @@ def seeded_init(build: Callable[[], ModuleT], device: torch.device, *, seed: int
     return build().to(device).eval()
 
 
+SEEDED = "seeded"  # the `--weights` value that asks for `seeded_init` instead of a checkpoint
+
+
+def load_or_seed(build: Callable[[], ModuleT], weights: Optional[Union[str, os.PathLike]], device: torch.device,
+                 *, seed: int = 0) -> ModuleT:
+    """`build()` in eval mode on `device` with `weights`: a registry name or checkpoint path (loaded strictly),
+    or None / "seeded" for `seeded_init`."""
+    if weights is None or weights == SEEDED:
+        return seeded_init(build, device, seed=seed)
+    model = build()
+    load_into(model, load_state_dict(weights))
+    return model.to(device).eval()
+
+
 def official_or_seeded(name: str, build: Callable[[], ModuleT], device: torch.device, *, seed: int = 0) -> ModuleT:
     """`build()` with the official checkpoint `name` when it is already in the cache, else `seeded_init`.
 

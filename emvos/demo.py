@@ -9,11 +9,17 @@ import torch
 
 from common.datasets import DAVIS, Video
 from common.evaluate import evaluate
+from common.modeling.densenet import DenseNetEncoder
 from common.runner import run_videos
-from common.weights import official_or_seeded, seeded_init
+from common.weights import load_or_seed, official_or_seeded
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
 from emvos.model import EMVOS
+
+FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
+OFFICIAL_WEIGHTS = "emvos-coco_davis"  # what `common.segment` / `common.compare` load by default
+PUBLISHED_DAVIS17_VAL = None  # no J&F table published with the official code
+
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
     """DAVIS 2017 val of the sample -> PNGs + J&F (and the YouTube-VOS sample's PNGs when given).
@@ -35,11 +41,12 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return evaluate(davis_root, out_dir / "DAVIS17_val", split="val", year=2017, progress=False).global_row
 
 
-def make_segmenter(device: torch.device, fast: bool = False,
-                   compile: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks);
+def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
+                   weights: Optional[str] = None, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """Video -> label maps with the official evaluator's settings (for benchmarks and `common.segment`);
+    `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation);
     `fast=True`: the batched fast mode (`emvos.fast`) instead of the faithful per-object loop, `compile=True`
-    with its encoder and decoder compiled."""
-    model = seeded_init(EMVOS, device)
+    with its encoder and decoder compiled; `resize=False` skips the 480p rule."""
+    model = load_or_seed(EMVOS, weights, device)
     runner = FastEMVOS(model, compile=compile) if fast else model
-    return lambda video: segment_video(runner, video, device)
+    return lambda video: segment_video(runner, video, device, resize)

@@ -8,11 +8,16 @@ import numpy as np
 import torch
 
 from common.datasets import Video
-from common.weights import official_or_seeded, seeded_init
+from common.weights import load_or_seed, official_or_seeded
 from hmmn.eval_davis import run_split
 from hmmn.fast import FastHMMN
 from hmmn.inference import davis_segmenter
-from hmmn.model import HMMN
+from hmmn.model import HMMN, QueryEncoder
+from hmmn.reproduce import PUBLISHED
+
+FRAME_ENCODER = QueryEncoder  # called once per frame after the first: drives progress bars
+OFFICIAL_WEIGHTS = "hmmn"  # what `common.segment` / `common.compare` load by default
+PUBLISHED_DAVIS17_VAL = PUBLISHED["DAVIS 2017 val"]  # J&F-Mean in %
 
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
@@ -25,10 +30,11 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return result.global_row
 
 
-def make_segmenter(device: torch.device, fast: bool = False,
-                   compile: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """DAVIS video -> label maps, seeded weights, upstream's memory schedule (for benchmarks);
-    `fast=True`: hmmn.fast (float32, the verified setting); `compile=True` also compiles its encoders and
-    decoder."""
-    model = seeded_init(HMMN, device)
+def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
+                   weights: Optional[str] = None) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """DAVIS video -> label maps with upstream's memory schedule, at the stored size as upstream's tester
+    runs (for benchmarks and `common.segment`); `weights`: registry name or checkpoint path (None or
+    "seeded": seeded initialisation); `fast=True`: hmmn.fast (float32, the verified setting); `compile=True`
+    also compiles its encoders and decoder."""
+    model = load_or_seed(HMMN, weights, device)
     return davis_segmenter(FastHMMN(model, compile=compile) if fast else model, device)

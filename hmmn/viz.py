@@ -1,81 +1,17 @@
 """`-viz` output: mask overlays per frame and one mp4 per sequence (upstream: ./viz/<run>/<seq>.mp4).
 
-Overlays follow upstream's `overlay_davis` (40 % frame, 60 % doubled palette colour, black contours),
-with colours clipped instead of wrapping around uint8. Videos are encoded by ffmpeg (libx264, as
-upstream) when it is on PATH, otherwise by OpenCV's mp4v writer; either way the file is checked.
+Overlays follow upstream's `overlay_davis` and videos are encoded by ffmpeg (libx264, as upstream) when it
+is on PATH, otherwise by OpenCV's mp4v writer; both live in `common.overlay`.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
-from scipy.ndimage import binary_dilation
 
-from common.errors import UserError
-from common.palette import DAVIS_PALETTE
-
-FPS = 10
-ALPHA = 0.4
-
-
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
-    """uint8 RGB `[H, W, 3]` with each object tinted by its palette colour and outlined in black."""
-    colors = np.minimum(DAVIS_PALETTE.astype(np.float64) * 2, 255)
-    out = image.copy()
-    for object_id in np.unique(labels):
-        if object_id == 0:
-            continue
-        mask = labels == object_id
-        tinted = image * alpha + (1 - alpha) * colors[object_id]
-        out[mask] = np.clip(tinted[mask], 0, 255).astype(np.uint8)
-        out[binary_dilation(mask) ^ mask] = 0
-    return out
-
-
-def write_mp4(frames: Sequence[np.ndarray], path: Path, fps: int = FPS) -> Path:
-    """Encode RGB frames into `path`; raises UserError if no encoder produced a non-empty file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if tmp.exists():
-        tmp.unlink()
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg:
-        _encode_ffmpeg(ffmpeg, frames, tmp, fps)
-    else:
-        _encode_opencv(frames, tmp, fps)
-    if not tmp.is_file() or tmp.stat().st_size == 0:
-        encoder = "ffmpeg" if ffmpeg else "OpenCV VideoWriter (mp4v)"
-        raise UserError(f"{encoder} did not write {path}; install ffmpeg (e.g. apt-get install ffmpeg) and rerun")
-    tmp.replace(path)
-    return path
-
-
-def _encode_ffmpeg(ffmpeg: str, frames: Sequence[np.ndarray], path: Path, fps: int) -> None:
-    h, w = frames[0].shape[:2]
-    # yuv420p needs even sizes; pad by one pixel if needed instead of failing.
-    command = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-               "-framerate", str(fps), "-i", "-", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-               "-vcodec", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", str(path)]
-    data = b"".join(np.ascontiguousarray(f).tobytes() for f in frames)
-    result = subprocess.run(command, input=data, capture_output=True)
-    if result.returncode != 0:
-        raise UserError(f"ffmpeg failed to write {path}: {result.stderr.decode(errors='replace').strip()[:300]}")
-
-
-def _encode_opencv(frames: Sequence[np.ndarray], path: Path, fps: int) -> None:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise UserError(f"OpenCV cannot open a video writer for {path}; install ffmpeg and rerun")
-    try:
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+from common.overlay import overlay, write_mp4
 
 
 def save_visualization(frames: Sequence[np.ndarray], labels: Mapping[int, np.ndarray], folder: Path,

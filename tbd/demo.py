@@ -8,10 +8,16 @@ import numpy as np
 import torch
 
 from common.datasets import Video
-from common.weights import official_or_seeded, seeded_init
+from common.modeling.densenet import DenseNetEncoder
+from common.weights import load_or_seed, official_or_seeded
 from tbd.inference import make_segment
 from tbd.model import TBD
+from tbd.reproduce import PUBLISHED
 from tbd.run import run_sets
+
+FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
+OFFICIAL_WEIGHTS = "tbd-davis"  # what `common.segment` / `common.compare` load by default
+PUBLISHED_DAVIS17_VAL = PUBLISHED["davis17-val"][0]  # J&F-Mean in %, the COCO-pretrained model
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
     """DAVIS 2017 val of the sample (PNGs + J&F), and the YouTube-VOS sample's submission if given.
@@ -31,15 +37,16 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     return {k: v for k, v in row.items() if k not in ("fps", "frames")}
 
 
-def make_segmenter(device: torch.device, fast: bool = False,
-                   compile: bool = False) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with seeded weights and the official evaluator's settings (for benchmarks).
+def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
+                   weights: Optional[str] = None, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """Video -> label maps with the official evaluator's settings (for benchmarks and `common.segment`).
 
-    `fast=True`: the batched inference of `tbd.fast` with its defaults for `device`; `compile=True` compiles its
-    encoder and decoder head."""
-    model = seeded_init(TBD, device)
+    `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation). `fast=True`: the
+    batched inference of `tbd.fast` with its defaults for `device`; `compile=True` compiles its encoder and
+    decoder head. `resize=False` skips the 480p rule."""
+    model = load_or_seed(TBD, weights, device)
     if fast:
         from tbd.fast import FastOptions, FastTBD
 
         model = FastTBD(model, FastOptions.for_device(device, compile=compile))
-    return make_segment(model, device, resize=True)
+    return make_segment(model, device, resize=resize)

@@ -1,0 +1,243 @@
+"""BMVOS, EMVOS, TBD and HMMN on one footing: the same clip, one grid video, one table, one scatter plot.
+
+    python -m common.compare (--video clip.mp4 | --frames DIR) --mask first.png [--gt DIR]
+        [--methods bmvos,emvos,tbd,hmmn] [--weights seeded] [--fast] [--out DIR] [--device cuda]
+    python -m common.compare --davis data/DAVIS [--results outputs] [--methods ...] [--fast]   (make compare)
+
+Clip mode runs `common.segment` once per method, each in its own process (so the CPU peak memory is that
+method's own), into `<out>/<method>/`; finished method folders are reused. It writes `grid.mp4` (one
+labelled overlay panel per method), `table.md` and `table.csv` (method, frames/s, ms/frame, peak memory and,
+with `--gt`, J, F and J&F in %), and with `--gt` the scatter plot `jf_vs_fps.png`. Ground truth is one
+PNG per frame (palette or 0/255 binary, sorted by name); as in the DAVIS protocol the annotated frame and
+the last frame are not scored, nor are frames before --mask-frame.
+
+DAVIS mode runs the official weights over DAVIS 2017 val with the evaluator's settings into
+`<results>/<paper>/davis17-val`, reusing finished videos (the folders `make reproduce-<paper>` writes),
+scores J&F and draws the table and plot against the published numbers (`--weights seeded`, a pipeline
+check, keeps its results in `<out>/seeded-results` instead). Frames/s is this run's; when every
+video was reused, the first video is segmented once more to time it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from common import metrics
+from common.clip import Clip, list_frames, load_clip
+from common.datasets import DAVIS, Video
+from common.compare_outputs import (Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video,
+                                    write_text)
+from common.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
+from common.errors import UserError, run_cli
+from common.overlay import overlay
+from common.palette import VOID_LABEL, read_label_png
+from common.papers import demo_hooks
+from common.segment import (METHODS, add_input_arguments, build_segmenter, frame_progress, is_finished, read_result,
+                            read_stats, result_settings, settings_differ)
+from common.weights import SEEDED
+
+DAVIS_SET = "davis17-val"  # the result-folder name of DAVIS 2017 val, `<root>/<paper>/davis17-val`
+
+
+def parse_methods(text: str) -> List[str]:
+    methods = [m for m in text.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"--methods takes a comma-separated subset of {','.join(METHODS)}; got {text!r}")
+    return list(dict.fromkeys(methods))
+
+
+# ------------------------------------------------------------------------------------------- clip mode
+
+def load_ground_truth(folder: Path, clip: Clip) -> np.ndarray:
+    """uint8 `[T, H, W]` ids of every frame (void -> background; a 0/255 binary set -> object 1)."""
+    paths = list_frames(folder, "--gt", (".png",))
+    if len(paths) != len(clip):
+        raise UserError(f"--gt {folder} holds {len(paths)} PNGs but the clip has {len(clip)} frames; give one "
+                        f"ground-truth PNG per frame")
+    gt = np.stack([read_label_png(p) for p in paths])
+    if gt.shape[1:] != clip.size:
+        raise UserError(f"--gt {folder} masks are {gt.shape[2]}x{gt.shape[1]} but the frames are "
+                        f"{clip.size[1]}x{clip.size[0]}")
+    if set(np.unique(gt).tolist()) <= {0, VOID_LABEL}:
+        return (gt == VOID_LABEL).astype(np.uint8)
+    gt[gt == VOID_LABEL] = 0
+    return gt
+
+
+def scored_frames(clip: Clip) -> List[int]:
+    frames = list(range(clip.mask_frame + 1, len(clip) - 1))
+    if not frames:
+        raise UserError(f"--gt needs at least 3 frames from --mask-frame on (the annotated and the last frame are "
+                        f"not scored); the clip has {len(clip) - clip.mask_frame}")
+    return frames
+
+
+def clip_scores(gt: np.ndarray, pred: np.ndarray, object_ids: Sequence[int]) -> Dict[str, Optional[float]]:
+    """J, F, J&F in %: per object the mean over the scored frames, then the mean over objects."""
+    j, f = metrics.object_scores(gt, pred, object_ids)
+    j_mean = float(np.mean([metrics.mean_recall_decay(j[:, k])[0] for k in range(j.shape[1])]))
+    f_mean = float(np.mean([metrics.mean_recall_decay(f[:, k])[0] for k in range(f.shape[1])]))
+    return scores_percent(j_mean, f_mean)
+
+
+def segment_args(args: argparse.Namespace, method: str, out: Path) -> List[str]:
+    """The `common.segment` command line for one method on the clip."""
+    source = ["--video", str(args.video)] if args.video is not None else ["--frames", str(args.frames)]
+    flags = [f for f, on in (("--fast", args.fast), ("--native-size", args.native_size),
+                             ("--overwrite", args.overwrite)) if on]
+    command = [sys.executable, "-m", "common.segment", "--method", method, *source, "--mask", str(args.mask),
+               "--mask-frame", str(args.mask_frame), "--out", str(out), *flags]
+    if args.weights:
+        command += ["--weights", args.weights]
+    if args.device:
+        command += ["--device", args.device]
+    return command
+
+
+def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
+    clip = load_clip(args.video, args.frames, args.mask, args.mask_frame)
+    gt = load_ground_truth(args.gt, clip) if args.gt is not None else None
+    frames = scored_frames(clip) if gt is not None else []
+    out = args.out or Path("outputs") / "compare" / clip.name
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows: List[Row] = []
+    for method in methods:
+        print(f"== {method} ==", flush=True)
+        folder = out / method
+        settings = result_settings(method, args.weights, args.fast, args.native_size, clip)
+        if not args.overwrite and is_finished(folder) and not settings_differ(folder, settings):
+            print(f"reusing the finished {folder}")
+            code = 0
+        else:  # its own process, so that the CPU peak memory is this method's alone
+            code = subprocess.run(segment_args(args, method, folder)).returncode
+        if code != 0:
+            raise UserError(f"common.segment --method {method} failed with exit status {code} (its message is "
+                            f"above); fix that and rerun: finished methods are reused")
+        stats = read_stats(out / method)
+        row: Row = {"method": method, **{k: stats[k] for k in ("fps", "ms_per_frame", "peak_memory_mib")}}
+        if gt is not None:
+            pred = np.stack(list(read_result(out / method, len(clip))))
+            row.update(clip_scores(gt[frames], pred[frames], clip.object_ids))
+        rows.append(row)
+
+    def panels() -> Iterator[List[np.ndarray]]:
+        results = [read_result(out / m, len(clip)) for m in methods]
+        for index in range(len(clip)):
+            frame = clip.frame(index)
+            yield [overlay(frame, next(labels)) for labels in results]
+
+    grid = write_grid_video(panels(), methods, out / "grid.mp4", clip.fps)
+    write_text(out / "table.md", markdown_table(rows))
+    write_text(out / "table.csv", csv_table(rows))
+    written = [grid, out / "table.md", out / "table.csv"]
+    if gt is not None:
+        weights = "seeded weights" if args.weights == SEEDED else "official weights"
+        scatter_plot(rows, out / "jf_vs_fps.png", f"{clip.name}: J&F vs frames/s ({weights})")
+        written.append(out / "jf_vs_fps.png")
+    print("\n" + markdown_table(rows) + "\nwritten: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- DAVIS mode
+
+def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Optional[str], fast: bool,
+              weights: Optional[str] = None, resize: bool = True, overwrite: bool = False) -> Row:
+    """One method on DAVIS 2017 val (in this process; default: its official weights): timing, memory, J&F."""
+    from common.evaluate import evaluate
+    from common.runner import run_videos
+
+    device = pick_device(device_name)
+    hooks = demo_hooks(method)
+    videos = DAVIS(davis_root, 2017, "val").videos()
+    model = build_segmenter(method, device, weights or hooks.OFFICIAL_WEIGHTS, fast, resize)
+
+    def segment(video: Video) -> Dict[int, np.ndarray]:
+        with frame_progress(hooks.FRAME_ENCODER, len(video), f"{method} {video.name}"):
+            return model(video)
+
+    results = results_root / method / DAVIS_SET
+    reset_peak_memory(device)
+    stats = run_videos(videos, segment, results, device=device, desc=f"{method} DAVIS17 val",
+                       overwrite=overwrite)
+    if stats.videos:
+        frames, seconds = stats.total_frames, stats.total_seconds
+    else:  # every video reused: time the first one again
+        with Stopwatch(device) as watch:
+            segment(videos[0])
+        frames, seconds = len(videos[0]), watch.elapsed
+    peak = peak_memory_mib(device)  # before scoring, which is not the method's
+    scores = evaluate(davis_root, results, split="val", year=2017, progress=False).global_row
+    return {"method": method, "fps": frames / seconds, "ms_per_frame": 1000 * seconds / frames,
+            "peak_memory_mib": peak, **scores_percent(scores["J-Mean"], scores["F-Mean"]),
+            "published_JF": hooks.PUBLISHED_DAVIS17_VAL}
+
+
+def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
+    DAVIS(args.davis, 2017, "val")  # checks the layout before anything runs
+    out = args.out or Path("outputs") / "compare" / DAVIS_SET
+    out.mkdir(parents=True, exist_ok=True)
+    # seeded results must never be mistaken for the official ones in outputs/<paper>/davis17-val
+    results = out / "seeded-results" if args.weights == SEEDED else args.results
+    rows: List[Row] = []
+    for method in methods:  # each in its own process, so that the CPU peak memory is its own
+        command = [sys.executable, "-m", "common.compare", "--worker", method, "--davis", str(args.davis),
+                   "--results", str(results)] + [f for f, on in (("--fast", args.fast), ("--native-size",
+                   args.native_size), ("--overwrite", args.overwrite)) if on] + \
+                  (["--device", args.device] if args.device else []) + \
+                  (["--weights", args.weights] if args.weights else [])
+        proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        found = [line[len("COMPARE-ROW "):] for line in proc.stdout.splitlines() if line.startswith("COMPARE-ROW ")]
+        if proc.returncode != 0 or not found:
+            raise UserError(f"{method} on DAVIS 2017 val failed with exit status {proc.returncode} (its message is "
+                            f"above); fix that and rerun: finished videos are reused")
+        rows.append(json.loads(found[-1]))
+    write_text(out / "table.md", markdown_table(rows))
+    write_text(out / "table.csv", csv_table(rows))
+    weights = "seeded weights, not the papers'" if args.weights == SEEDED else "official weights"
+    scatter_plot(rows, out / "jf_vs_fps.png", f"DAVIS 2017 val: J&F vs frames/s ({weights})")
+    print("\n" + markdown_table(rows) + f"\nwritten: {out / 'table.md'}, {out / 'table.csv'}, {out / 'jf_vs_fps.png'}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_arguments(parser, required=False)
+    parser.add_argument("--gt", type=Path, default=None, help="ground truth of the clip: one PNG per frame")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset (default: all four)")
+    parser.add_argument("--weights", default=None, choices=[SEEDED],
+                        help=f"'{SEEDED}': seeded initialisation for every method (default: each paper's official "
+                             f"DAVIS weights)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: outputs/compare/<clip name>, or outputs/compare/davis17-val)")
+    parser.add_argument("--davis", type=Path, default=None, help="DAVIS mode: the DAVIS 2017 root")
+    parser.add_argument("--results", type=Path, default=Path("outputs"),
+                        help="DAVIS mode: results root, <results>/<paper>/davis17-val (default: outputs)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    methods = parse_methods(args.methods)
+
+    if args.worker:
+        row = davis_row(args.worker, args.davis, args.results, args.device, args.fast, args.weights,
+                        not args.native_size, args.overwrite)
+        print("COMPARE-ROW " + json.dumps(row), flush=True)
+        return 0
+    if args.davis is not None:
+        if args.video or args.frames or args.mask or args.gt:
+            raise UserError("--davis runs DAVIS 2017 val; leave out --video/--frames/--mask/--gt (or drop --davis)")
+        return run_davis(args, methods)
+    if (args.video is None and args.frames is None) or args.mask is None:
+        raise UserError("give a clip (--video FILE or --frames DIR, and --mask PNG), or --davis ROOT")
+    return run_clip(args, methods)
+
+
+if __name__ == "__main__":
+    run_cli(main)
