@@ -187,6 +187,23 @@ def test_custom_video_export(net, davis, tmp_path):
         assert (tmp_path / "out" / "clip" / "overlay.mp4").stat().st_size > 0
 
 
+def test_closing_a_tab_mid_round_leaves_the_server_working(net, davis, tmp_path):
+    frames = np.stack([DAVIS(davis).video("synth-val-01").load_frame(i) for i in range(FRAMES)])
+    with TestClient(create_app(Model(net), VideoSource(Video("clip", frames, 1), tmp_path), "RS1")) as client:
+        sid = client.post("/api/session").json()["info"]["sid"]
+        client.post(f"/api/s/{sid}/stroke", json=STROKE)
+        app = client.app.state.app
+        gate = threading.Event()
+        app.worker.submit(gate.wait, 30)
+        assert client.post(f"/api/s/{sid}/run").status_code == 202
+        assert client.post(f"/api/s/{sid}/close").status_code == 204  # the page's pagehide beacon
+        gate.set()
+        app.worker.submit(lambda: None).result(timeout=300)  # the orphaned round has finished
+        assert client.get(f"/api/s/{sid}/state").status_code == 404
+        other = client.post("/api/session").json()["info"]["sid"]
+        assert client.post(f"/api/s/{other}/stroke", json=STROKE).status_code == 200
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--video", "missing.mp4"], "not found"),
     (["--video", "{file}"], "cannot read any frame"),

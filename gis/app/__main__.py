@@ -122,10 +122,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device = pick_device(args.device)
     seeded = args.weights.lower() in SEEDED
     net, origin = load_net(None if seeded else args.weights, device)
-    if seeded:
-        print("notice: seeded random weights; the masks and scores are not the paper's")
     model = Model(net, engine_from_args(args, net, device))
-    print(f"GIS-RAmap on {device}{' (fast mode)' if model.fast else ''}; {origin}")
+    weights = ("notice: seeded random weights (--weights seeded); the masks and scores are not the paper's"
+               if seeded else origin)
+    print(f"GIS-RAmap on {device}{' (fast mode)' if model.fast else ''}; {weights}")
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: --host {args.host} makes the app reachable from other machines, without any login; "

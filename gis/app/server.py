@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from common.errors import UserError
 from common.palette import DAVIS_PALETTE, write_label_png
 from gis.app.evaluation import ResultsFolder, remaining
 from gis.app.media import export_video_results, jpeg_bytes, mask_png_bytes
@@ -86,6 +87,7 @@ class App:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gis-model")
         self.sessions: Dict[str, TabSession] = {}
         self.tasks: set = set()  # running rounds, referenced until done
+        self.loading: set = set()  # DAVIS sequences being loaded for a new tab
 
     # ------------------------------------------------------------------ helpers
     async def on_worker(self, fn, *args):
@@ -143,7 +145,7 @@ class App:
     async def new_session(self, request: Request) -> Response:
         self._make_room()
         if isinstance(self.source, DavisSource):
-            held = [s.video.name for s in self.sessions.values()]
+            held = [s.video.name for s in self.sessions.values()] + list(self.loading)
             name = self.source.next_video(held)
             if name is None:
                 done = not remaining(self.source.sequences, self.source.results.done_sequences())
@@ -151,7 +153,11 @@ class App:
                            f"{self.source.results.csv_path}." if done else
                            "The remaining sequences are open in other tabs.")
                 return JSONResponse({"mode": "davis", "finished": True, "message": message})
-            video = await asyncio.get_running_loop().run_in_executor(None, self.source.load, name)
+            self.loading.add(name)  # reserved while it loads, so that two tabs never get the same sequence
+            try:
+                video = await asyncio.get_running_loop().run_in_executor(None, self.source.load, name)
+            finally:
+                self.loading.discard(name)
         else:
             video = self.source.video
         session = TabSession(secrets.token_urlsafe(12), video, self.model, self.guide)
@@ -290,11 +296,15 @@ def create_app(model: Model, source, guide: str) -> Starlette:
     async def http_error(request: Request, err: HTTPException) -> Response:
         return _json_error(err.detail, err.status_code)
 
+    async def user_error(request: Request, err: UserError) -> Response:  # e.g. an unreadable frame on disk
+        return _json_error(str(err), 422)
+
     async def internal_error(request: Request, err: Exception) -> Response:
         log.error("%s %s failed: %s: %s", request.method, request.url.path, type(err).__name__, err)
         return _json_error(f"internal error: {type(err).__name__}: {err}", 500)
 
-    handlers = {RequestError: request_error, HTTPException: http_error, Exception: internal_error}
+    handlers = {RequestError: request_error, UserError: user_error, HTTPException: http_error,
+                Exception: internal_error}
     starlette = Starlette(routes=routes, exception_handlers=handlers)
     starlette.state.app = app
     return starlette

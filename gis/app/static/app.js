@@ -78,7 +78,7 @@ function selectObject(id) {
 function applyStatus(status) {
   const old = view.status;
   view.status = status;
-  $("round").textContent = `round ${status.round + (status.running ? 0 : 1)}${status.running ? " (running)" : ""}`;
+  $("round").textContent = status.running ? "running a round…" : `${status.round} round${status.round === 1 ? "" : "s"} done`;
   const { done, total } = status.progress;
   $("progress").max = Math.max(total, 1);
   $("progress").value = done;
