@@ -77,10 +77,14 @@ def test_round_clock_follows_write_in_csv():
     assert clock.totals() == {"scribble_time": 3 + 4, "operation_time": 3 + 1, "finding_time": 1 + 4, "total_time": 16}
 
 
-def test_preview_is_the_next_rounds_annotated_frame(net, davis):
+@pytest.mark.parametrize("fast", [False, True], ids=["faithful", "fast"])
+def test_preview_is_the_next_rounds_annotated_frame(net, davis, fast):
     """Each stroke's re-segmentation shows exactly what Run will give the annotated frame (round 1, no blending)."""
+    from gis.fast import fast_engine
+
     frames = np.stack([np.asarray(DAVIS(davis).video("synth-val-00").load_frame(i)) for i in range(FRAMES)])
-    state = GISSession(net, frames, 2)
+    engine = fast_engine(net, torch.device("cpu"), precision="fp32") if fast else None
+    state = GISSession(net, frames, 2, fast=engine)
     scribbles = [{"path": STROKE["path"], "object_id": 1}, {"path": [[0.7, 0.2], [0.9, 0.3]], "object_id": 2}]
     iact = scribble_channels(scribbles, 2, state.labels()[1], first_round=True)
     preview = state.preview_annotation(iact, 1)
