@@ -224,3 +224,27 @@ def test_cli_rejects_bad_input_before_loading(tmp_path, argv, message):
     argv = [a.format(file=bad_video, dir=tmp_path) for a in argv] + ["--weights", "seeded", "--port", str(port)]
     with pytest.raises(UserError, match=message):
         main(argv)
+
+
+def test_custom_video_loading(tmp_path):
+    import cv2
+
+    from gis.app.media import load_video
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 600, 800, 3), dtype=np.uint8)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), frame[:, :, ::-1])
+    name, loaded = load_video(folder)
+    assert name == "frames" and loaded.shape == (3, 480, 640, 3)  # larger than 480p: shrunk to it
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 96))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[:96, :160, ::-1]))
+    writer.release()
+    name, loaded = load_video(tmp_path / "clip.mp4")
+    assert name == "clip" and loaded.shape == (3, 96, 160, 3)  # small videos keep their size
+    cv2.imwrite(str(folder / "00003.png"), frames[0, :100, :100])
+    with pytest.raises(UserError, match="one size"):
+        load_video(folder)
