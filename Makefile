@@ -5,8 +5,8 @@ DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE),)
 DATA ?= data
 OUT ?= outputs
 
-.PHONY: setup test demo bench bench-metrics compare reproduce-bmvos reproduce-emvos reproduce-tbd reproduce-hmmn \
-	reproduce-gis verify-bmvos verify-emvos verify-tbd verify-hmmn
+.PHONY: setup test demo gui bench bench-metrics compare reproduce-bmvos reproduce-emvos reproduce-tbd \
+	reproduce-hmmn reproduce-gis verify-bmvos verify-emvos verify-tbd verify-hmmn
 
 setup:
 	@bash tools/setup.sh
@@ -18,6 +18,13 @@ test:
 
 demo:
 	$(PY) -m common.demo --out demo_out $(DEVICE_FLAG)
+
+# The GIS-RAmap evaluation GUI on a generated sample with seeded weights (offline): http://127.0.0.1:7860/
+GUI_SAMPLE := $(OUT)/gis/gui-sample
+gui:
+	@[ -f $(GUI_SAMPLE)/DAVIS/ImageSets/2017/val.txt ] || \
+	  $(PY) -m common.synthetic $(GUI_SAMPLE) --videos 2 --frames 8 --height 144 --width 256
+	$(PY) -m gis.app --davis $(GUI_SAMPLE)/DAVIS --weights seeded --guide RS4 --output $(OUT)/gis/gui $(DEVICE_FLAG)
 
 bench:
 	$(PY) -m common.bench $(DEVICE_FLAG)

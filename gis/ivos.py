@@ -14,7 +14,7 @@ Each round (the paper's Fig. 2, `Main_tester.run_VOS_singleiact` in the referenc
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -32,6 +32,7 @@ STD = (0.229, 0.224, 0.225)  # called `var` in the reference config, used as a s
 GUIDE_METHODS = ("wo_RS", "RS1", "RS4")
 
 PadInfo = Tuple[Tuple[int, int], Tuple[int, int]]  # ((top, bottom), (left, right))
+FrameCallback = Callable[[int], None]  # called with each frame a round has just segmented
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,22 +251,56 @@ class GISSession:
         """Current masks [T,H,W] uint8: argmax over background + objects (lowest index on ties)."""
         return crop(torch.argmax(self.prob_maps, dim=1), self.pad).cpu().numpy().astype(np.uint8)
 
+    def _padded_interaction(self, interaction: np.ndarray) -> torch.Tensor:
+        (top, bottom), (left, right) = self.pad
+        return F.pad(torch.from_numpy(interaction).to(self.device), (left, right, top, bottom), mode="reflect")
+
+    def _segment_annotation(self, image: torch.Tensor, iact: torch.Tensor, anno_np: np.ndarray, frame: int):
+        """The annotated frame from its own interaction alone: (probs, encoder r4, object feature,
+        r4 for the next frame, score)."""
+        r4, _ = self.net.encoder_3ch(image)
+        sal, obj_feature = self.net.forward_obj_feature_extractor(torch.cat([image, iact], dim=1))
+        logits, anno_r4, score = self.net.forward_prop([r4], image, [obj_feature], r4, torch.sigmoid(sal), anno_np, frame)
+        return aggregate(logits), r4, obj_feature, anno_r4, score
+
+    def _segment_annotation_fast(self, iact: torch.Tensor, anno_np: np.ndarray, frame: int):
+        """`_segment_annotation` on the fast path: (probs, frame features, annotation features, score)."""
+        image = prepare_image(self.frames[frame], self.pad, self.device)
+        anno = self._frame_features(frame, image)
+        sal_prob, obj_feature = self.fast.object_features(image, iact)
+        annotation = self.fast.annotation(anno, obj_feature)
+        logits, score = self.fast.propagate([annotation], anno, anno, sal_prob, anno_np, frame)
+        return aggregate(logits), anno, annotation, score
+
     @torch.no_grad()
-    def run_round(self, interaction: np.ndarray, annotated_frame: int) -> List[int]:
+    def preview_annotation(self, interaction: np.ndarray, annotated_frame: int) -> np.ndarray:
+        """Labels [H,W] of `annotated_frame` from `interaction` alone, as the next `run_round` would
+        segment it first; nothing is stored (the reference GUI's `Run_interaction`, run on every stroke)."""
+        anno_np = np.array(self.annotated_frames + [annotated_frame])
+        iact = self._padded_interaction(interaction)
+        if self.fast is not None:
+            probs = self._segment_annotation_fast(iact, anno_np, annotated_frame)[0]
+        else:
+            probs = self._segment_annotation(self._image(annotated_frame), iact, anno_np, annotated_frame)[0]
+        return crop(torch.argmax(probs, dim=0), self.pad).cpu().numpy().astype(np.uint8)
+
+    @torch.no_grad()
+    def run_round(self, interaction: np.ndarray, annotated_frame: int,
+                  on_frame: Optional[FrameCallback] = None) -> List[int]:
         """Process one interaction `[nobj,3,H,W]` given on `annotated_frame`; returns the visited frames.
 
         Afterwards `labels()` holds the new masks and `scores[round-1]` the visited frames' scores.
+        `on_frame` is called after each segmented frame (progress reports).
         """
         if self.fast is not None:
-            return self._run_round_fast(interaction, annotated_frame)
+            return self._run_round_fast(interaction, annotated_frame, on_frame)
         self.round += 1
         self.annotated_frames.append(annotated_frame)
         anno_np = np.array(self.annotated_frames)
         order = propagation_order(self.annotated_frames, annotated_frame, self.num_frames, self.proportion)
         self.last_visit_order = order
         row = self.round - 1
-        (top, bottom), (left, right) = self.pad
-        iact = F.pad(torch.from_numpy(interaction).to(self.device), (left, right, top, bottom), mode="reflect")
+        iact = self._padded_interaction(interaction)
 
         seen_annotated = 0
         neighbor_r4 = neighbor_prob = None
@@ -277,12 +312,8 @@ class GISSession:
                 if seen_annotated == 2:  # start of the forward pass: neighbour is the annotation again
                     neighbor_r4, neighbor_prob = anno_r4, anno_prob
                     continue
-                r4, _ = self.net.encoder_3ch(image)
-                sal, obj_feature = self.net.forward_obj_feature_extractor(torch.cat([image, iact], dim=1))
                 # Only this round's annotation guides its own frame.
-                logits, anno_r4, score = self.net.forward_prop([r4], image, [obj_feature], r4, torch.sigmoid(sal),
-                                                               anno_np, frame)
-                probs = aggregate(logits)
+                probs, r4, obj_feature, anno_r4, score = self._segment_annotation(image, iact, anno_np, frame)
                 anno_prob = probs[1:].unsqueeze(1)
                 neighbor_r4, neighbor_prob = anno_r4, anno_prob
                 self.anno_features.append(r4)
@@ -298,6 +329,8 @@ class GISSession:
             self.prob_maps[frame] = probs
             self.scores[row, frame] = score
             self.frames_processed += 1
+            if on_frame is not None:
+                on_frame(frame)
         return order
 
     def _frame_features(self, frame: int, image: Optional[torch.Tensor] = None) -> "FrameFeatures":
@@ -314,7 +347,8 @@ class GISSession:
             self.feature_cache_bytes += size
         return features
 
-    def _run_round_fast(self, interaction: np.ndarray, annotated_frame: int) -> List[int]:
+    def _run_round_fast(self, interaction: np.ndarray, annotated_frame: int,
+                        on_frame: Optional[FrameCallback] = None) -> List[int]:
         """`run_round` with each frame encoded once for all objects (see gis.fast); same visit order,
         blending and bookkeeping, results equal up to float rounding."""
         fast = self.fast
@@ -323,8 +357,7 @@ class GISSession:
         anno_np = np.array(self.annotated_frames)
         order = propagation_order(self.annotated_frames, annotated_frame, self.num_frames, self.proportion)
         self.last_visit_order = order
-        (top, bottom), (left, right) = self.pad
-        iact = F.pad(torch.from_numpy(interaction).to(self.device), (left, right, top, bottom), mode="reflect")
+        iact = self._padded_interaction(interaction)
 
         seen_annotated = 0
         neighbor = neighbor_prob = anno = anno_prob = None
@@ -336,13 +369,8 @@ class GISSession:
                 if seen_annotated == 2:  # start of the forward pass: neighbour is the annotation again
                     neighbor, neighbor_prob = anno, anno_prob
                     continue
-                image = prepare_image(self.frames[frame], self.pad, self.device)
-                anno = self._frame_features(frame, image)
-                sal_prob, obj_feature = fast.object_features(image, iact)
-                annotation = fast.annotation(anno, obj_feature)
                 # Only this round's annotation guides its own frame.
-                logits, score = fast.propagate([annotation], anno, anno, sal_prob, anno_np, frame)
-                probs = aggregate(logits)
+                probs, anno, annotation, score = self._segment_annotation_fast(iact, anno_np, frame)
                 anno_prob = probs[1:].unsqueeze(1)
                 neighbor, neighbor_prob = anno, anno_prob
                 self.fast_annotations.append(annotation)
@@ -358,6 +386,8 @@ class GISSession:
             scores.append(score)
             visited.append(frame)
             self.frames_processed += 1
+            if on_frame is not None:
+                on_frame(frame)
         # One host synchronisation per round for the scores.
         self.scores[self.round - 1, visited] = torch.stack(scores).double().cpu().numpy()
         return order

@@ -13,7 +13,7 @@ STAMP=$VENV/.setup-complete
 # minor versions makes pip pick the matching registry builds (they also run on CPU).
 TORCH_PAIR=("torch==2.14.*" "torchvision==0.29.*")
 
-if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import torch, torchvision, davisinteractive, common" 2>/dev/null; then
+if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import torch, torchvision, davisinteractive, common, starlette, uvicorn, playwright" 2>/dev/null; then
   echo "setup: .venv is up to date ($("$VENV/bin/python" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'))"
   exit 0
 fi
@@ -30,7 +30,7 @@ pip_install "${TORCH_PAIR[@]}"
 # which cannot be built on current Pythons), and its build needs (Cython, a setuptools that still
 # ships pkg_resources).
 pip_install numpy opencv-python pillow gdown tqdm scikit-image scipy pytest \
-  networkx pandas scikit-learn absl-py requests six matplotlib \
+  networkx pandas scikit-learn absl-py requests six matplotlib starlette uvicorn httpx2 playwright \
   cython "setuptools<81" wheel
 pip_install --no-deps --no-build-isolation "davisinteractive==1.0.4"
 pip_install --no-deps --no-build-isolation -e .
