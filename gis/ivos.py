@@ -215,7 +215,9 @@ def recommend_frames(scores: np.ndarray, method: str) -> Optional[List[int]]:
 class GISSession:
     """State of one video (one scribble sample) across interaction rounds.
 
-    `frames` are uint8 RGB `[T,H,W,3]` at the network resolution. `blend` turns on the alpha blending
+    `frames` are uint8 RGB `[T,H,W,3]` at the network resolution: an array, or anything with that
+    `shape` whose `frames[t]` is read when a round visits frame t (`gis.davis_frames.DavisFrames`
+    decodes it then, as the reference's per-round loader does). `blend` turns on the alpha blending
     with the previous round near other annotated frames (the DAVIS protocol; the reference's
     YouTube-IVOS script does not blend).
     """
