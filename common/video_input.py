@@ -36,12 +36,18 @@ class VideoInputs(NamedTuple):
     frame_size: Tuple[int, int]  # (H, W) of the stored frames, the size results are returned at
 
 
-def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 `[T, H, W, 3]` -> contiguous float `[1, T, 3, H, W]` in [0, 1], as `ToTensor` + stack give.
+def bytes_to_unit_float(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 array -> float32 CPU tensor of the same shape, divided by 255 on the CPU.
 
-    The division runs on the CPU as in `ToTensor`: CUDA divides by a scalar through its reciprocal,
-    which is one ulp off for about half of the 256 byte values."""
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous().float().div_(255).unsqueeze(0)
+    Every official loader divides on the CPU (`ToTensor`, numpy); CUDA divides by a scalar through its
+    reciprocal, which is one ulp off for about half of the 256 byte values, so move the result, not
+    the bytes, to the device."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255)
+
+
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 `[T, H, W, 3]` -> contiguous float `[1, T, 3, H, W]` in [0, 1], as `ToTensor` + stack give."""
+    return bytes_to_unit_float(frames).permute(0, 3, 1, 2).contiguous().unsqueeze(0)
 
 
 def given_mask_list(masks: Dict[int, np.ndarray], length: int) -> GivenMasks:

@@ -34,7 +34,9 @@ def _sequence_info(davis_root: Path, name: str, subset: str) -> dict:
     n_objects = int(max(int(l[l != 255].max(initial=0)) for l in labels))
     h, w = labels[0].shape
     n_scribbles = len(sorted((davis_root / "Scribbles" / name).glob("*.json")))
-    return {"attributes": [], "eval_t": True, "name": name, "num_frames": n_frames, "num_objects": n_objects,
+    # The ground truth defines the frames (the framework loads one annotation per frame); a missing
+    # JPEG is then reported by the frame check instead of silently shortening the sequence.
+    return {"attributes": [], "eval_t": True, "name": name, "num_frames": len(ann_paths), "num_objects": n_objects,
             "set": subset, "year": 2017, "image_size": [w, h], "num_scribbles": n_scribbles}
 
 

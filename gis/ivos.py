@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from common.davisinteractive_compat import apply as _apply_davisinteractive_compat
+from common.video_input import bytes_to_unit_float
 from gis.model import GISNet
 
 if TYPE_CHECKING:
@@ -45,15 +46,19 @@ def pad_info(height: int, width: int) -> PadInfo:
     return (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)
 
 
+def normalise_image(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 [H,W,3] -> ImageNet-normalised float32 [H,W,3] on the CPU, as the reference's
+    `Normalize_ApplymeanvarImage` computes it in numpy (on a GPU, /255 would differ by one ulp)."""
+    mean = torch.tensor(MEAN, dtype=torch.float32)
+    std = torch.tensor(STD, dtype=torch.float32)
+    return (bytes_to_unit_float(rgb) - mean) / std
+
+
 def prepare_image(rgb: np.ndarray, pad: PadInfo, device: torch.device) -> torch.Tensor:
-    """uint8 [H,W,3] -> reflect-padded, ImageNet-normalised float32 [1,3,Hp,Wp]."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device=device, dtype=torch.float32)
-    x = x.permute(2, 0, 1).unsqueeze(0)
+    """uint8 [H,W,3] -> reflect-padded, ImageNet-normalised float32 [1,3,Hp,Wp] on `device`."""
+    x = normalise_image(rgb).to(device).permute(2, 0, 1).unsqueeze(0)
     (top, bottom), (left, right) = pad
-    x = F.pad(x, (left, right, top, bottom), mode="reflect")
-    mean = torch.tensor(MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return (x / 255.0 - mean) / std
+    return F.pad(x, (left, right, top, bottom), mode="reflect")
 
 
 def crop(x: torch.Tensor, pad: PadInfo) -> torch.Tensor:
@@ -211,7 +216,9 @@ def recommend_frames(scores: np.ndarray, method: str) -> Optional[List[int]]:
 class GISSession:
     """State of one video (one scribble sample) across interaction rounds.
 
-    `frames` are uint8 RGB `[T,H,W,3]` at the network resolution. `blend` turns on the alpha blending
+    `frames` are uint8 RGB `[T,H,W,3]` at the network resolution: an array, or anything with that
+    `shape` whose `frames[t]` is read when a round visits frame t (`gis.davis_frames.DavisFrames`
+    decodes it then, as the reference's per-round loader does). `blend` turns on the alpha blending
     with the previous round near other annotated frames (the DAVIS protocol; the reference's
     YouTube-IVOS script does not blend).
     """

@@ -9,13 +9,18 @@ prediction with a new scribble on the frame it chooses (among the frames GIS rec
 RS4). Written to `<output>/GIS-RAmap[J|JF]_[<guide>]/`:
 
 * `result_<stamp>.csv`         the framework's session report (per frame, object and interaction);
-* `summary_<stamp>.json`       its global summary (AUC, metric@60 s, the curve);
+* `summary_<stamp>.json`       its global summary (AUC, metric@60 s, the curve) and the metric after each
+                               interaction (`metric_per_interaction`, which unlike the first two does not
+                               depend on the hardware's speed);
 * `summary_in_csv.csv`         per object and scribble sample, the mean J of every round;
 * `summary_graph_<final>.png`  the AUC curve (metric vs time and vs interactions);
 * `test_logs.txt`              the log, with the AUC / metric@60 s lines and the processing speed;
-* `result_video/<seq>-scrNN/roundNN/*.png` with `--save-masks`.
+* `result_video/<seq>-scrNN/roundNN/*.png` with `--save-masks`;
+* `progress.json`, `finished_report.csv`  the finished sequences and their report rows.
 
-The folder is written as `<name>.partial` and renamed when the session has finished.
+Every frame is checked before the session starts. The folder is written as `<name>.partial` and
+renamed when the session has finished; after an interruption a rerun with the same settings resumes
+after the finished sequences (`gis.session_progress`), and a session that fails is removed.
 """
 from __future__ import annotations
 
@@ -28,7 +33,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -39,10 +43,14 @@ from common.device import add_device_argument, pick_device
 from common.errors import UserError, run_cli
 from common.output_folder import check_output_folder
 from common.palette import write_label_png
+from gis.davis_frames import DavisFrames, check_frames, load_all_frames
 from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.framework import registered_sequences
 from gis.ivos import GUIDE_METHODS, GISSession, annotated_frame_of, scribble_channels
 from gis.model import GISNet, load_net
+from gis.session_progress import SessionProgress, remaining_samples
+
+load_davis_frames = load_all_frames  # RGB uint8 [T,H,W,3], the whole sequence
 
 METRIC_TAGS = {"J": "J", "J_AND_F": "JF"}
 METRIC_NAMES = {"J": "J", "F": "F", "J_AND_F": "J&F"}
@@ -52,18 +60,6 @@ RoundCallback = Callable[[dict], None]
 
 def result_dir_name(metric: str, guide: str) -> str:
     return f"GIS-RAmap[{METRIC_TAGS[metric]}]_[{guide}]"
-
-
-def load_davis_frames(davis_root: Path, sequence: str, num_frames: int) -> np.ndarray:
-    """RGB uint8 [T,H,W,3], decoded with OpenCV as the reference's loader does."""
-    frames = []
-    for f in range(num_frames):
-        path = davis_root / "JPEGImages" / "480p" / sequence / f"{f:05d}.jpg"
-        bgr = cv2.imread(str(path))
-        if bgr is None:
-            raise UserError(f"cannot read frame {path}; is --davis the DAVIS 2017 root (JPEGImages/480p/...)?")
-        frames.append(bgr[:, :, ::-1])
-    return np.ascontiguousarray(np.stack(frames))
 
 
 def plot_summary(summary: dict, metric: str, save_dir: Path) -> Path:
@@ -113,18 +109,49 @@ class _Log:
             fp.write(line + "\n")
 
 
+def _summary_header(max_interactions: int) -> List[str]:
+    return ["sequence", "obj_idx", "scr_idx"] + [f"round-{i + 1}" for i in range(max_interactions)]
+
+
+def _save_round_masks(out_dir: Path, sequence: str, scr_id: int, round_nb: int, masks: np.ndarray) -> None:
+    round_dir = out_dir / "result_video" / f"{sequence}-scr{scr_id:02d}" / f"round{round_nb:02d}"
+    for f, labels in enumerate(masks):
+        write_label_png(round_dir / f"{f:05d}.png", labels)
+
+
+def _grouped_by_sequence(samples: Sequence[Tuple[str, int]]) -> List[Tuple[str, int]]:
+    """Samples with each sequence's samples next to each other (a sequence is finished as a whole)."""
+    first: Dict[str, int] = {}
+    for i, (seq, _) in enumerate(samples):
+        first.setdefault(seq, i)
+    return sorted(samples, key=lambda s: first[s[0]])
+
+
+def per_interaction(summary: dict, metric: str) -> List[float]:
+    """The metric after each interaction: the curve without its time-0 and timeout points."""
+    return list(summary["curve"][metric][1:-1])
+
+
 def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_AND_F", guide: str = "wo_RS",
              subset: str = "val", samples: Optional[List[Tuple[str, int]]] = None, max_interactions: int = 8,
              max_time: Optional[float] = None, proportion: float = 0.99, dilation: int = 5,
              min_nb_nodes: int = 2, save_masks: bool = False, host: str = "localhost",
              user_key: Optional[str] = None, echo: bool = True, on_round: Optional[RoundCallback] = None,
-             fast: Optional[FastGIS] = None) -> dict:
-    """One davisinteractive session (the reference's `Main_tester.run_IVOS`); returns its global summary.
+             fast: Optional[FastGIS] = None, resume: Optional[Dict[str, object]] = None) -> dict:
+    """One davisinteractive session (the reference's `Main_tester.run_IVOS`); returns its global summary,
+    with `metric_per_interaction` added.
 
     `samples` defaults to every sequence of the framework's `subset` with scribbles 1..3.
     `on_round` receives, after every submission, a dict with the sequence, scribble index, round,
     annotated frame, submitted masks, the round's scores and the recommended frames.
     `fast` (from `gis.fast`) runs the rounds on the fast path.
+    `resume` (local sessions): settings that identify the run beyond the arguments here (weights...);
+    when given, the sequences that a run with the same settings finished in `out_dir` are kept and
+    only the others run (`gis.session_progress`).
+
+    Timed I/O: as in the reference, each round decodes the frames it propagates to inside the
+    interaction's time window, round 1 also loads the ground truth, and `save_masks` writes before the
+    submission. The fast path decodes a sample's frames once, in its round 1, and saves after submitting.
     """
     import_davisinteractive()
     from davisinteractive.dataset import Davis
@@ -139,30 +166,60 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     if samples is None:
         samples = [(seq, idx) for seq in sorted(Davis.sets[subset]) for idx in (1, 2, 3)
                    if idx <= Davis.dataset[seq]["num_scribbles"]]
+    samples = _grouped_by_sequence(samples)
+    local = host == "localhost"
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = _Log(out_dir / "test_logs.txt", echo)
-    log(f"{result_dir_name(metric, guide)}: {len(samples)} samples, {max_interactions} interactions, "
-        f"proportion {proportion}")
+    log = _Log(out_dir / "test_logs.txt", echo)  # appends: a resumed session continues the log
     csv_path = out_dir / "summary_in_csv.csv"
-    with open(csv_path, "w", newline="") as fp:
-        csv.writer(fp).writerow(["sequence", "obj_idx", "scr_idx"] + [f"round-{i + 1}" for i in range(max_interactions)])
+    header = _summary_header(max_interactions)
+    settings = {"metric": metric, "guide": guide, "subset": subset, "samples": [list(s) for s in samples],
+                "max_interactions": max_interactions, "max_time": max_time, "proportion": proportion,
+                "dilation": dilation, "min_nb_nodes": min_nb_nodes, "fast": fast is not None, **(resume or {})}
+    progress = SessionProgress(out_dir, settings)
+    kept_rows = progress.resume() if resume is not None and local else None
+    # An earlier run's reports and summaries: this session writes its own, over all sequences.
+    for pattern in ("result_*.csv", "summary_*.json", "summary_graph_*.png"):
+        for stale in out_dir.glob(pattern):
+            stale.unlink()
+    if kept_rows is None:
+        (out_dir / "test_logs.txt").unlink(missing_ok=True)
+        progress.start_fresh()
+        with open(csv_path, "w", newline="") as fp:
+            csv.writer(fp).writerow(header)
+    else:
+        progress.keep_finished_summary_rows(header)
+        log(f"resuming: {len(progress.finished)} finished sequence(s) kept ({', '.join(progress.finished)})")
+    todo = remaining_samples(samples, progress.finished)
+    log(f"{result_dir_name(metric, guide)}: {len(todo)} of {len(samples)} samples to run, {max_interactions} "
+        f"interactions, proportion {proportion}")
 
     seen: Dict[str, int] = {}
     n_frames_done, model_seconds = 0, 0.0
-    progress = tqdm(total=len(samples) * max_interactions, desc=f"GIS {METRIC_TAGS[metric]} {guide}",
-                    disable=not echo, unit="round")
+    progress_bar = tqdm(total=len(todo) * max_interactions, desc=f"GIS {METRIC_TAGS[metric]} {guide}",
+                        disable=not echo, unit="round")
     with DavisInteractiveSession(host=host, user_key=user_key, davis_root=str(davis_root), subset=subset,
                                  report_save_dir=str(out_dir), max_nb_interactions=max_interactions,
                                  max_time=max_time, metric_to_optimize=metric) as sess:
-        if getattr(sess.connector, "service", None) is not None:  # local evaluation: configure the robot
+        if local:  # local evaluation: configure the robot, put back the finished sequences' results
             sess.connector.service.robot.min_nb_nodes = min_nb_nodes
-        sess.samples = samples
+            if kept_rows is not None and len(kept_rows):
+                storage = sess.connector.service.storage  # still empty: the session has not started
+                storage.report = kept_rows.assign(session_id=sess.session_key)[list(storage.report.columns)]
+        sess.samples = todo
         state: Optional[GISSession] = None
+        running: Optional[str] = None
         while sess.next():
+            upcoming = sess.samples[sess.sample_idx][0]
+            if running is not None and upcoming != running and local:  # outside the timed window
+                progress.mark_finished(running, sess.get_report())
+            running = upcoming
             sequence, scribbles, first = sess.get_scribbles(only_last=False)
             if first:
                 info = Davis.dataset[sequence]
-                frames = load_davis_frames(Path(davis_root), sequence, info["num_frames"])
+                if fast is None:
+                    frames = DavisFrames(Path(davis_root), sequence, info["num_frames"], info["image_size"][::-1])
+                else:
+                    frames = load_all_frames(Path(davis_root), sequence, info["num_frames"])
                 state = GISSession(net, frames, info["num_objects"], proportion=proportion,
                                    max_rounds=max_interactions, fast=fast)
                 gt = Davis(str(davis_root)).load_annotations(sequence)  # for the per-object CSV
@@ -181,31 +238,39 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
             model_seconds += time.perf_counter() - start
             n_frames_done += len(visited) - 1
             recommended = state.finish_round(guide)
+            if save_masks and fast is None:
+                _save_round_masks(out_dir, sequence, scr_id, state.round, masks)
             sess.submit_masks(masks, recommended)
-            progress.update(1)
+            progress_bar.update(1)
 
+            if save_masks and fast is not None:
+                _save_round_masks(out_dir, sequence, scr_id, state.round, masks)
             ious.append(batched_jaccard(gt, masks, average_over_objects=False, nb_objects=state.n_objects))
             if on_round is not None:
                 on_round({"sequence": sequence, "scribble_idx": scr_id, "round": state.round,
                           "annotated_frame": annotated, "masks": masks.copy(),
                           "scores": state.scores[state.round - 1].copy(), "recommended": recommended})
-            if save_masks:
-                round_dir = out_dir / "result_video" / f"{sequence}-scr{scr_id:02d}" / f"round{state.round:02d}"
-                for f, labels in enumerate(masks):
-                    write_label_png(round_dir / f"{f:05d}.png", labels)
             if state.round == max_interactions:
                 per_round = np.stack(ious).mean(axis=1)  # rounds x objects
                 with open(csv_path, "a", newline="") as fp:
                     writer = csv.writer(fp)
                     for obj in range(state.n_objects):
                         writer.writerow([sequence, str(obj + 1), str(scr_id)] + list(per_round[:, obj]))
-    progress.close()
+        if running is not None and local:
+            progress.mark_finished(running, sess.get_report())
+    progress_bar.close()
 
-    summary_path = out_dir / f"summary_{sess.report_name[7:]}.json"
-    summary = sess.get_global_summary(save_file=str(summary_path))
+    summary = dict(sess.get_global_summary())
+    summary["metric_per_interaction"] = {metric: per_interaction(summary, metric)}
+    with open(out_dir / f"summary_{sess.report_name[7:]}.json", "w") as fp:
+        json.dump(summary, fp)
     th = summary["metric_at_threshold"]["threshold"]
+    name = METRIC_NAMES[metric]
     log(f"AUC: \t{summary['auc']:.3f}")
-    log(f"{METRIC_NAMES[metric]}@{th}: \t{summary['metric_at_threshold'][metric]:.3f}")
+    log(f"{name}@{th}: \t{summary['metric_at_threshold'][metric]:.3f}")
+    log(f"{name} per interaction: \t" + " ".join(f"{v:.3f}" for v in per_interaction(summary, metric)))
+    log(f"(AUC and {name}@{th}s integrate measured seconds and depend on the hardware; "
+        f"the per-interaction {name} does not)")
     plot_summary(summary, metric, out_dir)
     if model_seconds > 0:
         log(f"frames processed: {n_frames_done}, model time: {model_seconds:.1f} s, "
@@ -226,6 +291,31 @@ def _check_dataset(davis_root: Path, sequences: Sequence[str]) -> None:
             raise UserError(f"{missing[0]} not found ({len(missing)} file(s) of sequence {seq!r} missing); --davis "
                             "must hold DAVIS 2017 trainval 480p with the interactive scribbles "
                             "(DAVIS-2017-scribbles-trainval.zip), or restrict the run with --sequences")
+
+
+def run_session_folder(net: GISNet, args: argparse.Namespace, samples: List[Tuple[str, int]], metric: str,
+                       final: Path, fast: Optional[FastGIS]) -> dict:
+    """One metric's session into `<final>.partial`, renamed to `final` when it has finished.
+
+    An interrupted session leaves the folder behind, and a rerun with the same settings resumes after
+    its finished sequences (`--overwrite` starts over); a session that fails is removed."""
+    partial = final.with_name(final.name + ".partial")
+    if args.overwrite:
+        shutil.rmtree(partial, ignore_errors=True)
+    try:
+        summary = run_ivos(net, args.davis, partial, metric=metric, guide=args.guide, subset=args.subset,
+                           samples=samples, max_interactions=args.max_interactions, max_time=args.max_time,
+                           proportion=args.proportion, dilation=args.dilation, min_nb_nodes=args.min_nb_nodes,
+                           save_masks=args.save_masks, host=args.host, user_key=args.user_key, fast=fast,
+                           resume={"weights": args.weights})
+    except KeyboardInterrupt:
+        raise  # the finished sequences stay in the .partial folder for the rerun
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -282,22 +372,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         existing = [f for f in finals if f.exists()]
         if existing and not args.overwrite:
             raise UserError(f"{existing[0]} exists; pass --overwrite or choose another --output")
+        check_frames(args.davis, {s: Davis.dataset[s]["num_frames"] for s, _ in samples})
         device = pick_device(args.device)
         weights = None if args.weights.lower() == "none" else args.weights
         net, origin = load_net(weights, device)
         fast = engine_from_args(args, net, device)
         print(f"GIS-RAmap on {device}{' (fast mode)' if fast else ''}; {origin}")
         for metric, final in zip(args.metric, finals):
-            partial = final.with_name(final.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            summary = run_ivos(net, args.davis, partial, metric=metric, guide=args.guide, subset=args.subset,
-                               samples=samples, max_interactions=args.max_interactions, max_time=args.max_time,
-                               proportion=args.proportion, dilation=args.dilation, min_nb_nodes=args.min_nb_nodes,
-                               save_masks=args.save_masks, host=args.host, user_key=args.user_key, fast=fast)
-            shutil.rmtree(final, ignore_errors=True)
-            partial.rename(final)
+            summary = run_session_folder(net, args, samples, metric, final, fast)
             print(json.dumps({"metric": metric, "guide": args.guide, "auc": summary["auc"],
-                              "metric_at_60s": summary["metric_at_threshold"][metric], "folder": str(final)}))
+                              "metric_at_60s": summary["metric_at_threshold"][metric],
+                              "per_interaction": summary["metric_per_interaction"][metric], "folder": str(final)}))
     return 0
 
 

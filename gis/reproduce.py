@@ -52,7 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             summary = _summary(folder)
             if summary is None:
                 argv_session = ["--davis", str(args.davis), "--output", str(args.output), "--weights", args.weights,
-                                "--metric", metric, "--guide", guide, "--overwrite"]
+                                "--metric", metric, "--guide", guide]
+                if folder.exists():  # a folder without a summary: start over (a .partial one resumes)
+                    argv_session.append("--overwrite")
                 if args.device:
                     argv_session += ["--device", args.device]
                 ivos_main_davis.main(argv_session)

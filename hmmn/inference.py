@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from common.datasets import Video
 from common.errors import UserError
+from common.video_input import bytes_to_unit_float
 from common.weights import load_into, load_state_dict
 from hmmn.model import HMMN, MemoryTensors, crop_padding, soft_aggregate_logits
 
@@ -80,8 +81,9 @@ class MemoryBank:
 
 
 def frame_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 `[H, W, 3]` -> float `[1, 3, H, W]` in [0, 1] (bit-identical to upstream's float64 /255)."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None].float() / 255
+    """uint8 `[H, W, 3]` -> float `[1, 3, H, W]` in [0, 1] on `device`, bit-identical to upstream's
+    float64 /255 (divided on the CPU, as upstream's loader does)."""
+    return bytes_to_unit_float(frame).permute(2, 0, 1)[None].to(device)
 
 
 def one_hot(labels: torch.Tensor, channels: int) -> torch.Tensor:

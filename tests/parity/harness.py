@@ -7,12 +7,13 @@ checked automatically, never silently skipped.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import pytest
 import torch
@@ -52,6 +53,75 @@ def load_case(path: Path) -> Case:
 def case_kind(case: Case) -> str:
     meta = case["meta"]
     return str(meta.get("kind", meta.get("case")))
+
+
+def expected_outputs(case: Case) -> Dict[str, Any]:
+    """The outputs to check: everything recorded except what `meta['omitted_outputs']` lists as absent."""
+    omitted = set(case["meta"].get("omitted_outputs", ()))
+    return {name: value for name, value in case["outputs"].items() if name not in omitted}
+
+
+def to_imgs(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 `[..., H, W, 3]` -> contiguous float `[..., 3, H, W]` in [0, 1] (ToTensor + stack)."""
+    return frames.movedim(-1, -3).contiguous().float() / 255
+
+
+class VideoCall(NamedTuple):
+    """Every input of an official `forward(imgs, given_masks, [dist,] val_frame_ids)` video fixture."""
+    imgs: torch.Tensor                          # float [1, T, 3, H, W]
+    given_masks: List[Optional[torch.Tensor]]   # T entries: int64 [1, 1, H, W] or None
+    val_frame_ids: Optional[List[int]]
+    extra: Dict[str, Any]                       # the entry's other inputs, by name (TBD: `dist`)
+
+
+def _frame_id_list(value: Any) -> Optional[List[int]]:
+    if isinstance(value, str):  # meta stores it as text: 'None' or '[10, 12, 13]'
+        value = ast.literal_eval(value)
+    if value is None:
+        return None
+    if torch.is_tensor(value):
+        value = value.tolist()
+    return [int(v) for v in value]
+
+
+def video_call(case: Case, extra: Sequence[str] = ()) -> VideoCall:
+    """The entry's arguments from `case['inputs']`; an input the entry does not take fails the case.
+
+    `val_frame_ids` comes from the inputs, or else from `meta['val_frame_ids']` (the text 'None' in the
+    public DAVIS-style cases, a list of absolute frame numbers for YouTube-VOS-style ones)."""
+    inputs, meta = case["inputs"], case["meta"]
+    known = {"frames", "given_masks", "val_frame_ids", *extra}
+    unknown = sorted(set(inputs) - known)
+    if unknown:
+        pytest.fail(f"fixture {meta.get('case')!r} has inputs {unknown} that the adapter does not pass; "
+                    f"it passes {sorted(known)}")
+    frames = inputs["frames"]
+    given = [inputs["given_masks"].get(t) for t in range(frames.shape[0])]
+    return VideoCall(imgs=to_imgs(frames)[None],
+                     given_masks=[None if m is None else m.long() for m in given],
+                     val_frame_ids=_frame_id_list(inputs.get("val_frame_ids", meta.get("val_frame_ids"))),
+                     extra={name: inputs[name] for name in extra})
+
+
+def check_per_call(outputs: Mapping[str, Any], recorded: Mapping[str, Sequence[torch.Tensor]],
+                   tolerances: Mapping[str, float]) -> None:
+    """Per-call tensors (one entry per decoder call, in call order) against the fixture's lists.
+
+    `recorded[name]` holds what our model produced for output `name`; names the fixture omits are not
+    compared, but the number of calls is, whenever the fixture says it."""
+    n_calls = {len(calls) for calls in recorded.values()}
+    assert len(n_calls) == 1, f"hooks recorded different numbers of calls: {n_calls}"
+    n = n_calls.pop()
+    where = outputs.get("final_score_calls")
+    if where is not None:
+        assert n == len(where), f"{n} decoder calls, the fixture has {len(where)}"
+    for name, atol in tolerances.items():
+        if name not in outputs:
+            continue
+        assert len(outputs[name]) == n, f"{name}: {n} calls, the fixture has {len(outputs[name])}"
+        for i, (actual, expected) in enumerate(zip(recorded[name], outputs[name])):
+            label = f"{name}[{i}]" + ("" if where is None else f" (frame, object) {list(where[i])}")
+            assert_close(label, actual, expected, atol=atol)
 
 
 def dispatch(case: Case, adapters: Mapping[str, Adapter]) -> None:

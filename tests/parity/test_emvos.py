@@ -11,8 +11,8 @@ import torch
 from common.training import TrainConfig, Trainer, swap_and_attach
 from emvos.model import EMVOS
 from emvos.train import emvos_forward_clip
-from tests.parity.harness import (assert_close, assert_masks_agree, assert_matches_manifest, cases, dispatch, fill_,
-                                  load_case)
+from tests.parity.harness import (assert_close, assert_masks_agree, assert_matches_manifest, cases, check_per_call,
+                                  dispatch, expected_outputs, fill_, load_case, to_imgs, video_call)
 
 # The fixtures were recorded with 2 threads. With 1 thread the float32 gradient of `vos.matcher.conv2` (the key of
 # the nearly saturated softmax) moves by ~3% (float64 agrees with the fixture within 0.4%), past its 2e-2 tolerance.
@@ -35,11 +35,6 @@ def model() -> EMVOS:
     return m.eval()
 
 
-def to_imgs(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 `[..., H, W, 3]` -> contiguous float `[..., 3, H, W]` in [0, 1], as the fixtures were fed."""
-    return frames.movedim(-1, -3).contiguous().float() / 255
-
-
 def test_state_dict_matches_manifest(model):
     assert_matches_manifest(model, "emvos")
 
@@ -58,34 +53,30 @@ def check_encoder(model: EMVOS, case) -> None:
 
 
 def check_video(model: EMVOS, case) -> None:
-    inputs, out = case["inputs"], case["outputs"]
-    frames = inputs["frames"]
-    imgs = to_imgs(frames)[None]
-    given = [inputs["given_masks"][t].long() if t in inputs["given_masks"] else None for t in range(len(frames))]
-    matching, prev_seg, final = [], [], []
+    call = video_call(case)
+    out = expected_outputs(case)
+    recorded = {"matching_scores": [], "prev_seg_16": [], "final_scores": []}
 
     def on_matcher(module, args, result) -> None:
-        matching.append(result)
+        recorded["matching_scores"].append(result)
 
     def on_decoder(module, args, result) -> None:
-        prev_seg.append(args[2])
-        final.append(result)
+        recorded["prev_seg_16"].append(args[2])
+        recorded["final_scores"].append(result)
 
     hooks = [model.vos.matcher.register_forward_hook(on_matcher), model.vos.decoder.register_forward_hook(on_decoder)]
     try:
         with torch.no_grad():
-            masks = model(imgs, given, None)["masks"]
+            masks = model(call.imgs, call.given_masks, call.val_frame_ids)["masks"]
     finally:
         for h in hooks:
             h.remove()
-    assert len(final) == len(out["final_score_calls"])
-    for i, (f, m, p) in enumerate(zip(final, matching, prev_seg)):
-        call = out["final_score_calls"][i]
-        assert_close(f"final_scores {call}", f, out["final_scores"][i], atol=1e-3)
-        assert_close(f"matching_scores {call}", m, out["matching_scores"][i], atol=5e-4)
-        assert_close(f"prev_seg_16 {call}", p, out["prev_seg_16"][i], atol=1e-5)
+    check_per_call(out, recorded, {"final_scores": 1e-3, "matching_scores": 5e-4, "prev_seg_16": 1e-5})
     assert masks.dtype == torch.int64
-    assert_masks_agree("masks", masks, out["masks"], max_fraction=0.005)
+    if "out_frame_ids" in out:
+        assert masks.shape[1] == len(out["out_frame_ids"]), "one output entry per listed frame"
+    if "masks" in out:
+        assert_masks_agree("masks", masks, out["masks"], max_fraction=0.005)
 
 
 class _OneBatch(torch.utils.data.Dataset):

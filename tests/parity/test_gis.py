@@ -95,45 +95,57 @@ def check_rounds(case) -> None:
 
     from gis.ivos import GISSession, annotated_frame_of, scribble_channels
 
-    meta, inputs, out = case["meta"], case["inputs"], case["outputs"]
+    meta, inputs, out = case["meta"], case["inputs"], H.expected_outputs(case)
     frames, gt = inputs["frames"].numpy(), inputs["gt"].numpy()
     n_obj, n_rounds = int(meta["n_objects"]), int(meta["n_rounds"])
     round_scribbles = json.loads(meta["round_scribbles_json"])
-    session = GISSession(_net(), frames, n_obj, proportion=float(meta["propagation_proportion"]), max_rounds=8)
+    session = GISSession(_net(), frames, n_obj, proportion=float(meta["propagation_proportion"]),
+                         max_rounds=max(8, n_rounds))
     fused = None
     used = []
-    allowed = [0.001, 0.02, 0.02]  # README: ~0.1 % in round 1, 1-2 % later (float rounding of near-ties)
     for r in range(n_rounds):
         new = round_scribbles[r]
         fused = copy.deepcopy(new) if fused is None else fuse_scribbles(fused, copy.deepcopy(new))
         frame = annotated_frame_of(new)
         assert frame == inputs["annotated_frames"][r]
         dilation = int(meta["scribble_dilation"])
-        # The channels built from the reference's previous masks are the recorded ones...
-        ref_prev = np.zeros_like(gt[0]) if r == 0 else out["masks"][r - 1][frame].numpy()
-        ref_iact = scribble_channels(fused["scribbles"][frame], n_obj, ref_prev, first_round=r == 0, dilation=dilation)
-        H.assert_close(f"iact_3ch[{r}]", torch.from_numpy(ref_iact), out["iact_3ch"][r], atol=1e-6)
+        # The channels built from the reference's previous masks are the recorded ones (when recorded)...
+        if "iact_3ch" in out:
+            ref_prev = np.zeros_like(gt[0]) if r == 0 else out["masks"][r - 1][frame].numpy()
+            ref_iact = scribble_channels(fused["scribbles"][frame], n_obj, ref_prev, first_round=r == 0,
+                                         dilation=dilation)
+            H.assert_close(f"iact_3ch[{r}]", torch.from_numpy(ref_iact), out["iact_3ch"][r], atol=1e-6)
         # ...and the loop goes on from its own masks (which may differ by a few near-tie pixels).
         iact = scribble_channels(fused["scribbles"][frame], n_obj, session.labels()[frame], first_round=r == 0,
                                  dilation=dilation)
         order = session.run_round(iact, frame)
-        assert order == out["prop_lists"][r]
+        if "prop_lists" in out:
+            assert order == out["prop_lists"][r]
         masks = session.labels()
-        # README: the fraction of differing pixels over the whole round (float rounding of near-ties).
-        H.assert_masks_agree(f"masks[{r}]", torch.from_numpy(masks).reshape(1, -1, masks.shape[-1]),
-                             out["masks"][r].reshape(1, -1, masks.shape[-1]), allowed[r])
+        if "masks" in out:
+            # README: the fraction of differing pixels over the whole round (float rounding of near-ties):
+            # ~0.1 % in round 1, 1-2 % later.
+            H.assert_masks_agree(f"masks[{r}]", torch.from_numpy(masks).reshape(1, -1, masks.shape[-1]),
+                                 out["masks"][r].reshape(1, -1, masks.shape[-1]), 0.001 if r == 0 else 0.02)
         recommended = session.finish_round(meta["guide_method"])
-        np.testing.assert_allclose(session.scores[r], out["scores"][r].numpy(), atol=1e-6, rtol=0)
-        assert set(recommended) == set(out["recommended_frames"][r])
-        # The service ranks frames by the object-mean J: exactly that on the reference's masks...
-        ref_metric = batched_jaccard(gt, out["masks"][r].numpy(), average_over_objects=False, nb_objects=n_obj)
-        np.testing.assert_allclose(ref_metric.mean(axis=1), out["select_metric"][r].numpy(), rtol=0, atol=1e-12)
-        # ...and close to it on ours (a few near-tie pixels may differ).
+        if "scores" in out:
+            np.testing.assert_allclose(session.scores[r], out["scores"][r].numpy(), atol=1e-6, rtol=0)
+        if "recommended_frames" in out:
+            assert set(recommended) == set(out["recommended_frames"][r])
         metric = batched_jaccard(gt, masks, average_over_objects=False, nb_objects=n_obj).mean(axis=1)
-        np.testing.assert_allclose(metric, out["select_metric"][r].numpy(), rtol=0, atol=0.01)
+        if "select_metric" in out:
+            # The service ranks frames by the object-mean J: exactly that on the reference's masks...
+            if "masks" in out:
+                ref_metric = batched_jaccard(gt, out["masks"][r].numpy(), average_over_objects=False,
+                                             nb_objects=n_obj)
+                np.testing.assert_allclose(ref_metric.mean(axis=1), out["select_metric"][r].numpy(), rtol=0,
+                                           atol=1e-12)
+            # ...and close to it on ours (a few near-tie pixels may differ).
+            np.testing.assert_allclose(metric, out["select_metric"][r].numpy(), rtol=0, atol=0.01)
         choice = _service_choice(metric, recommended, used)
         used.append(choice)
-        assert choice == out["next_frame"][r]
+        if "next_frame" in out:
+            assert choice == out["next_frame"][r]
 
 
 class _FakeClock:
@@ -186,7 +198,7 @@ def replay_session_fixture(case, workdir: Path) -> dict:
 
 
 def check_session(case) -> None:
-    meta, out = case["meta"], case["outputs"]
+    meta, out = case["meta"], H.expected_outputs(case)
     with tempfile.TemporaryDirectory() as tmp:
         result = replay_session_fixture(case, Path(tmp))
         written = sorted(p.name for p in result["out_dir"].iterdir())

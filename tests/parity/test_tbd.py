@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.parity.harness import (Case, assert_close, assert_masks_agree, assert_matches_manifest, cases,
-                                  dispatch, fill_, load_case)
+                                  check_per_call, dispatch, expected_outputs, fill_, load_case, to_imgs, video_call)
 from tbd.model import TBD, distance_matrix
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # results stay within the tolerances
@@ -27,11 +27,6 @@ def filled_model(mode: str = "eval") -> TBD:
     model.load_state_dict(state)
     model.zero_grad(set_to_none=True)
     return model.train() if mode == "train" else model.eval()
-
-
-def to_imgs(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 `[..., H, W, 3]` -> contiguous float `[..., 3, H, W]` in [0, 1] (what ToTensor + stack give)."""
-    return frames.movedim(-1, -3).contiguous().float() / 255
 
 
 def test_state_dict_matches_official_manifest():
@@ -63,35 +58,37 @@ def check_encoder(case: Case) -> None:
 
 def check_video(case: Case) -> None:
     model = filled_model()
-    inputs, outputs = case["inputs"], case["outputs"]
-    frames = inputs["frames"]
-    imgs = to_imgs(frames)[None]
-    given = [inputs["given_masks"].get(t) for t in range(frames.shape[0])]
-    given = [None if m is None else m.long() for m in given]
+    call = video_call(case, extra=("dist",))
+    outputs = expected_outputs(case)
 
     # Record every decoder call (matching score, previous 1/16 mask, logits) and the dsf output.
-    calls: List[Dict[str, torch.Tensor]] = []
+    recorded: Dict[str, List[torch.Tensor]] = {"matching_scores": [], "prev_seg_16": [], "final_scores": []}
     sds: List[torch.Tensor] = []
-    hooks = [
-        model.vos.decoder.register_forward_hook(lambda m, args, out: calls.append(
-            {"matching": args[1].clone(), "prev": args[2].clone(), "final": out.clone()})),
-        model.dsf.register_forward_hook(lambda m, args, out: sds.append(out.clone())),
-    ]
-    with torch.no_grad():
-        masks = model(imgs, given, inputs["dist"], None)["masks"]
-    for h in hooks:
-        h.remove()
+
+    def on_decoder(module, args, out) -> None:
+        recorded["matching_scores"].append(args[1].clone())
+        recorded["prev_seg_16"].append(args[2].clone())
+        recorded["final_scores"].append(out.clone())
+
+    hooks = [model.vos.decoder.register_forward_hook(on_decoder),
+             model.dsf.register_forward_hook(lambda m, args, out: sds.append(out.clone()))]
+    try:
+        with torch.no_grad():
+            masks = model(call.imgs, call.given_masks, call.extra["dist"], call.val_frame_ids)["masks"]
+    finally:
+        for h in hooks:
+            h.remove()
 
     assert len(sds) == 1
-    assert_close("sds", sds[0], outputs["sds"], atol=1e-6)
-    assert len(calls) == len(outputs["final_score_calls"])
-    for n, (call, where) in enumerate(zip(calls, outputs["final_score_calls"])):
-        assert_close(f"matching_scores[{n}] {where}", call["matching"], outputs["matching_scores"][n], atol=5e-4)
-        assert_close(f"prev_seg_16[{n}] {where}", call["prev"], outputs["prev_seg_16"][n], atol=1e-5)
-        assert_close(f"final_scores[{n}] {where}", call["final"], outputs["final_scores"][n], atol=1e-3)
+    if "sds" in outputs:
+        assert_close("sds", sds[0], outputs["sds"], atol=1e-6)
+    check_per_call(outputs, recorded, {"matching_scores": 5e-4, "prev_seg_16": 1e-5, "final_scores": 1e-3})
     assert masks.dtype == torch.int64
-    assert torch.equal(masks[:, 0], given[0]), "frame 0 must be the given mask"
-    assert_masks_agree("masks", masks, outputs["masks"].long(), max_fraction=0.005)
+    assert torch.equal(masks[:, 0], call.given_masks[0]), "frame 0 must be the given mask"
+    if "out_frame_ids" in outputs:
+        assert masks.shape[1] == len(outputs["out_frame_ids"]), "one output entry per listed frame"
+    if "masks" in outputs:
+        assert_masks_agree("masks", masks, outputs["masks"].long(), max_fraction=0.005)
 
 
 def check_train_step(case: Case) -> None:
