@@ -39,7 +39,7 @@ from PIL import Image
 from common.davisinteractive_compat import import_davisinteractive
 from common.errors import UserError
 from common.palette import read_label_png
-from gis.framework import ROBOT_PARAMETERS
+from common.scribbles import ROBOT_PARAMETERS
 
 PACKAGED_POINTS_DIR = Path(__file__).resolve().parent / "data"
 VALIDATION_LIST = "youtube_ivos_validation_list.json"

@@ -31,7 +31,7 @@ def test_propagation_order_and_recommendation():
 
 
 def test_davis_session_two_rounds(tmp_path: Path):
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
     from gis.ivos_main_davis import main
 
     davis = make_davis_sample(tmp_path / "DAVIS", seed=3, n_videos=1, n_frames=5, height=H, width=W, n_objects=2)

@@ -90,7 +90,7 @@ def test_fast_session_replay_agrees_with_the_reference(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def davis_sample(tmp_path_factory):
     from common.synthetic import make_davis_sample
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
 
     davis = make_davis_sample(tmp_path_factory.mktemp("gisfast") / "DAVIS", seed=3, n_videos=1, n_frames=5,
                               height=SIZE[0], width=SIZE[1], n_objects=2)
