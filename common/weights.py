@@ -5,6 +5,7 @@
     load_state_dict('bmvos-davis')    -> {key: Tensor}, `torch.load(weights_only=True)`, `module.` stripped
     load_into(model, state_dict)      strict load; one `UserError` naming the first mismatching key
     official_or_seeded('bmvos-davis', BMVOS, device)   demos: cached official weights, else a seeded init
+    build_with_weights(BMVOS, args.weights, device, paper='BMVOS')   entry points: `--weights seeded|NAME|PATH`
 
 The cache is `$VOS_WEIGHTS` or `~/.cache/vos-papers`, one folder per paper holding the official file
 names (`<cache>/bmvos/BMVOS_davis.pth`), so a file downloaded by hand can be dropped in place.
@@ -223,6 +224,10 @@ def _manual_hint(spec: WeightSpec, dest: Path) -> str:
             f"(or set $VOS_WEIGHTS to a folder holding {spec.paper}/{spec.filename}).")
 
 
+_OFFLINE_HINT = ("To run without the official weights, pass --weights seeded (a seeded initialisation; "
+                 "the numbers are then not the paper's), or run `make demo`.")
+
+
 def _download_drive(spec: WeightSpec, tmp: Path, dest: Path) -> None:
     import gdown  # imported here so tests can patch gdown.download, and listing needs no gdown
     import requests
@@ -234,7 +239,7 @@ def _download_drive(spec: WeightSpec, tmp: Path, dest: Path) -> None:
             raise UserError(f"Google Drive refused to serve weights {spec.name!r} ({err}). "
                             f"{_manual_hint(spec, dest)}") from None
         raise UserError(f"could not reach Google Drive for weights {spec.name!r}: are you offline? "
-                        f"({type(err).__name__}) {_manual_hint(spec, dest)}") from None
+                        f"({type(err).__name__}) {_manual_hint(spec, dest)} {_OFFLINE_HINT}") from None
     except gdown.exceptions.FileURLRetrievalError as err:
         reason = " ".join(str(err).split())[:300] or "no reason given"  # gdown's text spans several lines
         raise UserError(f"Google Drive refused to serve weights {spec.name!r} (download quota exceeded, "
@@ -272,7 +277,7 @@ def _download_url(spec: WeightSpec, tmp: Path, dest: Path) -> None:
                         f"for {spec.url}. {_manual_hint(spec, dest)}") from None
     except urllib.error.URLError as err:
         raise UserError(f"could not reach {spec.url} for weights {spec.name!r}: are you offline? "
-                        f"({err.reason}) {_manual_hint(spec, dest)}") from None
+                        f"({err.reason}) {_manual_hint(spec, dest)} {_OFFLINE_HINT}") from None
     except http.client.IncompleteRead as err:
         raise UserError(f"the download of weights {spec.name!r} broke off after {len(err.partial)} bytes "
                         f"(truncated). {_manual_hint(spec, dest)}") from None
@@ -487,6 +492,31 @@ def official_or_seeded(name: str, build: Callable[[], ModuleT], device: torch.de
     print(f"{spec.paper}: official weights {path}")
     model = build()
     load_into(model, path)
+    return model.to(device).eval()
+
+
+SEEDED = "seeded"  # the `--weights` value every entry point accepts for a run without the official weights
+
+
+def is_seeded(weights: Optional[Union[str, os.PathLike]], aliases: Sequence[str] = ()) -> bool:
+    """Whether a `--weights` value asks for the seeded initialisation (`seeded`, or one of `aliases`)."""
+    return weights is not None and str(weights).strip().lower() in (SEEDED, *aliases)
+
+
+def seeded_notice(paper: str, seed: int = 0) -> str:
+    return (f"{paper}: --weights {SEEDED}: a seeded random initialisation (seed {seed}) instead of the official "
+            f"weights; the numbers are not the paper's")
+
+
+def build_with_weights(build: Callable[[], ModuleT], weights: Union[str, os.PathLike], device: torch.device, *,
+                       paper: str, seed: int = 0) -> ModuleT:
+    """`build()` in eval mode on `device` with `weights`: a registry name or checkpoint file (strict load), or
+    `seeded` for `seeded_init` with one notice on stdout that the numbers are not the paper's."""
+    if is_seeded(weights):
+        print(seeded_notice(paper, seed))
+        return seeded_init(build, device, seed=seed)
+    model = build()
+    load_into(model, weights)
     return model.to(device).eval()
 
 

@@ -25,14 +25,14 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     out_dir = Path(out_dir)
     model = official_or_seeded("emvos-coco_davis", EMVOS, device)
     segment = lambda v: segment_video(model, v, device, resize=False)  # noqa: E731
-    run_videos(DAVIS(davis_root, 2017, "val").videos(), segment, out_dir / "DAVIS17_val", device=device,
+    run_videos(DAVIS(davis_root, 2017, "val").videos(), segment, out_dir / "davis17-val", device=device,
                desc="EMVOS DAVIS17 val", overwrite=True)
     if ytvos_root is not None:
         ytvos_model = official_or_seeded("emvos-coco_ytvos", EMVOS, device)
         run_videos(YouTubeVOS(ytvos_root, 2018, "valid").videos(),
-                   lambda v: segment_video(ytvos_model, v, device, resize=False), out_dir / "YTVOS18_val",
+                   lambda v: segment_video(ytvos_model, v, device, resize=False), out_dir / "ytvos18-valid",
                    device=device, desc="EMVOS YTVOS18 valid", overwrite=True)
-    return evaluate(davis_root, out_dir / "DAVIS17_val", split="val", year=2017, progress=False).global_row
+    return evaluate(davis_root, out_dir / "davis17-val", split="val", year=2017, progress=False).global_row
 
 
 def make_segmenter(device: torch.device, fast: bool = False,

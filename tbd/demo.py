@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from common.datasets import Video
-from common.weights import official_or_seeded, seeded_init
+from common.weights import SEEDED, cached_path, official_or_seeded, seeded_init
 from tbd.inference import make_segment
 from tbd.model import TBD
 from tbd.run import run_sets
@@ -19,14 +19,17 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     The small synthetic frames are segmented at their stored size; the official 480p rule would only
     upscale them.
     """
-    models = {"tbd-davis": official_or_seeded("tbd-davis", TBD, device)}
-    sets = ["davis17-val"]
-    roots = {"davis": Path(davis_root), "ytvos": None}
+    sets, roots = ["davis17-val"], {"davis": Path(davis_root), "ytvos": None}
     if ytvos_root is not None:
-        models["tbd-ytvos"] = official_or_seeded("tbd-ytvos", TBD, device)
         sets.append("ytvos18-valid")
         roots["ytvos"] = Path(ytvos_root)
-    summary = run_sets(sets, roots, None, Path(out_dir), device, resize=False, overwrite=True, models=models)
+    names = ["tbd-davis", "tbd-ytvos"][:len(sets)]
+    missing = [name for name in names if cached_path(name) is None]
+    if missing:  # one seeded model for every set, so the progress lines name the weights really used
+        models, weights = {SEEDED: official_or_seeded(missing[0], TBD, device)}, SEEDED
+    else:
+        models, weights = {name: official_or_seeded(name, TBD, device) for name in names}, None
+    summary = run_sets(sets, roots, weights, Path(out_dir), device, resize=False, overwrite=True, models=models)
     row = summary["davis17-val"]
     return {k: v for k, v in row.items() if k not in ("fps", "frames")}
 

@@ -130,7 +130,7 @@ def test_cli_fast(tmp_path, seeded):
               "--device", "cpu"]
     assert run.main(common + ["--output", str(out / "faithful")]) == 0
     assert run.main(common + ["--output", str(out / "fast"), "--fast"]) == 0
-    faithful = sorted((out / "faithful" / "DAVIS17_val").rglob("*.png"))
-    fast = sorted((out / "fast" / "DAVIS17_val").rglob("*.png"))
+    faithful = sorted((out / "faithful" / "davis17-val").rglob("*.png"))
+    fast = sorted((out / "fast" / "davis17-val").rglob("*.png"))
     assert [p.relative_to(out / "faithful") for p in faithful] == [p.relative_to(out / "fast") for p in fast]
     assert len(fast) == 3
