@@ -1,22 +1,27 @@
 """EMVOS fast mode (`emvos.fast`) against the faithful forward: J&F within 0.1 (points of %) on the parity
-videos (fill_ weights) and on the synthetic sample, plus the paths the fixtures do not reach (objects entering
-mid-video, frame selection, the faithful fallback, the CLI)."""
+videos (fill_ weights), equal labels on the synthetic sample wherever the faithful answer is not a near tie
+(seeded weights), plus the paths the fixtures do not reach (objects entering mid-video, frame selection, the
+faithful fallback, the CLI)."""
 from __future__ import annotations
 
 import copy
+from typing import Dict, Tuple
 
 import numpy as np
 import pytest
 import torch
 
+from common.modeling.padding import centered_padding, unpad
 from common.synthetic import make_davis_sample, make_ytvos_sample
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
-from emvos.model import EMVOS
+from emvos.model import STRIDE, EMVOS
 from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs
 from tests.parity.harness import fill_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+TIE_MARGIN = 1e-3  # top-two probability gap below which float rounding may pick either label
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +56,51 @@ def test_parity_videos_agree(filled, name):
     assert (fast != faithful).float().mean().item() <= 1e-3
 
 
-def test_synthetic_sample_agrees(tmp_path, seeded):
+def faithful_with_gaps(model: EMVOS, video, monkeypatch) -> Tuple[Dict[int, np.ndarray], np.ndarray]:
+    """The faithful labels of `video` and, for frames 1.., each pixel's gap between the two most likely
+    labels of the aggregated distribution (recorded from `aggregate_by_odds`, cropped like the masks)."""
+    import emvos.model as faithful_module
+
+    gaps = []
+    aggregate = faithful_module.aggregate_by_odds
+
+    def recording(segs, object_ids):
+        labels, aggregated = aggregate(segs, object_ids)
+        fg = torch.cat([aggregated[k][:, 1:] for k in object_ids], dim=1)
+        top2 = torch.cat([1 - fg.sum(dim=1, keepdim=True), fg], dim=1).topk(2, dim=1).values
+        gaps.append(top2[0, 0] - top2[0, 1])
+        return labels, aggregated
+
+    monkeypatch.setattr(faithful_module, "aggregate_by_odds", recording)
+    labels = segment_video(model, video, torch.device("cpu"), resize=False)
+    monkeypatch.undo()
+    height, width = labels[0].shape
+    padding = centered_padding(height, width, STRIDE)
+    return labels, torch.stack([unpad(g, padding) for g in gaps]).numpy()
+
+
+def test_synthetic_sample_agrees(tmp_path, seeded, monkeypatch):
+    """Seeded weights leave about half the pixels near ties (top-two gap < 1e-3), where the winning label is
+    each CPU's kernel rounding (measured: the flipped ~0.1-0.2 % of pixels all had gaps < 2e-6, and J&F
+    against the ground truth then moved by up to 0.05 of the 0.1 bound). So the labels must be equal at
+    every pixel whose faithful gap is at least TIE_MARGIN (checked to be a good share of the frame, so the
+    comparison cannot pass vacuously); kernel rounding (~1e-6) cannot cross such a gap on any CPU."""
     from common.datasets import DAVIS
 
     root = make_davis_sample(tmp_path / "DAVIS", n_videos=2, n_frames=5, height=96, width=160, n_objects=3)
     dataset = DAVIS(root, 2017, "val")
     fast = fast_twin(seeded)
     for video in dataset.videos():
-        faithful_masks = segment_video(seeded, video, torch.device("cpu"), resize=False)
+        faithful_masks, gaps = faithful_with_gaps(seeded, video, monkeypatch)
         fast_masks = segment_video(fast, video, torch.device("cpu"), resize=False)
         assert sorted(fast_masks) == sorted(faithful_masks)
-        gt = dataset.gt_masks(video.name)
         a = np.stack([faithful_masks[t] for t in range(len(video))])
         b = np.stack([fast_masks[t] for t in range(len(video))])
-        assert abs(jf_percent(gt, a) - jf_percent(gt, b)) <= JF_TOLERANCE, video.name
-        # seeded random weights give speckled masks with near-tie logits everywhere, so a batched convolution's
-        # rounding flips a few pixels (~0.1%); their boundaries make J&F between the two modes too noisy to pin
-        assert np.mean(a == b) >= 0.995, video.name
+        np.testing.assert_array_equal(a[0], b[0])  # the given frame
+        decided = gaps >= TIE_MARGIN
+        assert decided.mean() >= 0.3, f"{video.name}: only {decided.mean():.1%} of the pixels are decided"
+        wrong = (a[1:] != b[1:]) & decided
+        assert not wrong.any(), f"{video.name}: {int(wrong.sum())} decided pixels differ"
 
 
 def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded):
