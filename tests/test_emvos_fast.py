@@ -103,7 +103,9 @@ def test_synthetic_sample_agrees(tmp_path, seeded, monkeypatch):
         assert not wrong.any(), f"{video.name}: {int(wrong.sum())} decided pixels differ"
 
 
-def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded):
+def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded, monkeypatch):
+    """Labels equal wherever the faithful answer is decided (see test_synthetic_sample_agrees), also across
+    an object entering mid-video; frame selection returns the selected frames."""
     from common.datasets import YouTubeVOS
 
     # the sample's third video: object 1 given on frame 0, object 2 entering on frame 5 of 11
@@ -112,12 +114,14 @@ def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded):
     given = video.load_given_masks()
     assert any(0 < t < len(video) - 1 for t in given), "the sample should have an object entering mid-video"
     fast = fast_twin(seeded)
-    a = segment_video(seeded, video, torch.device("cpu"), resize=False)
+    a, gaps = faithful_with_gaps(seeded, video, monkeypatch)
     b = segment_video(fast, video, torch.device("cpu"), resize=False)
     for t in given:  # given frames carry the given objects exactly
         np.testing.assert_array_equal(b[t][given[t] != 0], given[t][given[t] != 0])
-    agree = np.mean([np.mean(a[t] == b[t]) for t in a])
-    assert agree >= 0.999
+    decided = gaps >= TIE_MARGIN
+    assert decided.mean() >= 0.3, f"only {decided.mean():.1%} of the pixels are decided"
+    wrong = (np.stack([a[t] for t in range(1, len(video))]) != np.stack([b[t] for t in range(1, len(video))]))
+    assert not (wrong & decided).any(), f"{int((wrong & decided).sum())} decided pixels differ"
 
     imgs = torch.rand(1, 4, 3, 40, 56)
     first = torch.zeros(1, 1, 40, 56, dtype=torch.long)
