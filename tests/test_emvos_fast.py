@@ -22,6 +22,7 @@ from tests.parity.harness import fill_
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TIE_MARGIN = 1e-3  # top-two probability gap below which float rounding may pick either label
+HALF_MARGIN = 0.1  # float32 top-two gap beyond which fp16 autocast must keep the label
 
 
 @pytest.fixture(scope="module")
@@ -145,15 +146,33 @@ def test_unorganisable_inputs_fall_back_to_faithful(seeded):
     assert torch.equal(fast, faithful)
 
 
-def test_autocast_encoder(filled):
+def test_autocast_encoder(filled, monkeypatch):
     """The mixed-precision path (the encoder under fp16 autocast, what CUDA uses; run here on the CPU) returns
-    int64 masks that agree with float32 on all but a few pixels (decoder and matching stay float32)."""
+    int64 masks that keep the float32 label wherever float32's top-two gap is at least HALF_MARGIN (decoder
+    and matching stay float32; measured: fp16 flips 0.24 % of the pixels, all with gaps < 0.02)."""
+    import emvos.fast as fast_module
+
     imgs, given = parity_video_inputs("emvos", "video_2obj.pt")
+    gaps = []
+    aggregate = fast_module.aggregate_by_odds
+
+    def recording(segs, object_ids):
+        labels, aggregated = aggregate(segs, object_ids)
+        fg = torch.cat([aggregated[k][:, 1:] for k in object_ids], dim=1)
+        top2 = torch.cat([1 - fg.sum(dim=1, keepdim=True), fg], dim=1).topk(2, dim=1).values
+        gaps.append(top2[0, 0] - top2[0, 1])
+        return labels, aggregated
+
     with torch.no_grad():
         fp16 = fast_twin(filled, amp=torch.float16)(imgs, given, None)["masks"]
+        monkeypatch.setattr(fast_module, "aggregate_by_odds", recording)
         fp32 = fast_twin(filled)(imgs, given, None)["masks"]
     assert fp16.dtype == torch.int64 and fp16.shape == fp32.shape
-    assert (fp16 == fp32).float().mean().item() >= 0.99
+    assert torch.equal(fp16[:, 0], fp32[:, 0])
+    decided = torch.stack(gaps) >= HALF_MARGIN  # frames 1.. (96x160 needs no padding)
+    assert decided.shape == fp32[0, 1:, 0].shape and decided.double().mean() >= 0.3
+    wrong = (fp16[0, 1:, 0] != fp32[0, 1:, 0]) & decided
+    assert not wrong.any(), f"fp16 changed {int(wrong.sum())} decided pixels"
 
 
 def test_cli_fast(tmp_path, seeded):
