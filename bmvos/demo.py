@@ -13,7 +13,7 @@ from bmvos.model import BMVOS, FastBMVOS
 from bmvos.reproduce import PUBLISHED
 from common.datasets import Video
 from common.modeling.densenet import DenseNetEncoder
-from common.weights import load_or_seed, official_or_seeded
+from common.weights import build_with_weights, official_or_seeded
 
 FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
 OFFICIAL_WEIGHTS = "bmvos-davis"  # what `common.segment` / `common.compare` load by default
@@ -44,5 +44,5 @@ def make_segmenter(device: torch.device, fast: bool = False, compile: bool = Fal
     `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation);
     `fast=True`: fast mode (`FastBMVOS`: objects batched, autocast on CUDA, channels_last), `compile=True`
     with its stages compiled; `resize=False` skips the 480p rule."""
-    model = load_or_seed(BMVOS, weights, device)
+    model = build_with_weights(BMVOS, weights, device, paper="BMVOS")
     return segmenter_for(FastBMVOS(model, compile=compile) if fast else model, SHORT_SIDE if resize else None)

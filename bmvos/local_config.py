@@ -17,7 +17,7 @@ from typing import Optional
 
 DAVIS_ROOT = "data/DAVIS"        # DAVIS 2017 folder: JPEGImages/480p, Annotations/480p, ImageSets/{2016,2017}
 YTVOS_ROOT = "data/YTVOS18"      # YouTube-VOS 2018: valid/{JPEGImages,Annotations}, valid_all_frames/JPEGImages
-OUTPUT_DIR = "outputs/bmvos"     # results go to OUTPUT_DIR/<dataset>/<video>/<frame>.png
+OUTPUT_DIR = "outputs/bmvos"     # results go to OUTPUT_DIR/<set>/<video>/<frame>.png (<set>: davis17-val, ...)
 WEIGHTS = ""                     # empty: the official checkpoint of --model, fetched into the weights cache
 
 _ENV = {"DAVIS_ROOT": "BMVOS_DAVIS_ROOT", "YTVOS_ROOT": "BMVOS_YTVOS_ROOT",

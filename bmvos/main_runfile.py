@@ -35,11 +35,12 @@ from common.errors import UserError, run_cli
 from common.evaluate import EvalResult, evaluate
 from common.output_folder import check_output_folder
 from common.runner import run_videos, zip_submission
-from common.weights import load_into, load_state_dict
+from common.weights import SEEDED, build_with_weights, is_seeded, load_into, load_state_dict
 
 
 @dataclass(frozen=True)
 class Benchmark:
+    folder: str          # <output>/<folder>: the set's name, the result-folder scheme all five papers share
     family: str          # 'davis' or 'ytvos': which root it reads
     year: int
     split: str
@@ -48,11 +49,11 @@ class Benchmark:
 
 
 DATASETS: Dict[str, Benchmark] = {
-    "DAVIS16_val": Benchmark("davis", 2016, "val", True),
-    "DAVIS17_val": Benchmark("davis", 2017, "val", True),
-    "DAVIS17_test-dev": Benchmark("davis", 2017, "test-dev", False,
+    "DAVIS16_val": Benchmark("davis16-val", "davis", 2016, "val", True),
+    "DAVIS17_val": Benchmark("davis17-val", "davis", 2017, "val", True),
+    "DAVIS17_test-dev": Benchmark("davis17-test-dev", "davis", 2017, "test-dev", False,
                                   "the DAVIS 2017 test-dev server (https://codalab.lisn.upsaclay.fr)"),
-    "YTVOS18_val": Benchmark("ytvos", 2018, "valid", False,
+    "YTVOS18_val": Benchmark("ytvos18-valid", "ytvos", 2018, "valid", False,
                              "the YouTube-VOS 2018 server (https://codalab.lisn.upsaclay.fr)"),
 }
 MODELS: Dict[str, str] = {"davis": "bmvos-davis", "ytvos": "bmvos-ytvos"}  # --model -> common.weights name
@@ -82,7 +83,10 @@ def load_videos(bench: Benchmark, davis_root: Path, ytvos_root: Path) -> List[Vi
 
 
 def build_model(model_name: str, weights: Optional[Path], device: torch.device) -> BMVOS:
-    """BMVOS with the official checkpoint of `model_name` (fetched if needed) or the file `weights`."""
+    """BMVOS with the official checkpoint of `model_name` (fetched if needed), the file `weights`, or the
+    seeded initialisation (`weights` = `seeded`)."""
+    if is_seeded(weights):
+        return build_with_weights(BMVOS, SEEDED, device, paper="BMVOS")
     model = BMVOS()
     source = str(weights) if weights is not None else MODELS[model_name]
     state = load_state_dict(source)
@@ -95,13 +99,13 @@ def run_benchmark(model: Union[BMVOS, FastBMVOS], name: str, davis_root: Path, y
                   device: torch.device, short_side: Optional[int] = SHORT_SIDE,
                   eval_workers: Optional[int] = None, overwrite: bool = False,
                   dist: Optional[DistContext] = None) -> Optional[EvalResult]:
-    """Segment every video of `name` into output/<name>/; score it or pack the submission zip.
+    """Segment every video of `name` into output/<set folder>/; score it or pack the submission zip.
 
     Under torchrun (`dist` enabled) each rank segments its share of the videos; rank 0 alone scores or zips
     the merged folder (after run_videos' barrier) and returns the result, the other ranks return None."""
     bench = DATASETS[name]
     videos = load_videos(bench, davis_root, ytvos_root)
-    results = output / name
+    results = output / bench.folder
     stats = run_videos(videos, make_segmenter(model, short_side), results, device=device, desc=f"BMVOS {name}",
                        overwrite=overwrite, dist=dist)
     print(f"{name}: {stats.summary()}")
@@ -114,7 +118,7 @@ def run_benchmark(model: Union[BMVOS, FastBMVOS], name: str, davis_root: Path, y
         print(f"{name}: J&F-Mean {result.global_row['J&F-Mean']:.4f}; tables in {csvs[0].parent}")
         return result
     layout = "youtube" if bench.family == "ytvos" else "davis"
-    archive = zip_submission(results, output / f"{name}.zip", layout=layout)
+    archive = zip_submission(results, output / f"{bench.folder}.zip", layout=layout)
     print(f"{name}: no public ground truth; upload the submission {archive} to {bench.server}")
     return None
 
@@ -133,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=None,
                         help=f"results folder (default: $BMVOS_OUTPUT or {local_config.OUTPUT_DIR})")
     parser.add_argument("--weights", type=Path, default=None,
-                        help="checkpoint file instead of the official weights of --model (default: $BMVOS_WEIGHTS)")
+                        help="checkpoint file instead of the official weights of --model, or 'seeded' for a seeded "
+                             "initialisation that needs no download (the numbers are then not the paper's; "
+                             "default: $BMVOS_WEIGHTS)")
     parser.add_argument("--native-size", action="store_true",
                         help="skip the official evaluator's resize to a 480-pixel short side")
     parser.add_argument("--overwrite", action="store_true", help="redo finished videos instead of skipping them")

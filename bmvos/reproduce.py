@@ -39,7 +39,7 @@ def format_table(ours: Dict[str, float]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = reproduce_parser("bmvos", __doc__)
     parser.add_argument("--weights", type=Path, default=None,
-                        help="DAVIS checkpoint file instead of the official one (fetched into the weights cache)")
+                        help="DAVIS checkpoint file instead of the official one (fetched into the weights cache), or 'seeded'")
     parser.add_argument("--native-size", action="store_true",
                         help="skip the official evaluator's 480p resize (only for small test data)")
     parser.add_argument("--fast", action="store_true",
@@ -69,10 +69,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     servers: List[str] = []
     if args.test_dev:
         run(model, "DAVIS17_test-dev")
-        servers.append(f"DAVIS17_test-dev: upload {args.output / 'DAVIS17_test-dev.zip'} to the DAVIS test-dev server")
+        servers.append(f"DAVIS17_test-dev: upload {args.output / 'davis17-test-dev.zip'} to the DAVIS test-dev server")
     if args.ytvos is not None:
         run(model_for("ytvos", None), "YTVOS18_val")
-        servers.append(f"YTVOS18_val: upload {args.output / 'YTVOS18_val.zip'} to the YouTube-VOS 2018 server")
+        servers.append(f"YTVOS18_val: upload {args.output / 'ytvos18-valid.zip'} to the YouTube-VOS 2018 server")
 
     if not ctx.is_main:
         return 0

@@ -28,7 +28,7 @@ from common.output_folder import check_output_folder
 
 
 class BenchmarkSet(NamedTuple):
-    folder: str    # output folder name, as upstream
+    folder: str    # <output root>/<folder>: the set's name, the result-folder scheme all five papers share
     family: str    # 'davis' | 'ytvos': which dataset root it reads
     year: int
     split: str
@@ -36,10 +36,10 @@ class BenchmarkSet(NamedTuple):
 
 
 BENCHMARK_SETS: Dict[str, BenchmarkSet] = {
-    "davis16-val": BenchmarkSet("DAVIS16_val", "davis", 2016, "val", True),
-    "davis17-val": BenchmarkSet("DAVIS17_val", "davis", 2017, "val", True),
-    "davis17-test-dev": BenchmarkSet("DAVIS17_test-dev", "davis", 2017, "test-dev", False),
-    "ytvos18-valid": BenchmarkSet("YTVOS18_val", "ytvos", 2018, "valid", False),
+    "davis16-val": BenchmarkSet("davis16-val", "davis", 2016, "val", True),
+    "davis17-val": BenchmarkSet("davis17-val", "davis", 2017, "val", True),
+    "davis17-test-dev": BenchmarkSet("davis17-test-dev", "davis", 2017, "test-dev", False),
+    "ytvos18-valid": BenchmarkSet("ytvos18-valid", "ytvos", 2018, "valid", False),
 }
 
 # segment(model, video) -> {frame index: uint8 [H, W] labels}

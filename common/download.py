@@ -42,21 +42,23 @@ def staging_folder(parent: Path, *, fix: str) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def download(tmp: Path, *, what: str, hint: str, drive_id: Optional[str] = None, url: Optional[str] = None) -> None:
+def download(tmp: Path, *, what: str, hint: str, drive_id: Optional[str] = None, url: Optional[str] = None,
+             offline_hint: str = "") -> None:
     """Download `drive_id` (Google Drive, via gdown) or `url` into `tmp`.
 
     `what` names the file in messages ("weights 'bmvos-davis'"); `hint` ends every message and says how to
-    get the file by hand. A refused, unreachable or truncated download raises one `UserError`.
+    get the file by hand; `offline_hint` is added when the host could not be reached at all (what to do
+    without a network). A refused, unreachable or truncated download raises one `UserError`.
     """
     if drive_id:
-        _from_drive(drive_id, tmp, what, hint)
+        _from_drive(drive_id, tmp, what, hint, offline_hint)
     elif url:
-        _from_url(url, tmp, what, hint)
+        _from_url(url, tmp, what, hint, offline_hint)
     else:
         raise ValueError("download needs a drive_id or a url")
 
 
-def _from_drive(drive_id: str, tmp: Path, what: str, hint: str) -> None:
+def _from_drive(drive_id: str, tmp: Path, what: str, hint: str, offline_hint: str) -> None:
     import gdown  # imported here so tests can patch gdown.download, and listing needs no gdown
     import requests
 
@@ -66,7 +68,7 @@ def _from_drive(drive_id: str, tmp: Path, what: str, hint: str) -> None:
         if isinstance(err, requests.exceptions.HTTPError):
             raise UserError(f"Google Drive refused to serve {what} ({err}). {hint}") from None
         raise UserError(f"could not reach Google Drive for {what}: are you offline? "
-                        f"({type(err).__name__}) {hint}") from None
+                        f"({type(err).__name__}) {hint} {offline_hint}".rstrip()) from None
     except gdown.exceptions.FileURLRetrievalError as err:
         reason = " ".join(str(err).split())[:300] or "no reason given"  # gdown's text spans several lines
         raise UserError(f"Google Drive refused to serve {what} (download quota exceeded, "
@@ -78,7 +80,7 @@ def _from_drive(drive_id: str, tmp: Path, what: str, hint: str) -> None:
         raise UserError(f"Google Drive refused to serve {what} (nothing was downloaded). {hint}")
 
 
-def _from_url(url: str, tmp: Path, what: str, hint: str) -> None:
+def _from_url(url: str, tmp: Path, what: str, hint: str, offline_hint: str) -> None:
     import http.client
     import urllib.error
     import urllib.request
@@ -99,7 +101,8 @@ def _from_url(url: str, tmp: Path, what: str, hint: str) -> None:
     except urllib.error.HTTPError as err:
         raise UserError(f"the server refused {what}: HTTP {err.code} {err.reason} for {url}. {hint}") from None
     except urllib.error.URLError as err:
-        raise UserError(f"could not reach {url} for {what}: are you offline? ({err.reason}) {hint}") from None
+        raise UserError(f"could not reach {url} for {what}: are you offline? ({err.reason}) {hint} "
+                        f"{offline_hint}".rstrip()) from None
     except http.client.IncompleteRead as err:
         raise UserError(f"the download of {what} broke off after {len(err.partial)} bytes "
                         f"(truncated). {hint}") from None

@@ -22,7 +22,6 @@ import inspect
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
@@ -203,8 +202,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{out} is finished (--overwrite redoes it)\n{summary(read_stats(out))}")
         return 0
     device = pick_device(args.device)
-    if args.weights == SEEDED:
-        print(f"{args.method}: seeded weights; the masks and scores are not the paper's", file=sys.stderr)
     result = segment_clip(clip, args.method, device, args.weights, args.fast, not args.native_size)
     frames = len(clip) - clip.mask_frame
     stats = {**settings, "device": str(device), "frames": frames, "seconds": result["seconds"], "fps": frames / result["seconds"],

@@ -7,7 +7,8 @@ seed: rerunning with the same arguments writes byte-identical files.
 
     python -m common.synthetic OUT [--seed 0] [--videos 3] [--frames 8] [--height 96 --width 160] [--objects 2]
 
-writes ``OUT/DAVIS`` (2017 + 2016 lists, ground truth for every train/val frame), ``OUT/YouTubeVOS``
+writes ``OUT/DAVIS`` (2017 + 2016 lists, ground truth for every train/val frame, the interactive
+benchmark's initial ``Scribbles/``), ``OUT/YouTubeVOS``
 (2018 layout: valid/ with every 5th frame, valid_all_frames/, meta.json, objects entering mid-video, and
 ``valid_gt/`` with the hidden ground truth of the scored frames) and ``OUT/COCO``. Use
 ``--height 480 --width 854`` for benchmark-sized frames.
@@ -207,13 +208,15 @@ def _check_size(height: int, width: int, n_frames: int, n_objects: int, n_videos
 
 def make_davis_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames: int = 8,
                       height: int = 96, width: int = 160, n_objects: int = 2,
-                      n_train: int = 2, n_test_dev: int = 1) -> Path:
+                      n_train: int = 2, n_test_dev: int = 1, scribbles: bool = False) -> Path:
     """Write a DAVIS-2017-format tree at `root` (the DAVIS folder itself) and return it.
 
     ``ImageSets/2017/val.txt`` lists `n_videos` videos (synth-val-XX), train.txt `n_train`, test-dev.txt
     `n_test_dev` (their Annotations hold only frame 0, as in the real test-dev). ``ImageSets/2016``
     lists the same train/val videos; the loader binarises their masks, as DAVIS 2016 is built from 2017.
-    Every video has `n_objects` objects, ids 1..n_objects, all visible in frame 0.
+    Every video has `n_objects` objects, ids 1..n_objects, all visible in frame 0. With `scribbles`, the
+    train and val videos get the initial scribble file of the interactive benchmark
+    (`Scribbles/<seq>/001.json`, davisinteractive's robot on the ground truth; see common.scribbles).
     """
     _check_size(height, width, n_frames, n_objects, n_videos)
     root = Path(root)
@@ -234,8 +237,13 @@ def make_davis_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames
         (tmp / "ImageSets" / year).mkdir(parents=True)
         for split in year_splits:
             (tmp / "ImageSets" / year / f"{split}.txt").write_text("".join(n + "\n" for n in splits[split]))
+    if scribbles:
+        from common.scribbles import write_robot_scribbles  # imports davisinteractive: only when asked for
+
+        for name in splits["train"] + splits["val"]:
+            write_robot_scribbles(tmp, name)
     params = dict(kind="davis", seed=seed, n_videos=n_videos, n_frames=n_frames, height=height, width=width,
-                  n_objects=n_objects, n_train=n_train, n_test_dev=n_test_dev)
+                  n_objects=n_objects, n_train=n_train, n_test_dev=n_test_dev, scribbles=scribbles)
     return _publish(tmp, root, params)
 
 
@@ -321,7 +329,7 @@ def make_sample(out: PathLike, seed: int = 0, n_videos: int = 3, n_frames: int =
     out.mkdir(parents=True, exist_ok=True)
     ytvos_frames = ytvos_frames if ytvos_frames is not None else 2 * n_frames
     return {
-        "davis": make_davis_sample(out / "DAVIS", seed, n_videos, n_frames, height, width, n_objects),
+        "davis": make_davis_sample(out / "DAVIS", seed, n_videos, n_frames, height, width, n_objects, scribbles=True),
         "ytvos": make_ytvos_sample(out / "YouTubeVOS", seed, n_videos, ytvos_frames, height, width, n_objects),
         "coco": make_coco_sample(out / "COCO", seed, coco_images, height, width, n_objects),
     }

@@ -5,6 +5,7 @@
     load_state_dict('bmvos-davis')    -> {key: Tensor}, `torch.load(weights_only=True)`, `module.` stripped
     load_into(model, state_dict)      strict load; one `UserError` naming the first mismatching key
     official_or_seeded('bmvos-davis', BMVOS, device)   demos: cached official weights, else a seeded init
+    build_with_weights(BMVOS, args.weights, device, paper='BMVOS')   entry points: `--weights seeded|NAME|PATH`
 
 The cache is `$VOS_WEIGHTS` or `~/.cache/vos-papers`, one folder per paper holding the official file
 names (`<cache>/bmvos/BMVOS_davis.pth`), so a file downloaded by hand can be dropped in place.
@@ -209,9 +210,13 @@ def _manual_hint(spec: WeightSpec, dest: Path) -> str:
             f"(or set $VOS_WEIGHTS to a folder holding {spec.paper}/{spec.filename}).")
 
 
+_OFFLINE_HINT = ("To run without the official weights, pass --weights seeded (a seeded initialisation; "
+                 "the numbers are then not the paper's), or run `make demo`.")
+
+
 def _download(spec: WeightSpec, tmp: Path, dest: Path) -> None:
     download(tmp, what=f"weights {spec.name!r}", hint=_manual_hint(spec, dest),
-             drive_id=spec.drive_id, url=spec.url)
+             drive_id=spec.drive_id, url=spec.url, offline_hint=_OFFLINE_HINT)
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -392,20 +397,6 @@ def seeded_init(build: Callable[[], ModuleT], device: torch.device, *, seed: int
     return build().to(device).eval()
 
 
-SEEDED = "seeded"  # the `--weights` value that asks for `seeded_init` instead of a checkpoint
-
-
-def load_or_seed(build: Callable[[], ModuleT], weights: Optional[Union[str, os.PathLike]], device: torch.device,
-                 *, seed: int = 0) -> ModuleT:
-    """`build()` in eval mode on `device` with `weights`: a registry name or checkpoint path (loaded strictly),
-    or None / "seeded" for `seeded_init`."""
-    if weights is None or weights == SEEDED:
-        return seeded_init(build, device, seed=seed)
-    model = build()
-    load_into(model, load_state_dict(weights))
-    return model.to(device).eval()
-
-
 def official_or_seeded(name: str, build: Callable[[], ModuleT], device: torch.device, *, seed: int = 0) -> ModuleT:
     """`build()` with the official checkpoint `name` when it is already in the cache, else `seeded_init`.
 
@@ -421,6 +412,34 @@ def official_or_seeded(name: str, build: Callable[[], ModuleT], device: torch.de
     print(f"{spec.paper}: official weights {path}")
     model = build()
     load_into(model, path)
+    return model.to(device).eval()
+
+
+SEEDED = "seeded"  # the `--weights` value every entry point accepts for a run without the official weights
+
+
+def is_seeded(weights: Optional[Union[str, os.PathLike]], aliases: Sequence[str] = ()) -> bool:
+    """Whether a `--weights` value asks for the seeded initialisation (`seeded`, or one of `aliases`)."""
+    return weights is not None and str(weights).strip().lower() in (SEEDED, *aliases)
+
+
+def seeded_notice(paper: str, seed: int = 0) -> str:
+    return (f"{paper}: --weights {SEEDED}: a seeded random initialisation (seed {seed}) instead of the official "
+            f"weights; the numbers are not the paper's")
+
+
+def build_with_weights(build: Callable[[], ModuleT], weights: Optional[Union[str, os.PathLike]],
+                       device: torch.device, *, paper: str, seed: int = 0) -> ModuleT:
+    """`build()` in eval mode on `device` with `weights`: a registry name or checkpoint file (strict load), or
+    `seeded` for `seeded_init` with one notice on stdout that the numbers are not the paper's. None is the
+    silent seeded initialisation of benchmarks and tests, which say so themselves."""
+    if weights is None:
+        return seeded_init(build, device, seed=seed)
+    if is_seeded(weights):
+        print(seeded_notice(paper, seed))
+        return seeded_init(build, device, seed=seed)
+    model = build()
+    load_into(model, weights)
     return model.to(device).eval()
 
 

@@ -11,7 +11,7 @@ from common.datasets import DAVIS, Video
 from common.evaluate import evaluate
 from common.modeling.densenet import DenseNetEncoder
 from common.runner import run_videos
-from common.weights import load_or_seed, official_or_seeded
+from common.weights import build_with_weights, official_or_seeded
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
 from emvos.model import EMVOS
@@ -31,14 +31,14 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     out_dir = Path(out_dir)
     model = official_or_seeded("emvos-coco_davis", EMVOS, device)
     segment = lambda v: segment_video(model, v, device, resize=False)  # noqa: E731
-    run_videos(DAVIS(davis_root, 2017, "val").videos(), segment, out_dir / "DAVIS17_val", device=device,
+    run_videos(DAVIS(davis_root, 2017, "val").videos(), segment, out_dir / "davis17-val", device=device,
                desc="EMVOS DAVIS17 val", overwrite=True)
     if ytvos_root is not None:
         ytvos_model = official_or_seeded("emvos-coco_ytvos", EMVOS, device)
         run_videos(YouTubeVOS(ytvos_root, 2018, "valid").videos(),
-                   lambda v: segment_video(ytvos_model, v, device, resize=False), out_dir / "YTVOS18_val",
+                   lambda v: segment_video(ytvos_model, v, device, resize=False), out_dir / "ytvos18-valid",
                    device=device, desc="EMVOS YTVOS18 valid", overwrite=True)
-    return evaluate(davis_root, out_dir / "DAVIS17_val", split="val", year=2017, progress=False).global_row
+    return evaluate(davis_root, out_dir / "davis17-val", split="val", year=2017, progress=False).global_row
 
 
 def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
@@ -47,6 +47,6 @@ def make_segmenter(device: torch.device, fast: bool = False, compile: bool = Fal
     `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation);
     `fast=True`: the batched fast mode (`emvos.fast`) instead of the faithful per-object loop, `compile=True`
     with its encoder and decoder compiled; `resize=False` skips the 480p rule."""
-    model = load_or_seed(EMVOS, weights, device)
+    model = build_with_weights(EMVOS, weights, device, paper="EMVOS")
     runner = FastEMVOS(model, compile=compile) if fast else model
     return lambda video: segment_video(runner, video, device, resize)

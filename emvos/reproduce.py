@@ -23,7 +23,7 @@ from emvos import run
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = reproduce_parser("emvos", __doc__)
-    parser.add_argument("--weights", default=None, help="checkpoint instead of the official ones")
+    parser.add_argument("--weights", default=None, help="checkpoint instead of the official ones, or 'seeded'")
     parser.add_argument("--native-size", action="store_true", help="skip the 480p rule (small test data only)")
     parser.add_argument("--fast", action="store_true", help="batched fast mode (see emvos.fast)")
     args = parser.parse_args(argv)

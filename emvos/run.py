@@ -36,7 +36,8 @@ DEFAULT_WEIGHTS = {"davis": "emvos-coco_davis", "ytvos": "emvos-coco_ytvos"}
 def build_parser() -> argparse.ArgumentParser:
     p = run_parser("python -m emvos.run", __doc__)
     add_test_arguments(
-        p, weights_help="registry name (emvos-coco_davis, emvos-coco_ytvos) or checkpoint path "
+        p, weights_help="registry name (emvos-coco_davis, emvos-coco_ytvos) or checkpoint path, or 'seeded' "
+                        "(a seeded initialisation, no download; the numbers are not the paper's) "
                         "(default: emvos-coco_davis for DAVIS, emvos-coco_ytvos for YouTube-VOS)",
         output=Path("outputs/emvos"),
         fast_help="batched objects, shared matching, autocast on CUDA, channels_last (results agree with the "
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> Dict[str, dict]:
     """Segment, then score or zip each set; under torchrun (`dist` enabled) each rank segments its share of
     the videos and only rank 0 scores and zips (after run_videos' barrier)."""
-    from common.weights import load_into
+    from common.weights import build_with_weights
     from emvos.fast import FastEMVOS
     from emvos.inference import segment_video
 
@@ -62,9 +63,7 @@ def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> 
         raise UserError("--compile applies to fast mode; add --fast")
 
     def load(name_or_path: str) -> torch.nn.Module:
-        model = EMVOS()
-        load_into(model, name_or_path)
-        model = model.eval().to(device)
+        model = build_with_weights(EMVOS, name_or_path, device, paper="EMVOS")
         return FastEMVOS(model, compile=args.compile) if args.fast else model
 
     roots = {"davis": args.davis, "ytvos": args.ytvos}

@@ -25,7 +25,7 @@ DEMO_INTERACTIONS = 3
 
 def _davis_with_scribbles(davis_root: Path, work: Path) -> Path:
     """The sample as given if it has initial scribbles, else a copy with the robot's scribbles added."""
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
 
     names = (davis_root / "ImageSets" / "2017" / "val.txt").read_text().split()
     if all((davis_root / "Scribbles" / n / "001.json").is_file() for n in names):
@@ -99,7 +99,7 @@ def bench_round(davis_root: Path, device: torch.device, fast: bool = False, comp
     """
     from gis.fast import fast_engine
 
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
     from gis.ivos import GISSession, annotated_frame_of, scribble_channels
     from gis.ivos_main_davis import load_davis_frames
 

@@ -3,24 +3,19 @@
 davisinteractive describes DAVIS 2017 with a bundled table (`Davis.dataset`, `Davis.sets`). To run a
 real local session on other DAVIS-format data (the synthetic sample of the tests and `make demo`),
 `registered_sequences` adds the folder's sequences to that table for the duration of a `with` block,
-and `write_robot_scribbles` creates the initial scribble files DAVIS ships (`Scribbles/<seq>/001.json`)
-with the framework's own robot on an empty prediction.
+and `common.scribbles.write_robot_scribbles` (used by the synthetic sample too) creates the
+initial scribble files DAVIS ships (`Scribbles/<seq>/001.json`) with the framework's own robot on an
+empty prediction.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
-import json
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
-
-import numpy as np
 
 from common.davisinteractive_compat import import_davisinteractive
 from common.errors import UserError
 from common.palette import read_label_png
-
-ROBOT_PARAMETERS = {"kernel_size": 0.2, "max_kernel_radius": 16, "min_nb_nodes": 4, "nb_points": 1000}
 
 
 def _sequence_info(davis_root: Path, name: str, subset: str) -> dict:
@@ -67,23 +62,3 @@ def registered_sequences(davis_root: Path, subset: str, names: Optional[Sequence
         Davis.sets.update(saved_sets)
         for name in added:
             Davis.dataset.pop(name, None)
-
-
-def write_robot_scribbles(davis_root: Path, name: str, frame: Optional[int] = None,
-                          min_nb_nodes: int = 2) -> dict:
-    """Write `Scribbles/<name>/001.json`: the robot's scribble on an empty prediction at `frame`
-    (default: the middle frame), as the initial interaction of a synthetic sequence."""
-    import_davisinteractive()
-    from davisinteractive.robot import InteractiveScribblesRobot
-
-    ann_paths = sorted((Path(davis_root) / "Annotations" / "480p" / name).glob("*.png"))
-    gt = np.stack([read_label_png(p) for p in ann_paths]).astype(np.int64)
-    gt[gt == 255] = 0
-    frame = (len(gt) - 1) // 2 if frame is None else frame
-    params = dict(ROBOT_PARAMETERS, min_nb_nodes=min_nb_nodes)
-    scribble = InteractiveScribblesRobot(**params).interact(name, np.zeros_like(gt), gt,
-                                                             nb_objects=int(gt.max()), frame=frame)
-    path = Path(davis_root) / "Scribbles" / name / "001.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(scribble))
-    return copy.deepcopy(scribble)

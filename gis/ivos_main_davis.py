@@ -1,6 +1,6 @@
 """GIS-RAmap on the DAVIS 2017 interactive benchmark (a real davisinteractive session, local mode).
 
-    python -m gis.ivos_main_davis --davis data/DAVIS --weights gis-davis --output outputs/gis \
+    python -m gis.ivos_main_davis --davis data/DAVIS --weights gis-davis --output outputs/gis/davis17-val \
         --metric J_AND_F --guide RS4
 
 For each metric (`--metric J J_AND_F` runs both, as the reference's `test_metric_list`), the
@@ -43,6 +43,7 @@ from common.device import add_device_argument, pick_device
 from common.errors import UserError, run_cli
 from common.output_folder import check_output_folder
 from common.palette import write_label_png
+from common.weights import is_seeded
 from gis.davis_frames import DavisFrames, check_frames, load_all_frames
 from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.framework import registered_sequences
@@ -278,12 +279,21 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     return summary
 
 
-def _check_dataset(davis_root: Path, sequences: Sequence[str]) -> None:
+def _check_dataset(davis_root: Path, subset: str, sequences: Sequence[str]) -> None:
     """The framework would try to download missing scribbles/annotations; say what is missing instead."""
     from davisinteractive.dataset import Davis
 
     for seq in sequences:
+        if not (davis_root / "JPEGImages" / "480p" / seq).is_dir():
+            raise UserError(f"sequence {seq!r} of the {subset} subset is not in {davis_root} (no JPEGImages/480p/{seq}); "
+                            f"--davis must hold DAVIS 2017 trainval 480p, or a folder whose ImageSets/2017/{subset}.txt "
+                            "lists its own sequences (as `python -m common.synthetic` writes), or restrict the run "
+                            "with --sequences")
         info = Davis.dataset[seq]
+        if info["num_scribbles"] == 0:
+            raise UserError(f"no scribble files in {davis_root / 'Scribbles' / seq}: the interactive benchmark starts "
+                            "from them (DAVIS-2017-scribbles-trainval.zip; `python -m common.synthetic` writes them "
+                            "for its sample)")
         needed = [davis_root / "Scribbles" / seq / f"{i:03d}.json" for i in range(1, info["num_scribbles"] + 1)]
         needed += [davis_root / "Annotations" / "480p" / seq / f"{f:05d}.png" for f in range(info["num_frames"])]
         missing = [p for p in needed if not p.is_file()]
@@ -323,9 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gis.ivos_main_davis", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--davis", type=Path, default=Path("data/DAVIS"), help="DAVIS 2017 root (JPEGImages, Annotations, Scribbles)")
-    p.add_argument("--output", type=Path, default=Path("results/test_result_davisframework"), help="result folder")
+    p.add_argument("--output", type=Path, default=Path("outputs/gis/davis17-val"),
+                   help="result folder (one GIS-RAmap[<metric>]_[<guide>] folder per metric inside)")
     p.add_argument("--weights", default="gis-davis",
-                   help="checkpoint path or registry name; 'none' = seeded random weights (smoke test)")
+                   help="checkpoint path or registry name, or 'seeded' ('none' is an alias) for a seeded "
+                        "initialisation that needs no download (the numbers are then not the paper's)")
     p.add_argument("--metric", nargs="+", default=["J", "J_AND_F"], choices=sorted(METRIC_TAGS),
                    help="metric(s) the framework optimises (one session each), config.test_metric_list")
     p.add_argument("--guide", default="wo_RS", choices=GUIDE_METHODS, help="frame recommendation, config.test_guide_method")
@@ -357,10 +369,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_fast_arguments(args)
     if args.max_interactions < 1:
         raise UserError(f"--max-interactions must be at least 1, got {args.max_interactions}")
-    register = registered_sequences(args.davis, args.subset, args.sequences) if args.sequences else nullcontext()
+    # The folder's own list of the subset when it has one (DAVIS: the same as the framework's table; other
+    # DAVIS-format data such as the synthetic sample: its sequences), else the framework's table.
+    own_list = args.sequences or (args.davis / "ImageSets" / "2017" / f"{args.subset}.txt").is_file()
+    register = registered_sequences(args.davis, args.subset, args.sequences) if own_list else nullcontext()
     with torch.no_grad(), register:
         sequences = Davis.sets[args.subset]
-        _check_dataset(args.davis, sequences)
+        _check_dataset(args.davis, args.subset, sequences)
         for seq in sequences:  # the rest of the input, then the output folder, before the weights load
             check_sequence_sizes(args.davis / "JPEGImages" / "480p" / seq, args.davis / "Annotations" / "480p" / seq)
         check_output_folder(args.output)
@@ -374,7 +389,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UserError(f"{existing[0]} exists; pass --overwrite or choose another --output")
         check_frames(args.davis, {s: Davis.dataset[s]["num_frames"] for s, _ in samples})
         device = pick_device(args.device)
-        weights = None if args.weights.lower() == "none" else args.weights
+        weights = None if is_seeded(args.weights, aliases=("none",)) else args.weights
         net, origin = load_net(weights, device)
         fast = engine_from_args(args, net, device)
         print(f"GIS-RAmap on {device}{' (fast mode)' if fast else ''}; {origin}")

@@ -1,6 +1,6 @@
 """GIS-RAmap on YouTube-IVOS (200 YouTube-VOS 2019 train videos; protocol in `gis.youtube_session`).
 
-    python -m gis.ivos_main_youtube --youtube data/YouTubeVOS2019 --weights gis-youtube --output outputs/gis
+    python -m gis.ivos_main_youtube --youtube data/YouTubeVOS2019 --weights gis-youtube --output outputs/gis/ytvos19-ivos
 
 `--fast` runs the fast inference path (`gis.fast`). Videos are independent, so the run scales out with
 `torchrun --nproc_per_node=N -m gis.ivos_main_youtube ...`: each rank takes its share of the videos and
@@ -39,6 +39,7 @@ from common.distributed import DistContext, init_distributed, shard
 from common.errors import UserError, run_cli
 from common.output_folder import check_output_folder
 from common.palette import write_label_png
+from common.weights import is_seeded
 from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.ivos import GUIDE_METHODS, GISSession, crop, point_channels, scribble_channels
 from gis.model import GISNet, load_net
@@ -188,9 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--youtube", type=Path, default=Path("data/YouTubeVOS2019"),
                    help="YouTube-VOS 2019 root (train/JPEGImages, train/Annotations)")
-    p.add_argument("--output", type=Path, default=Path("results/test_result_youtube"), help="result folder")
+    p.add_argument("--output", type=Path, default=Path("outputs/gis/ytvos19-ivos"),
+                   help="result folder (GIS-RAmap[JF]_[<guide>]/iPointNN inside)")
     p.add_argument("--weights", default="gis-youtube",
-                   help="checkpoint path or registry name; 'none' = seeded random weights (smoke test)")
+                   help="checkpoint path or registry name, or 'seeded' ('none' is an alias) for a seeded "
+                        "initialisation that needs no download (the numbers are then not the paper's)")
     p.add_argument("--points", nargs="+", type=int, default=list(POINT_COUNTS), help="click budgets (point_info_NN.json)")
     p.add_argument("--points-dir", type=Path, default=PACKAGED_POINTS_DIR,
                    help=f"folder with {VALIDATION_LIST} and point_info_NN.json")
@@ -215,7 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_output_folder(args.output)
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device; plain run: unchanged
     device = ctx.device
-    weights = None if args.weights.lower() == "none" else args.weights
+    weights = None if is_seeded(args.weights, aliases=("none",)) else args.weights
     net, origin = load_net(weights, device)
     fast = engine_from_args(args, net, device)
     if ctx.is_main:

@@ -420,7 +420,7 @@ def load_net(weights: Optional[str], device: torch.device, *, seed: int = 0) -> 
     if weights is None:
         torch.manual_seed(seed)  # a reproducible random initialisation
         net = GISNet()
-        origin = f"seeded random initialisation (seed {seed}); pass --weights for real results"
+        origin = registry.seeded_notice("GIS-RAmap", seed)
     else:
         net = GISNet()
         registry.load_into(net, weights)

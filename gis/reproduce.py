@@ -19,6 +19,8 @@ from common.errors import UserError, run_cli
 from gis import ivos_main_davis
 from gis.ivos_main_davis import result_dir_name
 
+DAVIS_SET = "davis17-val"  # <output>/<set>, the result-folder scheme of all five papers
+
 # (metric, guide) -> (AUC, metric@60s), GIS-RAmap paper / official result files
 PUBLISHED = {
     ("J_AND_F", "wo_RS"): (0.855, 0.865),
@@ -36,8 +38,9 @@ def _summary(folder: Path) -> Optional[dict]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gis.reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("--davis", type=Path, default=Path("data/DAVIS"), help="DAVIS 2017 root with Scribbles/")
-    p.add_argument("--output", type=Path, default=Path("outputs/gis"), help="result folder")
-    p.add_argument("--weights", default="gis-davis", help="checkpoint path or registry name")
+    p.add_argument("--output", type=Path, default=Path("outputs/gis"),
+                   help=f"output root: sessions go to <output>/{DAVIS_SET}/GIS-RAmap[<metric>]_[<guide>]")
+    p.add_argument("--weights", default="gis-davis", help="checkpoint path, registry name or 'seeded'")
     p.add_argument("--metrics", nargs="+", default=["J_AND_F", "J"], choices=["J", "J_AND_F"])
     p.add_argument("--guides", nargs="+", default=["wo_RS", "RS4"], choices=["wo_RS", "RS1", "RS4"])
     add_device_argument(p)
@@ -48,11 +51,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = []
     for metric in args.metrics:
         for guide in args.guides:
-            folder = args.output / result_dir_name(metric, guide)
+            folder = args.output / DAVIS_SET / result_dir_name(metric, guide)
             summary = _summary(folder)
             if summary is None:
-                argv_session = ["--davis", str(args.davis), "--output", str(args.output), "--weights", args.weights,
-                                "--metric", metric, "--guide", guide]
+                argv_session = ["--davis", str(args.davis), "--output", str(args.output / DAVIS_SET),
+                                "--weights", args.weights, "--metric", metric, "--guide", guide]
                 if folder.exists():  # a folder without a summary: start over (a .partial one resumes)
                     argv_session.append("--overwrite")
                 if args.device:

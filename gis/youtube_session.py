@@ -40,7 +40,7 @@ from common.datasets import check_sequence_sizes
 from common.davisinteractive_compat import import_davisinteractive
 from common.errors import UserError
 from common.palette import read_label_png
-from gis.framework import ROBOT_PARAMETERS
+from common.scribbles import ROBOT_PARAMETERS
 
 PACKAGED_POINTS_DIR = Path(__file__).resolve().parent / "data"
 VALIDATION_LIST = "youtube_ivos_validation_list.json"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from common.datasets import Video
-from common.weights import load_or_seed, official_or_seeded
+from common.weights import build_with_weights, official_or_seeded
 from hmmn.eval_davis import run_split
 from hmmn.fast import FastHMMN
 from hmmn.inference import davis_segmenter
@@ -36,5 +36,5 @@ def make_segmenter(device: torch.device, fast: bool = False, compile: bool = Fal
     runs (for benchmarks and `common.segment`); `weights`: registry name or checkpoint path (None or
     "seeded": seeded initialisation); `fast=True`: hmmn.fast (float32, the verified setting); `compile=True`
     also compiles its encoders and decoder."""
-    model = load_or_seed(HMMN, weights, device)
+    model = build_with_weights(HMMN, weights, device, paper="HMMN")
     return davis_segmenter(FastHMMN(model, compile=compile) if fast else model, device)

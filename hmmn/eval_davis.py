@@ -5,8 +5,8 @@
     python -m hmmn.eval_davis -s test-dev -y 17 -D path/to/DAVIS          # PNGs + zip for the server
     python -m hmmn.eval_davis -s valid -y 18 -D path/to/YouTubeVOS2018    # YouTube-VOS submission
 
-Writes palette PNGs to `--output/<sequence>/<frame>.png` (default `test/HMMN_DAVIS_<y><s>`, upstream's
-folder), resuming after finished sequences, prints fps and peak memory per sequence, then scores J&F
+Writes palette PNGs to `--output/<sequence>/<frame>.png` (default `outputs/hmmn/<set>`, e.g.
+`outputs/hmmn/davis17-val`, the result-folder scheme of all five papers), resuming after finished sequences, prints fps and peak memory per sequence, then scores J&F
 in-process for train/val and prints the table (CSVs go next to the PNGs). `-viz` also writes overlay
 frames and an mp4 per sequence under `viz/<run>/`. DAVIS 2016 runs on binarised masks with one
 object; `-y 18|19` reads a YouTube-VOS root (valid/, valid_all_frames/) and writes
@@ -40,6 +40,7 @@ from hmmn.inference import LazyFrames, davis_segmenter, load_model, ytvos_segmen
 from hmmn.viz import save_visualization
 
 MODEL = "HMMN"
+OUTPUT_ROOT = Path("outputs/hmmn")
 DAVIS_YEARS = (16, 17)
 YTVOS_YEARS = (18, 19)
 
@@ -55,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-D", type=str, default="/local/DATA", help="dataset root (default: /local/DATA)")
     parser.add_argument("--weights", default="hmmn",
                         help="checkpoint file or registry name (default: hmmn, the official HMMN_weights.pth, "
-                             "downloaded into the weights cache if missing)")
+                             "downloaded into the weights cache if missing), or 'seeded' for a seeded "
+                             "initialisation (no download; the numbers are not the paper's)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="results folder (default: test/HMMN_DAVIS_<y><s>, as upstream)")
+                        help="results folder (default: outputs/hmmn/<set>, e.g. outputs/hmmn/davis17-val)")
     parser.add_argument("--viz-dir", type=Path, default=None, help="-viz folder (default: viz/<run name>)")
     parser.add_argument("--mem-every", type=int, default=5,
                         help="keep every N-th frame in the /16 memory (default: 5, as upstream)")
@@ -76,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run_name(year: int, split: str) -> str:
     dataset = "DAVIS" if year in DAVIS_YEARS else "YTVOS"
     return f"{MODEL}_{dataset}_{year}{split}"
+
+
+def set_name(year: int, split: str) -> str:
+    """The result folder's name in the scheme all five papers share (davis17-val, davis17-test-dev, ytvos18-valid)."""
+    return f"ytvos{year}-valid" if year in YTVOS_YEARS else f"davis{year}-{split}"
 
 
 def load_dataset(year: int, split: str, root: str):
@@ -160,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     name = run_name(args.y, args.s)
     if (args.compile or args.precision != "fp32") and not args.fast:
         raise UserError("--compile and --precision apply to fast mode only; add --fast")
-    output = args.output or Path("test") / name
+    output = args.output or OUTPUT_ROOT / set_name(args.y, args.s)
     viz_dir = (args.viz_dir or Path("viz") / name) if args.viz else None
     check_output_folder(output)
     if viz_dir is not None:

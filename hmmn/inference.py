@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from common.datasets import Video
 from common.errors import UserError
 from common.video_input import bytes_to_unit_float
-from common.weights import load_into, load_state_dict
+from common.weights import build_with_weights, seeded_init
 from hmmn.model import HMMN, MemoryTensors, crop_padding, soft_aggregate_logits
 
 
@@ -182,15 +182,12 @@ class LazyFrames:
 
 
 def load_model(weights: Optional[Union[str, Path]], device: torch.device, seed: int = 0) -> HMMN:
-    """HMMN in eval mode on `device`: a checkpoint (registry name or path; `module.` prefixes are fine)
-    or, with `weights=None`, a seeded random initialisation (for demos and benchmarks)."""
+    """HMMN in eval mode on `device`: a checkpoint (registry name or path; `module.` prefixes are fine),
+    `seeded` (the seeded initialisation, with its notice), or with `weights=None` the seeded initialisation
+    silently (demos and benchmarks print their own)."""
     if weights is None:
-        torch.manual_seed(seed)
-        model = HMMN()
-    else:
-        model = HMMN()
-        load_into(model, load_state_dict(weights))
-    return model.to(device).eval()
+        return seeded_init(HMMN, device, seed=seed)
+    return build_with_weights(HMMN, weights, device, paper="HMMN", seed=seed)
 
 
 def davis_segmenter(model: HMMN, device: torch.device, mem_every: int = 5) -> Callable[[Video], Dict[int, np.ndarray]]:

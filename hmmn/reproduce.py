@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 from common.device import pick_device
 from common.errors import run_cli
 from common.reproduce import reproduce_parser
-from hmmn.eval_davis import run_split
+from hmmn.eval_davis import run_split, set_name
 from hmmn.inference import load_model
 
 # ICCV 2021 paper, J&F (YouTube-VOS: overall score G).
@@ -29,7 +29,7 @@ PUBLISHED = {
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = reproduce_parser("hmmn", __doc__, ytvos=False)  # two YouTube-VOS years: --ytvos18 / --ytvos19
-    parser.add_argument("--weights", default="hmmn", help="checkpoint file or registry name (default: hmmn)")
+    parser.add_argument("--weights", default="hmmn", help="checkpoint file, registry name or 'seeded' (default: hmmn)")
     parser.add_argument("--ytvos18", type=Path, default=None, help="YouTube-VOS 2018 root (valid/, valid_all_frames/)")
     parser.add_argument("--ytvos19", type=Path, default=None, help="YouTube-VOS 2019 root")
     parser.add_argument("--mem-every", type=int, default=5)
@@ -47,7 +47,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     ours = {}
     for label, year, split, root in jobs:
-        output = args.output / label.replace(" ", "_")
+        output = args.output / set_name(year, split)
         result = run_split(model, device, year, split, str(root), output, mem_every=args.mem_every)
         ours[label] = (f"{100 * result.global_row['J&F-Mean']:.1f}" if result is not None
                        else f"server: {output / 'submission.zip'}")

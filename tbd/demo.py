@@ -9,7 +9,7 @@ import torch
 
 from common.datasets import Video
 from common.modeling.densenet import DenseNetEncoder
-from common.weights import load_or_seed, official_or_seeded
+from common.weights import SEEDED, build_with_weights, cached_path, official_or_seeded
 from tbd.inference import make_segment
 from tbd.model import TBD
 from tbd.reproduce import PUBLISHED
@@ -25,14 +25,17 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     The small synthetic frames are segmented at their stored size; the official 480p rule would only
     upscale them.
     """
-    models = {"tbd-davis": official_or_seeded("tbd-davis", TBD, device)}
-    sets = ["davis17-val"]
-    roots = {"davis": Path(davis_root), "ytvos": None}
+    sets, roots = ["davis17-val"], {"davis": Path(davis_root), "ytvos": None}
     if ytvos_root is not None:
-        models["tbd-ytvos"] = official_or_seeded("tbd-ytvos", TBD, device)
         sets.append("ytvos18-valid")
         roots["ytvos"] = Path(ytvos_root)
-    summary = run_sets(sets, roots, None, Path(out_dir), device, resize=False, overwrite=True, models=models)
+    names = ["tbd-davis", "tbd-ytvos"][:len(sets)]
+    missing = [name for name in names if cached_path(name) is None]
+    if missing:  # one seeded model for every set, so the progress lines name the weights really used
+        models, weights = {SEEDED: official_or_seeded(missing[0], TBD, device)}, SEEDED
+    else:
+        models, weights = {name: official_or_seeded(name, TBD, device) for name in names}, None
+    summary = run_sets(sets, roots, weights, Path(out_dir), device, resize=False, overwrite=True, models=models)
     row = summary["davis17-val"]
     return {k: v for k, v in row.items() if k not in ("fps", "frames")}
 
@@ -44,7 +47,7 @@ def make_segmenter(device: torch.device, fast: bool = False, compile: bool = Fal
     `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation). `fast=True`: the
     batched inference of `tbd.fast` with its defaults for `device`; `compile=True` compiles its encoder and
     decoder head. `resize=False` skips the 480p rule."""
-    model = load_or_seed(TBD, weights, device)
+    model = build_with_weights(TBD, weights, device, paper="TBD")
     if fast:
         from tbd.fast import FastOptions, FastTBD
 

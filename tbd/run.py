@@ -42,7 +42,8 @@ SEED = 19971007  # the authors' seed in their other trainers; TBD's run.py itsel
 def build_parser() -> argparse.ArgumentParser:
     p = run_parser("python -m tbd.run", __doc__)
     t = add_test_arguments(
-        p, weights_help="registry name (tbd-davis, tbd-ytvos) or checkpoint path "
+        p, weights_help="registry name (tbd-davis, tbd-ytvos) or checkpoint path, or 'seeded' "
+                        "(a seeded initialisation, no download; the numbers are not the paper's) "
                         "(default: tbd-davis for DAVIS, tbd-ytvos for YouTube-VOS)",
         output=Path("outputs/tbd"),
         fast_help="batched inference: all objects of a frame at once, shared work done once per frame, "
@@ -103,10 +104,9 @@ def run_sets(sets: Sequence[str], roots: Dict[str, Optional[Path]], weights: Opt
         if name_or_path in ready:
             model = ready[name_or_path]
         else:
-            from common.weights import load_into
+            from common.weights import build_with_weights
 
-            model = TBD()
-            load_into(model, name_or_path)
+            model = build_with_weights(TBD, name_or_path, device, paper="TBD")
         model = model.eval().to(device)
         if fast is None:
             return model

@@ -42,7 +42,7 @@ def test_every_benchmark_end_to_end_then_resume(sample, capsys):
     text = capsys.readouterr().out
     assert "Global results for val" in text and "J&F-Mean" in text
 
-    for name in ("DAVIS16_val", "DAVIS17_val"):
+    for name in ("davis16-val", "davis17-val"):  # <output>/<set>, the scheme of all five papers
         folder = out / name
         assert (folder / "global_results-val.csv").is_file()
         for video in ("synth-val-00",):
@@ -50,27 +50,27 @@ def test_every_benchmark_end_to_end_then_resume(sample, capsys):
             assert pngs == ["00000.png", "00001.png", "00002.png"]
             labels = read_label_png(folder / video / "00001.png")
             assert labels.shape == (32, 48)
-            assert set(labels.flatten().tolist()) <= ({0, 1} if name == "DAVIS16_val" else {0, 1, 2})
-    with zipfile.ZipFile(out / "DAVIS17_test-dev.zip") as archive:
+            assert set(labels.flatten().tolist()) <= ({0, 1} if name == "davis16-val" else {0, 1, 2})
+    with zipfile.ZipFile(out / "davis17-test-dev.zip") as archive:
         assert sorted(archive.namelist()) == [f"synth-test-00/0000{i}.png" for i in range(3)]
 
     # YouTube-VOS: exactly the scored (valid/) frames, from each video's first annotated frame on
     videos = YouTubeVOS(sample["ytvos"]).videos()
-    with zipfile.ZipFile(out / "YTVOS18_val.zip") as archive:
+    with zipfile.ZipFile(out / "ytvos18-valid.zip") as archive:
         names = set(archive.namelist())
     for video in videos:
         expected = {f"{video.frame_names[i]}.png" for i in video.scored_frames}
-        assert {p.name for p in (out / "YTVOS18_val" / video.name).glob("*.png")} == expected
+        assert {p.name for p in (out / "ytvos18-valid" / video.name).glob("*.png")} == expected
         assert {f"Annotations/{video.name}/{n}" for n in expected} <= names
     entering = [v for v in videos if len(v.mask_paths) > 1]
     assert entering, "the sample should have an object entering mid-video"
     for video in entering:
         for index, given in video.load_given_masks().items():
-            written = read_label_png(out / "YTVOS18_val" / video.name / f"{video.frame_names[index]}.png")
+            written = read_label_png(out / "ytvos18-valid" / video.name / f"{video.frame_names[index]}.png")
             assert (written[given != 0] == given[given != 0]).all()
 
     # resume: a rerun skips every finished video and rewrites nothing
-    png = out / "DAVIS17_val" / "synth-val-00" / "00001.png"
+    png = out / "davis17-val" / "synth-val-00" / "00001.png"
     before = png.stat().st_mtime_ns
     assert run(sample, out, "--dataset", "DAVIS17_val") == 0
     assert "skipped 1 finished videos" in capsys.readouterr().out + capsys.readouterr().err
@@ -121,4 +121,4 @@ def test_reproduce_prints_ours_against_published(sample, capsys):
     table = capsys.readouterr().out.split("BMVOS reproduction")[1]
     assert "DAVIS16_val" in table and "82.2" in table and "82.3" in table
     assert "DAVIS17_val" in table and "72.7" in table and "72.6" in table
-    assert (out / "DAVIS17_val" / "global_results-val.csv").is_file()
+    assert (out / "davis17-val" / "global_results-val.csv").is_file()

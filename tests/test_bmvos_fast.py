@@ -19,6 +19,8 @@ from tests.parity.harness import fill_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+HALF_MARGIN = 0.1  # float32 top-two gap beyond which fp16 autocast must keep the label
+
 
 @pytest.fixture(scope="module")
 def filled(one_thread) -> BMVOS:
@@ -129,14 +131,31 @@ def test_unorganisable_inputs_fall_back_to_faithful(seeded):
         fast_twin(seeded)(imgs.expand(2, -1, -1, -1, -1), [first.expand(2, -1, -1, -1), None, None])
 
 
-def test_mixed_precision_path(seeded):
+def test_mixed_precision_path(seeded, monkeypatch):
     """The autocast path (CUDA uses it; exercised here on the CPU in fp16 and bf16): long masks of the right
-    shape that mostly agree with float32, and float32 matching scores fed to the decoder."""
+    shape, the given frame exact, float32 matching scores fed to the decoder. fp16 must keep the float32
+    labels wherever float32's top-two gap is at least HALF_MARGIN (measured: fp16 flips only pixels with
+    gaps < 0.02). bf16's numbers are not compared: its 8-bit mantissa flips pixels with gaps up to ~0.3
+    on these seeded weights, and CPUs compute it differently (AMX, avx512_bf16, or emulated)."""
     imgs, given = parity_video_inputs("bmvos", "video_2obj.pt")
     imgs, given = imgs[:, :3], given[:3]
+    gaps = []
+    aggregate = bmvos.model.aggregate_by_odds
+
+    def recording(segs, object_ids):
+        labels, aggregated = aggregate(segs, object_ids)
+        fg = torch.cat([aggregated[k][:, 1:] for k in object_ids], dim=1)
+        top2 = torch.cat([1 - fg.sum(dim=1, keepdim=True), fg], dim=1).topk(2, dim=1).values
+        gaps.append(top2[0, 0] - top2[0, 1])
+        return labels, aggregated
+
     fp32 = fast_twin(seeded)
     with torch.no_grad():
-        reference = fp32(imgs, given, None).masks
+        with monkeypatch.context() as patch:
+            patch.setattr(bmvos.model, "aggregate_by_odds", recording)
+            reference = fp32(imgs, given, None).masks
+        decided = torch.stack(gaps) >= HALF_MARGIN  # frames 1.. (the sizes need no padding)
+        assert decided.shape == reference[0, 1:, 0].shape and decided.double().mean() >= 0.3
         for dtype in (torch.float16, torch.bfloat16):
             fast = fast_twin(seeded, amp=dtype)
             seen = []
@@ -145,8 +164,11 @@ def test_mixed_precision_path(seeded):
                 seen.append((feats["s16"].dtype, matching.dtype)) or decode(decoder, feats, matching, mask_feats))
             masks = fast(imgs, given, None).masks
             assert masks.dtype == torch.long and masks.shape == reference.shape
-            assert (masks == reference).double().mean().item() >= 0.95, dtype
+            assert torch.equal(masks[:, 0], reference[:, 0])
             assert set(seen) == {(dtype, torch.float32)}
+            if dtype == torch.float16:
+                wrong = (masks[0, 1:, 0] != reference[0, 1:, 0]) & decided
+                assert not wrong.any(), f"fp16 changed {int(wrong.sum())} decided pixels"
 
 
 def test_cli_fast_and_compile_flag(tmp_path, seeded):

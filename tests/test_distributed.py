@@ -192,18 +192,18 @@ def test_two_process_bmvos_evaluation_matches_single_process(sample, capsys):
     assert "[rank 0/2]" in text and "[rank 1/2]" in text
     jf = [line.split(";")[0] for line in single_text.splitlines() if line.startswith("DAVIS17_val: J&F-Mean")]
     assert jf and jf[0] in text  # the same J&F as the single-process run
-    videos = sorted(p.name for p in (single / "DAVIS17_val").iterdir() if p.is_dir())
+    videos = sorted(p.name for p in (single / "davis17-val").iterdir() if p.is_dir())
     assert len(videos) == 3
-    assert sorted(p.name for p in (multi / "DAVIS17_val").iterdir() if p.is_dir()) == videos  # nothing else
+    assert sorted(p.name for p in (multi / "davis17-val").iterdir() if p.is_dir()) == videos  # nothing else
     for video in videos:
-        pngs = sorted((single / "DAVIS17_val" / video).glob("*.png"))
+        pngs = sorted((single / "davis17-val" / video).glob("*.png"))
         assert len(pngs) == 3
         for png in pngs:
-            other = multi / "DAVIS17_val" / video / png.name
+            other = multi / "davis17-val" / video / png.name
             np.testing.assert_array_equal(read_label_png(other), read_label_png(png), err_msg=str(other))
             assert other.read_bytes() == png.read_bytes()
-    assert (multi / "DAVIS17_val" / "global_results-val.csv").read_text() == \
-        (single / "DAVIS17_val" / "global_results-val.csv").read_text()
+    assert (multi / "davis17-val" / "global_results-val.csv").read_text() == \
+        (single / "davis17-val" / "global_results-val.csv").read_text()
 
 
 def test_two_process_ddp_training_smoke_run_checkpoints(sample):

@@ -1,22 +1,28 @@
 """EMVOS fast mode (`emvos.fast`) against the faithful forward: J&F within 0.1 (points of %) on the parity
-videos (fill_ weights) and on the synthetic sample, plus the paths the fixtures do not reach (objects entering
-mid-video, frame selection, the faithful fallback, the CLI)."""
+videos (fill_ weights), equal labels on the synthetic sample wherever the faithful answer is not a near tie
+(seeded weights), plus the paths the fixtures do not reach (objects entering mid-video, frame selection, the
+faithful fallback, the CLI)."""
 from __future__ import annotations
 
 import copy
+from typing import Dict, Tuple
 
 import numpy as np
 import pytest
 import torch
 
+from common.modeling.padding import centered_padding, unpad
 from common.synthetic import make_davis_sample, make_ytvos_sample
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
-from emvos.model import EMVOS
+from emvos.model import STRIDE, EMVOS
 from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs
 from tests.parity.harness import fill_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+TIE_MARGIN = 1e-3  # top-two probability gap below which float rounding may pick either label
+HALF_MARGIN = 0.1  # float32 top-two gap beyond which fp16 autocast must keep the label
 
 
 @pytest.fixture(scope="module")
@@ -51,26 +57,56 @@ def test_parity_videos_agree(filled, name):
     assert (fast != faithful).float().mean().item() <= 1e-3
 
 
-def test_synthetic_sample_agrees(tmp_path, seeded):
+def faithful_with_gaps(model: EMVOS, video, monkeypatch) -> Tuple[Dict[int, np.ndarray], np.ndarray]:
+    """The faithful labels of `video` and, for frames 1.., each pixel's gap between the two most likely
+    labels of the aggregated distribution (recorded from `aggregate_by_odds`, cropped like the masks)."""
+    import emvos.model as faithful_module
+
+    gaps = []
+    aggregate = faithful_module.aggregate_by_odds
+
+    def recording(segs, object_ids):
+        labels, aggregated = aggregate(segs, object_ids)
+        fg = torch.cat([aggregated[k][:, 1:] for k in object_ids], dim=1)
+        top2 = torch.cat([1 - fg.sum(dim=1, keepdim=True), fg], dim=1).topk(2, dim=1).values
+        gaps.append(top2[0, 0] - top2[0, 1])
+        return labels, aggregated
+
+    monkeypatch.setattr(faithful_module, "aggregate_by_odds", recording)
+    labels = segment_video(model, video, torch.device("cpu"), resize=False)
+    monkeypatch.undo()
+    height, width = labels[0].shape
+    padding = centered_padding(height, width, STRIDE)
+    return labels, torch.stack([unpad(g, padding) for g in gaps]).numpy()
+
+
+def test_synthetic_sample_agrees(tmp_path, seeded, monkeypatch):
+    """Seeded weights leave about half the pixels near ties (top-two gap < 1e-3), where the winning label is
+    each CPU's kernel rounding (measured: the flipped ~0.1-0.2 % of pixels all had gaps < 2e-6, and J&F
+    against the ground truth then moved by up to 0.05 of the 0.1 bound). So the labels must be equal at
+    every pixel whose faithful gap is at least TIE_MARGIN (checked to be a good share of the frame, so the
+    comparison cannot pass vacuously); kernel rounding (~1e-6) cannot cross such a gap on any CPU."""
     from common.datasets import DAVIS
 
     root = make_davis_sample(tmp_path / "DAVIS", n_videos=2, n_frames=5, height=96, width=160, n_objects=3)
     dataset = DAVIS(root, 2017, "val")
     fast = fast_twin(seeded)
     for video in dataset.videos():
-        faithful_masks = segment_video(seeded, video, torch.device("cpu"), resize=False)
+        faithful_masks, gaps = faithful_with_gaps(seeded, video, monkeypatch)
         fast_masks = segment_video(fast, video, torch.device("cpu"), resize=False)
         assert sorted(fast_masks) == sorted(faithful_masks)
-        gt = dataset.gt_masks(video.name)
         a = np.stack([faithful_masks[t] for t in range(len(video))])
         b = np.stack([fast_masks[t] for t in range(len(video))])
-        assert abs(jf_percent(gt, a) - jf_percent(gt, b)) <= JF_TOLERANCE, video.name
-        # seeded random weights give speckled masks with near-tie logits everywhere, so a batched convolution's
-        # rounding flips a few pixels (~0.1%); their boundaries make J&F between the two modes too noisy to pin
-        assert np.mean(a == b) >= 0.995, video.name
+        np.testing.assert_array_equal(a[0], b[0])  # the given frame
+        decided = gaps >= TIE_MARGIN
+        assert decided.mean() >= 0.3, f"{video.name}: only {decided.mean():.1%} of the pixels are decided"
+        wrong = (a[1:] != b[1:]) & decided
+        assert not wrong.any(), f"{video.name}: {int(wrong.sum())} decided pixels differ"
 
 
-def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded):
+def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded, monkeypatch):
+    """Labels equal wherever the faithful answer is decided (see test_synthetic_sample_agrees), also across
+    an object entering mid-video; frame selection returns the selected frames."""
     from common.datasets import YouTubeVOS
 
     # the sample's third video: object 1 given on frame 0, object 2 entering on frame 5 of 11
@@ -79,12 +115,14 @@ def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded):
     given = video.load_given_masks()
     assert any(0 < t < len(video) - 1 for t in given), "the sample should have an object entering mid-video"
     fast = fast_twin(seeded)
-    a = segment_video(seeded, video, torch.device("cpu"), resize=False)
+    a, gaps = faithful_with_gaps(seeded, video, monkeypatch)
     b = segment_video(fast, video, torch.device("cpu"), resize=False)
     for t in given:  # given frames carry the given objects exactly
         np.testing.assert_array_equal(b[t][given[t] != 0], given[t][given[t] != 0])
-    agree = np.mean([np.mean(a[t] == b[t]) for t in a])
-    assert agree >= 0.999
+    decided = gaps >= TIE_MARGIN
+    assert decided.mean() >= 0.3, f"only {decided.mean():.1%} of the pixels are decided"
+    wrong = (np.stack([a[t] for t in range(1, len(video))]) != np.stack([b[t] for t in range(1, len(video))]))
+    assert not (wrong & decided).any(), f"{int((wrong & decided).sum())} decided pixels differ"
 
     imgs = torch.rand(1, 4, 3, 40, 56)
     first = torch.zeros(1, 1, 40, 56, dtype=torch.long)
@@ -108,15 +146,33 @@ def test_unorganisable_inputs_fall_back_to_faithful(seeded):
     assert torch.equal(fast, faithful)
 
 
-def test_autocast_encoder(filled):
+def test_autocast_encoder(filled, monkeypatch):
     """The mixed-precision path (the encoder under fp16 autocast, what CUDA uses; run here on the CPU) returns
-    int64 masks that agree with float32 on all but a few pixels (decoder and matching stay float32)."""
+    int64 masks that keep the float32 label wherever float32's top-two gap is at least HALF_MARGIN (decoder
+    and matching stay float32; measured: fp16 flips 0.24 % of the pixels, all with gaps < 0.02)."""
+    import emvos.fast as fast_module
+
     imgs, given = parity_video_inputs("emvos", "video_2obj.pt")
+    gaps = []
+    aggregate = fast_module.aggregate_by_odds
+
+    def recording(segs, object_ids):
+        labels, aggregated = aggregate(segs, object_ids)
+        fg = torch.cat([aggregated[k][:, 1:] for k in object_ids], dim=1)
+        top2 = torch.cat([1 - fg.sum(dim=1, keepdim=True), fg], dim=1).topk(2, dim=1).values
+        gaps.append(top2[0, 0] - top2[0, 1])
+        return labels, aggregated
+
     with torch.no_grad():
         fp16 = fast_twin(filled, amp=torch.float16)(imgs, given, None)["masks"]
+        monkeypatch.setattr(fast_module, "aggregate_by_odds", recording)
         fp32 = fast_twin(filled)(imgs, given, None)["masks"]
     assert fp16.dtype == torch.int64 and fp16.shape == fp32.shape
-    assert (fp16 == fp32).float().mean().item() >= 0.99
+    assert torch.equal(fp16[:, 0], fp32[:, 0])
+    decided = torch.stack(gaps) >= HALF_MARGIN  # frames 1.. (96x160 needs no padding)
+    assert decided.shape == fp32[0, 1:, 0].shape and decided.double().mean() >= 0.3
+    wrong = (fp16[0, 1:, 0] != fp32[0, 1:, 0]) & decided
+    assert not wrong.any(), f"fp16 changed {int(wrong.sum())} decided pixels"
 
 
 def test_cli_fast(tmp_path, seeded):
@@ -130,7 +186,7 @@ def test_cli_fast(tmp_path, seeded):
               "--device", "cpu"]
     assert run.main(common + ["--output", str(out / "faithful")]) == 0
     assert run.main(common + ["--output", str(out / "fast"), "--fast"]) == 0
-    faithful = sorted((out / "faithful" / "DAVIS17_val").rglob("*.png"))
-    fast = sorted((out / "fast" / "DAVIS17_val").rglob("*.png"))
+    faithful = sorted((out / "faithful" / "davis17-val").rglob("*.png"))
+    fast = sorted((out / "fast" / "davis17-val").rglob("*.png"))
     assert [p.relative_to(out / "faithful") for p in faithful] == [p.relative_to(out / "fast") for p in fast]
     assert len(fast) == 3

@@ -56,10 +56,10 @@ def test_train_resume_then_test(roots, tmp_path):
     out = tmp_path / "results"
     main(["--test", "--davis", str(roots["davis"]), "--sets", "davis17-val", "davis17-test-dev",
           "--weights", str(ckpt / "coco_davis_0002.pth"), "--output", str(out), "--device", "cpu", "--no-resize"])
-    assert sorted(p.name for p in (out / "DAVIS17_val" / "synth-val-00").iterdir()) == [
+    assert sorted(p.name for p in (out / "davis17-val" / "synth-val-00").iterdir()) == [
         f"{i:05d}.png" for i in range(4)]
-    assert (out / "DAVIS17_val_scores").is_dir() and any((out / "DAVIS17_val_scores").iterdir())
-    with zipfile.ZipFile(out / "DAVIS17_test-dev.zip") as archive:
+    assert (out / "davis17-val_scores").is_dir() and any((out / "davis17-val_scores").iterdir())
+    with zipfile.ZipFile(out / "davis17-test-dev.zip") as archive:
         assert "synth-test-00/00003.png" in archive.namelist()
 
 

@@ -31,7 +31,7 @@ def test_propagation_order_and_recommendation():
 
 
 def test_davis_session_two_rounds(tmp_path: Path):
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
     from gis.ivos_main_davis import main
 
     davis = make_davis_sample(tmp_path / "DAVIS", seed=3, n_videos=1, n_frames=5, height=H, width=W, n_objects=2)
@@ -105,3 +105,24 @@ def test_youtube_ivos(tmp_path: Path):
     # A rerun resumes from progress.jsonl and gives the same numbers.
     assert main(argv) == 0
     assert json.loads((folder / "iPoint05" / "summary.json").read_text()) == pytest.approx(per_round)
+
+
+def test_davis_cli_names_what_the_data_is_missing(tmp_path: Path):
+    """On `python -m common.synthetic` output (its own sequence list; tests/test_readme_commands.py runs the
+    CLI on it): a listed sequence that is absent, or one without scribbles, is named before any work."""
+    from common.errors import UserError
+    from common.synthetic import make_sample
+    from gis.ivos_main_davis import main
+
+    davis = make_sample(tmp_path / "sample", n_videos=1, n_frames=3, height=H, width=W, coco_images=1)["davis"]
+    assert (davis / "Scribbles" / "synth-val-00" / "001.json").is_file()
+    common = ["--davis", str(davis), "--weights", "seeded", "--metric", "J", "--device", "cpu"]
+    listing = davis / "ImageSets" / "2017" / "val.txt"
+    listing.write_text(listing.read_text() + "bike-packing\n")
+    with pytest.raises(UserError, match=r"sequence 'bike-packing' of the val subset is not in .*JPEGImages/480p"):
+        main([*common, "--output", str(tmp_path / "absent")])
+    listing.write_text("synth-val-00\n")
+    shutil.rmtree(davis / "Scribbles" / "synth-val-00")
+    with pytest.raises(UserError, match=r"no scribble files in .*Scribbles/synth-val-00.*common\.synthetic"):
+        main([*common, "--output", str(tmp_path / "no-scribbles")])
+    assert not (tmp_path / "no-scribbles").exists() and not (tmp_path / "absent").exists()

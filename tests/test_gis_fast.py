@@ -1,5 +1,9 @@
 """GIS-RAmap `--fast` agrees with the faithful path: on the parity videos (the reference's recorded masks)
-and on the synthetic sample (J&F within 0.1, and most pixels equal)."""
+and on the synthetic sample (equal labels wherever the faithful answer is not a near tie, J&F within 0.1).
+
+Label comparisons use the parity fixtures' weights and a pinned float32 head: with seeded weights every
+pixel is a near tie, and the CPU default precision depends on the CPU (bf16 head only with AMX), so
+either would make the outcome depend on the machine's kernels rather than on the code."""
 from __future__ import annotations
 
 import copy
@@ -14,6 +18,7 @@ from common.palette import read_label_png
 from tests.parity import harness as H
 
 SIZE = (64, 96)
+TIE_MARGIN = 1e-3  # top-two probability gap below which float rounding may pick either label
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -61,15 +66,16 @@ def test_fast_rounds_agree_with_the_reference(amp):
 
 
 def test_fast_session_replay_agrees_with_the_reference(monkeypatch, tmp_path):
-    """session.pt through a real davisinteractive session on the fast path (the default options of this
-    machine): the framework's J&F curve within 0.1 of the reference's, masks within 2 % of its pixels."""
+    """session.pt through a real davisinteractive session on the float32 fast path (pinned: the machine
+    default is a bf16 head on AMX CPUs only): the framework's J&F curve within 0.1 of the reference's,
+    masks within 2 % of its pixels."""
     import gis.ivos_main_davis as davis_main
     from gis.fast import fast_engine
     from tests.parity.test_gis import _net, replay_session_fixture
 
     case = H.load_case(H.parity_dir("gis") / "session.pt")
     real_run_ivos = davis_main.run_ivos
-    engine = fast_engine(_net(), torch.device("cpu"))
+    engine = fast_engine(_net(), torch.device("cpu"), precision="fp32")
     monkeypatch.setattr(davis_main, "run_ivos", lambda *a, **k: real_run_ivos(*a, fast=engine, **k))
     result = replay_session_fixture(case, tmp_path)
     expected = json.loads(case["meta"]["global_summary_json"])
@@ -84,7 +90,7 @@ def test_fast_session_replay_agrees_with_the_reference(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def davis_sample(tmp_path_factory):
     from common.synthetic import make_davis_sample
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
 
     davis = make_davis_sample(tmp_path_factory.mktemp("gisfast") / "DAVIS", seed=3, n_videos=1, n_frames=5,
                               height=SIZE[0], width=SIZE[1], n_objects=2)
@@ -93,10 +99,10 @@ def davis_sample(tmp_path_factory):
     return davis, name
 
 
-def _davis_cli(davis: Path, name: str, out: Path, *extra: str) -> dict:
+def _davis_cli(davis: Path, name: str, out: Path, *extra: str, weights: str = "none") -> dict:
     from gis.ivos_main_davis import main
 
-    argv = ["--davis", str(davis), "--output", str(out), "--weights", "none", "--metric", "J_AND_F",
+    argv = ["--davis", str(davis), "--output", str(out), "--weights", weights, "--metric", "J_AND_F",
             "--guide", "RS4", "--sequences", name, "--scribble-indices", "1", "--max-interactions", "2",
             "--max-time", "600", "--device", "cpu", "--save-masks", *extra]
     assert main(argv) == 0
@@ -107,9 +113,18 @@ def _davis_cli(davis: Path, name: str, out: Path, *extra: str) -> dict:
 
 
 def test_fast_cli_agrees_on_the_synthetic_sample(davis_sample, tmp_path):
+    """`--fast --precision fp32` through the CLI vs faithful, with the parity fixtures' weights saved as a
+    checkpoint: seeded weights leave every pixel a near tie (see the session test below), so which label
+    wins would be each CPU's rounding; these weights decide most pixels by a wide gap. fp32 is pinned
+    because the machine default differs by CPU (bf16 head with AMX); the bf16 head is checked against
+    the parity rounds above."""
+    from tests.parity.test_gis import _net
+
     davis, name = davis_sample
-    faithful = _davis_cli(davis, name, tmp_path / "faithful")
-    fast = _davis_cli(davis, name, tmp_path / "fast", "--fast")  # this machine's defaults (bf16 head with AMX)
+    weights = tmp_path / "parity_fill.pth"
+    torch.save(_net().state_dict(), weights)
+    faithful = _davis_cli(davis, name, tmp_path / "faithful", weights=str(weights))
+    fast = _davis_cli(davis, name, tmp_path / "fast", "--fast", "--precision", "fp32", weights=str(weights))
     # The robot answers each round's masks, so the interactions can differ if the masks do; the
     # framework's J&F per interaction must agree within 0.1 all the same.
     np.testing.assert_allclose(fast["summary"]["curve"]["J_AND_F"][:-1],
@@ -118,39 +133,47 @@ def test_fast_cli_agrees_on_the_synthetic_sample(davis_sample, tmp_path):
 
 
 def test_fast_session_on_the_synthetic_sample(davis_sample):
-    """Float32 fast path vs faithful on the synthetic video with seeded weights (whose outputs are near
-    ties almost everywhere): at most 2 % of the pixels differ, J&F within 0.1; and later rounds reusing
-    the cached image features give exactly what recomputing them gives."""
+    """Float32 fast path vs faithful on the synthetic video, pixel by pixel where the answer is decided.
+
+    Seeded weights cannot show this: their per-object outputs are near-identical, so every pixel is a
+    near tie (top-two gap ~1e-7) and which label wins is float rounding, different on every CPU. The
+    parity fixtures' weights decide most pixels by a wide gap and leave the rest exact ties (probabilities
+    clamped to the same float). Compared: labels at every pixel where the faithful distribution's top-two
+    gap is at least TIE_MARGIN (checked to be most pixels, so the test cannot pass vacuously), and the
+    reliability scores; kernel rounding (~1e-6) cannot move a label across such a gap. Also: later rounds
+    reusing the cached image features give exactly what recomputing them gives (same kernels, same inputs)."""
     from gis.fast import FastGIS, FastOptions
-    from gis.ivos import GISSession
+    from gis.ivos import GISSession, crop
     from gis.ivos_main_davis import load_davis_frames
-    from gis.model import load_net
+    from tests.parity.test_gis import _net
 
     davis, name = davis_sample
     frames = load_davis_frames(davis, name, 5)
-    gt = np.stack([read_label_png(p) for p in sorted((davis / "Annotations" / "480p" / name).glob("*.png"))])
-    net, _ = load_net(None, torch.device("cpu"))
+    net = _net()
     iact = np.random.default_rng(0).random((2, 3) + SIZE).astype(np.float32)
     results = {}
     for key, fast in [("faithful", None), ("no cache", FastGIS(net, FastOptions(feature_cache_mib=0))),
                       ("cache", FastGIS(net, FastOptions(feature_cache_mib=64)))]:
         session = GISSession(net, frames, 2, fast=fast)
-        labels = []
+        labels, margins = [], []
         for frame in (2, 4):  # the second round revisits frames 3 and 4 (cached features)
             with torch.no_grad():
                 session.run_round(iact, frame)
             session.finish_round("RS1")
             labels.append(session.labels())
-        results[key] = (np.stack(labels), session.scores.copy())
+            top2 = crop(session.prob_maps, session.pad).topk(2, dim=1).values
+            margins.append((top2[:, 0] - top2[:, 1]).cpu().numpy())
+        results[key] = (np.stack(labels), session.scores.copy(), np.stack(margins))
         if fast is not None:
             assert (len(session.feature_cache) > 0) == (fast.options.feature_cache_mib > 0)
     np.testing.assert_array_equal(results["cache"][0], results["no cache"][0])
     np.testing.assert_array_equal(results["cache"][1], results["no cache"][1])
-    fast_masks, faithful_masks = results["cache"][0], results["faithful"][0]
-    assert np.mean(fast_masks != faithful_masks) <= 0.02
-    for r in range(2):
-        assert abs(_jf(gt, fast_masks[r], 2) - _jf(gt, faithful_masks[r], 2)) <= 0.1
-    np.testing.assert_allclose(results["cache"][1], results["faithful"][1], atol=1e-3)
+    (fast_masks, fast_scores, _), (faithful_masks, faithful_scores, margin) = results["cache"], results["faithful"]
+    decided = margin >= TIE_MARGIN
+    assert decided.mean() >= 0.5, f"only {decided.mean():.1%} of the pixels are decided; the comparison is too thin"
+    wrong = (fast_masks != faithful_masks) & decided
+    assert not wrong.any(), f"{int(wrong.sum())} decided pixels differ"
+    np.testing.assert_allclose(fast_scores, faithful_scores, atol=1e-3)
 
 
 def test_compile_needs_fast(davis_sample, tmp_path):

@@ -71,9 +71,9 @@ def test_train_smoke_then_test_run(tmp_path: Path):
     out = tmp_path / "out"
     main(["--test", "--davis", str(data["davis"]), "--sets", "davis17-val", "--weights", str(weights),
           "--output", str(out), "--no-resize"] + common)
-    pngs = sorted((out / "DAVIS17_val").rglob("*.png"))
+    pngs = sorted((out / "davis17-val").rglob("*.png"))
     assert len(pngs) == 4
-    assert (out / "DAVIS17_val_scores").is_dir()
+    assert (out / "davis17-val_scores").is_dir()
 
     # Resume: a rerun of the finished stages only reloads them.
     main(["--train", "--coco", str(data["coco"]), "--davis", str(data["davis"]), "--output-dir", str(ckpt),

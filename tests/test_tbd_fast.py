@@ -199,7 +199,7 @@ def test_cli_fast_agrees_on_synthetic_sample(tmp_path: Path, monkeypatch):
                       "--output", str(tmp_path / mode), "--no-resize", "--device", "cpu"] + extra)
     a, b = rows["faithful"]["davis17-val"], rows["fast"]["davis17-val"]
     assert abs(a["J&F-Mean"] - b["J&F-Mean"]) <= JF_TOLERANCE, (a["J&F-Mean"], b["J&F-Mean"])
-    pngs = sorted((tmp_path / "faithful" / "DAVIS17_val").rglob("*.png"))
+    pngs = sorted((tmp_path / "faithful" / "davis17-val").rglob("*.png"))
     assert len(pngs) == 2 * 5
     for png in pngs:
         other = tmp_path / "fast" / png.relative_to(tmp_path / "faithful")

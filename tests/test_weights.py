@@ -19,8 +19,8 @@ from torch import nn
 
 from common import weights
 from common.errors import UserError
-from common.weights import (WEIGHTS, WeightSpec, cache_dir, cached_path, fetch, load_into, load_state_dict,
-                            official_or_seeded, seeded_init)
+from common.weights import (WEIGHTS, WeightSpec, build_with_weights, cache_dir, cached_path, fetch, is_seeded,
+                            load_into, load_state_dict, official_or_seeded, seeded_init, seeded_notice)
 
 REQUIRED = {"bmvos-davis", "bmvos-ytvos", "emvos-coco_davis", "emvos-coco_ytvos", "tbd-davis", "tbd-ytvos",
             "hmmn", "gis-davis", "gis-youtube"}
@@ -225,7 +225,7 @@ def test_offline(cache, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     register(monkeypatch, url=f"http://127.0.0.1:{port}/w.pth")
-    with pytest.raises(UserError, match="offline"):
+    with pytest.raises(UserError, match=r"offline.*--weights seeded.*make demo"):
         fetch("test-url")
     assert files_in(cache) == []
 
@@ -271,7 +271,7 @@ def _write_partial_then(exc):
 @pytest.mark.parametrize("behaviour, message", [
     (_write_partial_then(gdown.exceptions.FileURLRetrievalError(
         "Too many users have viewed or downloaded this file recently.\nmore")), r"refused.*Too many users"),
-    (_write_partial_then(requests.exceptions.ConnectionError("no route")), r"offline"),
+    (_write_partial_then(requests.exceptions.ConnectionError("no route")), r"offline.*--weights seeded.*make demo"),
     (lambda out: (out.write_bytes(HTML), str(out))[1], r"HTML page"),
     (lambda out: None, r"refused .*nothing was downloaded"),  # older gdown returns None on failure
 ])
@@ -400,6 +400,25 @@ def test_official_or_seeded_uses_the_cache_only(cache, monkeypatch, capsys, ckpt
     official = official_or_seeded("test-drive", Tiny, torch.device("cpu"))
     assert capsys.readouterr().out.strip() == f"testpaper: official weights {cache / 'testpaper' / 'test.pth'}"
     assert torch.equal(official.conv.weight, model.conv.weight) and not official.training
+
+
+def test_build_with_weights_seeded_or_checkpoint(tmp_path, capsys, model):
+    """`--weights seeded` (any case): the seeded initialisation and one notice naming the paper; anything
+    else is a registry name or a file, loaded strictly."""
+    assert is_seeded("seeded") and is_seeded(" Seeded ") and not is_seeded("none") and not is_seeded(None)
+    assert is_seeded("none", aliases=("none",)) and not is_seeded(tmp_path / "seeded.pth")
+    built = build_with_weights(Tiny, "seeded", torch.device("cpu"), paper="Tiny")
+    assert capsys.readouterr().out.splitlines() == [seeded_notice("Tiny")]
+    assert "not the paper's" in seeded_notice("Tiny") and not built.training
+    assert torch.equal(built.conv.weight, seeded_init(Tiny, torch.device("cpu")).conv.weight)
+    path = tmp_path / "tiny.pth"
+    torch.save(model.state_dict(), path)
+    torch.manual_seed(1)
+    loaded = build_with_weights(Tiny, path, torch.device("cpu"), paper="Tiny")
+    assert torch.equal(loaded.conv.weight, model.conv.weight) and not loaded.training
+    assert capsys.readouterr().out == ""
+    with pytest.raises(UserError, match="no checkpoint file at"):
+        build_with_weights(Tiny, tmp_path / "missing.pth", torch.device("cpu"), paper="Tiny")
 
 
 # ----------------------------------------------------------------------------- CLI
