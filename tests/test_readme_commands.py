@@ -38,6 +38,10 @@ RUN: Dict[str, List[str]] = {
     "python -m gis.ivos_main_youtube": [*SEEDED, "--points", "5", "--points-dir", "{points}", "--short-side", "80",
                                         *CPU],
     "python -m common.evaluate": [],
+    "python -m common.segment": [*CPU],
+    "python -m common.compare": [*CPU],
+    "python -m common.precomputed list": [],
+    "python -m common.agree": [],
 }
 
 # README command prefix -> why it is not run here.
@@ -50,6 +54,13 @@ NOT_RUN: Dict[str, str] = {
     "python -m emvos.run --train": "training on full data (tests/test_emvos_train.py trains on the sample)",
     "python -m tbd.run --train": "training on full data (tests/test_training.py covers the trainer)",
     "torchrun": "multi-GPU / multi-node launches (tests/test_distributed.py runs 2-process torchrun on the CPU)",
+    "make gui": "a server that runs until stopped (tests/test_gis_app_browser.py drives the same app in Chromium)",
+    "python -m gis.app": "a server that runs until stopped (tests/test_gis_app.py drives its API, "
+                         "tests/test_gis_app_browser.py its page)",
+    "python -m common.precomputed fetch": "downloads the authors' results (tests/test_precomputed.py fetches fake "
+                                          "archives from a local server)",
+    "make verify-hmmn": "downloads the authors' results and needs DAVIS (tests/test_verify.py runs common.verify "
+                        "on a fake archive)",
 }
 
 
@@ -107,7 +118,11 @@ def sample(tmp_path_factory) -> Dict[str, Path]:
 
 
 def as_run_on_sample(command: str, prefix: str, sample: Dict[str, Path]) -> List[str]:
+    """The command's argv with the README's data folders replaced by the sample's and its /tmp/ paths moved
+    into the test's working folder (the commands that make and read them there stay consistent)."""
     argv = shlex.split(command) + RUN[prefix]
+    scratch = str(sample["work"] / "tmp") + "/"
+    argv = [scratch + arg[len("/tmp/"):] if arg.startswith("/tmp/") else arg for arg in argv]
     argv = [str(sample.get(arg, arg)) for arg in argv]
     assert argv[0] == "python", command
     return [sys.executable, *argv[1:]]
