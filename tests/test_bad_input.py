@@ -30,7 +30,7 @@ ENTRIES = ("bmvos", "emvos", "tbd", "hmmn", "gis-davis", "gis-youtube")
 def data(tmp_path_factory) -> Dict[str, Path]:
     """A valid DAVIS tree (with GIS's scribbles), a YouTube-IVOS tree with its points, and copies of both
     with one annotation at half the frame size."""
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
     from gis.youtube_session import write_synthetic_points
 
     root = tmp_path_factory.mktemp("bad_input")

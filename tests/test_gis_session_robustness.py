@@ -19,7 +19,7 @@ FOLDER = "GIS-RAmap[JF]_[RS4]"
 
 @pytest.fixture
 def davis(tmp_path: Path):
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
 
     root = make_davis_sample(tmp_path / "DAVIS", seed=4, n_videos=2, n_frames=4, height=H, width=W, n_objects=2,
                              n_train=0, n_test_dev=0)

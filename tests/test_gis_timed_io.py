@@ -15,7 +15,7 @@ from common.synthetic import make_davis_sample
 def test_faithful_rounds_decode_their_frames_inside_the_timed_window(tmp_path: Path, monkeypatch, one_thread,
                                                                       capsys):
     from common.davisinteractive_compat import import_davisinteractive
-    from gis.framework import write_robot_scribbles
+    from common.scribbles import write_robot_scribbles
     from gis.ivos import GISSession
     from gis.ivos_main_davis import main
 
