@@ -14,7 +14,7 @@ from bmvos.inference import segment_video
 from bmvos.model import BMVOS, FastBMVOS, similarity
 from common.errors import UserError
 from common.synthetic import make_davis_sample, make_ytvos_sample
-from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs
+from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs, record_top2_gaps
 from tests.parity.harness import fill_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -139,20 +139,10 @@ def test_mixed_precision_path(seeded, monkeypatch):
     on these seeded weights, and CPUs compute it differently (AMX, avx512_bf16, or emulated)."""
     imgs, given = parity_video_inputs("bmvos", "video_2obj.pt")
     imgs, given = imgs[:, :3], given[:3]
-    gaps = []
-    aggregate = bmvos.model.aggregate_by_odds
-
-    def recording(segs, object_ids):
-        labels, aggregated = aggregate(segs, object_ids)
-        fg = torch.cat([aggregated[k][:, 1:] for k in object_ids], dim=1)
-        top2 = torch.cat([1 - fg.sum(dim=1, keepdim=True), fg], dim=1).topk(2, dim=1).values
-        gaps.append(top2[0, 0] - top2[0, 1])
-        return labels, aggregated
-
     fp32 = fast_twin(seeded)
     with torch.no_grad():
         with monkeypatch.context() as patch:
-            patch.setattr(bmvos.model, "aggregate_by_odds", recording)
+            gaps = record_top2_gaps(patch, bmvos.model)
             reference = fp32(imgs, given, None).masks
         decided = torch.stack(gaps) >= HALF_MARGIN  # frames 1.. (the sizes need no padding)
         assert decided.shape == reference[0, 1:, 0].shape and decided.double().mean() >= 0.3

@@ -16,7 +16,7 @@ from common.synthetic import make_davis_sample, make_ytvos_sample
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
 from emvos.model import STRIDE, EMVOS
-from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs
+from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs, record_top2_gaps
 from tests.parity.harness import fill_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,17 +62,7 @@ def faithful_with_gaps(model: EMVOS, video, monkeypatch) -> Tuple[Dict[int, np.n
     labels of the aggregated distribution (recorded from `aggregate_by_odds`, cropped like the masks)."""
     import emvos.model as faithful_module
 
-    gaps = []
-    aggregate = faithful_module.aggregate_by_odds
-
-    def recording(segs, object_ids):
-        labels, aggregated = aggregate(segs, object_ids)
-        fg = torch.cat([aggregated[k][:, 1:] for k in object_ids], dim=1)
-        top2 = torch.cat([1 - fg.sum(dim=1, keepdim=True), fg], dim=1).topk(2, dim=1).values
-        gaps.append(top2[0, 0] - top2[0, 1])
-        return labels, aggregated
-
-    monkeypatch.setattr(faithful_module, "aggregate_by_odds", recording)
+    gaps = record_top2_gaps(monkeypatch, faithful_module)
     labels = segment_video(model, video, torch.device("cpu"), resize=False)
     monkeypatch.undo()
     height, width = labels[0].shape
@@ -153,19 +143,9 @@ def test_autocast_encoder(filled, monkeypatch):
     import emvos.fast as fast_module
 
     imgs, given = parity_video_inputs("emvos", "video_2obj.pt")
-    gaps = []
-    aggregate = fast_module.aggregate_by_odds
-
-    def recording(segs, object_ids):
-        labels, aggregated = aggregate(segs, object_ids)
-        fg = torch.cat([aggregated[k][:, 1:] for k in object_ids], dim=1)
-        top2 = torch.cat([1 - fg.sum(dim=1, keepdim=True), fg], dim=1).topk(2, dim=1).values
-        gaps.append(top2[0, 0] - top2[0, 1])
-        return labels, aggregated
-
     with torch.no_grad():
         fp16 = fast_twin(filled, amp=torch.float16)(imgs, given, None)["masks"]
-        monkeypatch.setattr(fast_module, "aggregate_by_odds", recording)
+        gaps = record_top2_gaps(monkeypatch, fast_module)
         fp32 = fast_twin(filled)(imgs, given, None)["masks"]
     assert fp16.dtype == torch.int64 and fp16.shape == fp32.shape
     assert torch.equal(fp16[:, 0], fp32[:, 0])

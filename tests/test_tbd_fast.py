@@ -21,9 +21,11 @@ from common.metrics import object_scores
 from common.palette import read_label_png
 from tbd.fast import FastOptions, FastTBD
 from tbd.model import TBD
+from tests.agreement import record_top2_gaps
 from tests.parity.harness import case_files, fill_, load_case
 
 JF_TOLERANCE = 0.001  # 0.1 J&F points
+TIE_MARGIN = 1e-3  # top-two probability gap below which float rounding may pick either label
 PIXEL_BUDGET = 0.005  # the parity fixtures' mask tolerance (float kernel noise flips up to ~0.1% of a frame)
 
 
@@ -112,8 +114,26 @@ def test_fast_leaves_the_faithful_model_untouched():
     assert set(fast.model.state_dict()) == set(before)  # no new parameters: the same checkpoints load
 
 
-def test_objects_entering_mid_video_and_output_frames():
-    """YouTube-VOS bookkeeping: a later object, its frame always output, other frames only when listed."""
+def faithful_with_decided(model: TBD, imgs, given, val_frame_ids, monkeypatch):
+    """The faithful masks and, per aggregated frame (1.. in order), which pixels are decided: their top-two
+    gap is at least TIE_MARGIN, so no CPU's kernel rounding can change their label."""
+    import tbd.model as faithful_module
+    from common.modeling.padding import centered_padding, unpad
+    from tbd.model import STRIDE
+
+    with monkeypatch.context() as patch, torch.no_grad():
+        gaps = record_top2_gaps(patch, faithful_module)
+        masks = model(imgs, given, None, val_frame_ids)["masks"]
+    padding = centered_padding(imgs.shape[-2], imgs.shape[-1], STRIDE)
+    return masks, [unpad(g, padding) >= TIE_MARGIN for g in gaps]
+
+
+def test_objects_entering_mid_video_and_output_frames(monkeypatch):
+    """YouTube-VOS bookkeeping: a later object, its frame always output, other frames only when listed.
+
+    Seeded weights on noise leave many pixels near ties, where the label is each CPU's kernel rounding
+    (J&F moved by 0.0012 on one CPU); so labels are compared where the faithful answer is decided, and
+    the given and empty frames exactly."""
     model = seeded_model()
     torch.manual_seed(1)
     imgs = torch.rand(1, 6, 3, 40, 56)
@@ -123,19 +143,28 @@ def test_objects_entering_mid_video_and_output_frames():
     later = torch.zeros(1, 1, 40, 56, dtype=torch.long)
     later[..., 20:35, 30:50] = 3
     given = [first, None, None, later, None, None]
-    with torch.no_grad():
-        faithful = model(imgs, given, None, [0, 3, 5])["masks"]
+    faithful, decided = faithful_with_decided(model, imgs, given, [0, 3, 5], monkeypatch)
     fast = FastTBD(model, FastOptions())(imgs, given, None, [0, 3, 5])["masks"]
-    assert fast.shape == (1, 3, 1, 40, 56)
-    assert_agree(fast, faithful, faithful)
+    assert fast.shape == faithful.shape == (1, 3, 1, 40, 56)
+    assert torch.equal(fast[:, 0], faithful[:, 0])
+    assert torch.equal(fast[0, 1, 0][later[0, 0] != 0], later[0, 0][later[0, 0] != 0])  # the given object wins
+    assert_equal_where_decided(fast[0, 1:, 0], faithful[0, 1:, 0], [decided[2], decided[4]])  # frames 3 and 5
 
     # No object in frame 0 yet: nothing to track until frame 3 (as the faithful model).
     empty = [torch.zeros_like(first), None, None, later, None, None]
-    with torch.no_grad():
-        faithful = model(imgs, empty, None, None)["masks"]
+    faithful, decided = faithful_with_decided(model, imgs, empty, None, monkeypatch)
     fast = FastTBD(model, FastOptions())(imgs, empty, None, None)["masks"]
+    assert fast.shape == faithful.shape == (1, 6, 1, 40, 56)
     assert torch.equal(fast[:, :3], faithful[:, :3])  # empty frames, then the given one
-    assert_agree(fast, faithful, faithful)
+    assert_equal_where_decided(fast[0, 3:, 0], faithful[0, 3:, 0], decided)  # aggregated from frame 3 on
+
+
+def assert_equal_where_decided(fast: torch.Tensor, faithful: torch.Tensor, decided: List[torch.Tensor]) -> None:
+    decided_t = torch.stack(decided)
+    assert decided_t.shape == faithful.shape
+    assert decided_t.double().mean() >= 0.3, "too few decided pixels for the comparison to mean anything"
+    wrong = (fast != faithful) & decided_t
+    assert not wrong.any(), f"{int(wrong.sum())} decided pixels differ"
 
 
 def test_reannotated_id_falls_back_to_the_faithful_path():
