@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from common.errors import UserError, run_cli
+from common.output_folder import write_text_atomic
 from common.palette import read_label_png
 
 PathLike = Union[str, Path]
@@ -133,13 +133,10 @@ class Agreement:
         return "\n".join(lines)
 
     def write_csv(self, out_dir: PathLike) -> Path:
-        from common.evaluate import _write_temp  # the atomic temporary-file-then-rename of the J&F CSVs
-
         out_dir = Path(out_dir)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            temp = _write_temp(out_dir / CSV_NAME, self.csv_text())
-            os.replace(temp, out_dir / CSV_NAME)
+            write_text_atomic(out_dir / CSV_NAME, self.csv_text())
         except OSError as err:
             raise UserError(f"cannot write {CSV_NAME} into {out_dir}: {err.strerror or err}") from None
         return out_dir / CSV_NAME

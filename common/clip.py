@@ -17,11 +17,10 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from common.datasets import Video
 from common.errors import UserError
-from common.palette import VOID_LABEL, read_label_png, read_rgb
+from common.palette import VOID_LABEL, image_size, read_label_png, read_rgb
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FPS = 10.0  # overlay frame rate for a frame folder (a video file keeps its own)
@@ -120,23 +119,17 @@ def decode_video(path: Path) -> Tuple[np.ndarray, float]:
     return np.stack(frames), fps if fps and fps > 0 else DEFAULT_FPS
 
 
-def frame_size_of(path: Path) -> Tuple[int, int]:
-    """(H, W) of an image, from its header; an unreadable image is a `UserError`."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f"cannot read frame {path}: {err}; replace it with an intact image") from None
-    return height, width
+def object_ids_of(labels: np.ndarray) -> np.ndarray:
+    """Label maps (a mask or a stack of them) as object ids: a 0/255 binary set -> object 1, otherwise the
+    palette ids with 255 (void) read as background."""
+    if set(np.unique(labels).tolist()) <= {0, VOID_LABEL}:
+        return (labels == VOID_LABEL).astype(np.uint8)  # binary mask: 255 is the object
+    return np.where(labels == VOID_LABEL, 0, labels).astype(np.uint8)
 
 
 def read_mask(path: Path) -> np.ndarray:
     """A palette PNG (ids, 255 = void -> background) or a 0/255 binary PNG (-> one object) as uint8 ids."""
-    labels = read_label_png(path)
-    values = set(np.unique(labels).tolist())
-    if values <= {0, VOID_LABEL}:
-        return (labels == VOID_LABEL).astype(np.uint8)  # binary mask: 255 is the object
-    return np.where(labels == VOID_LABEL, 0, labels).astype(np.uint8)
+    return object_ids_of(read_label_png(path))
 
 
 def load_clip(video: Optional[Path], frames: Optional[Path], mask: Path, mask_frame: int = 0) -> Clip:
@@ -152,7 +145,8 @@ def load_clip(video: Optional[Path], frames: Optional[Path], mask: Path, mask_fr
     else:
         assert frames is not None
         frame_paths = list_frames(frames)
-        size = frame_size_of(frame_paths[0])
+        width, height = image_size(frame_paths[0], "frame")
+        size = (height, width)
         fps = DEFAULT_FPS
         name = frames.name
     if not 0 <= mask_frame < len(frame_paths):

@@ -29,14 +29,14 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from common import metrics
-from common.clip import Clip, list_frames, load_clip
+from common.clip import Clip, list_frames, load_clip, object_ids_of
 from common.datasets import DAVIS, Video
-from common.compare_outputs import (Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video,
-                                    write_text)
+from common.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
 from common.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
 from common.errors import UserError, run_cli
+from common.output_folder import write_text_atomic
 from common.overlay import overlay
-from common.palette import VOID_LABEL, read_label_png
+from common.palette import read_label_png
 from common.papers import demo_hooks
 from common.segment import (METHODS, add_input_arguments, build_segmenter, frame_progress, is_finished, read_result,
                             read_stats, result_settings, settings_differ)
@@ -65,10 +65,7 @@ def load_ground_truth(folder: Path, clip: Clip) -> np.ndarray:
     if gt.shape[1:] != clip.size:
         raise UserError(f"--gt {folder} masks are {gt.shape[2]}x{gt.shape[1]} but the frames are "
                         f"{clip.size[1]}x{clip.size[0]}")
-    if set(np.unique(gt).tolist()) <= {0, VOID_LABEL}:
-        return (gt == VOID_LABEL).astype(np.uint8)
-    gt[gt == VOID_LABEL] = 0
-    return gt
+    return object_ids_of(gt)  # decided over the whole set: one frame may hold only background
 
 
 def scored_frames(clip: Clip) -> List[int]:
@@ -135,8 +132,8 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
             yield [overlay(frame, next(labels)) for labels in results]
 
     grid = write_grid_video(panels(), methods, out / "grid.mp4", clip.fps)
-    write_text(out / "table.md", markdown_table(rows))
-    write_text(out / "table.csv", csv_table(rows))
+    write_text_atomic(out / "table.md", markdown_table(rows))
+    write_text_atomic(out / "table.csv", csv_table(rows))
     written = [grid, out / "table.md", out / "table.csv"]
     if gt is not None:
         weights = "seeded weights" if args.weights == SEEDED else "official weights"
@@ -199,8 +196,8 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
             raise UserError(f"{method} on DAVIS 2017 val failed with exit status {proc.returncode} (its message is "
                             f"above); fix that and rerun: finished videos are reused")
         rows.append(json.loads(found[-1]))
-    write_text(out / "table.md", markdown_table(rows))
-    write_text(out / "table.csv", csv_table(rows))
+    write_text_atomic(out / "table.md", markdown_table(rows))
+    write_text_atomic(out / "table.csv", csv_table(rows))
     weights = "seeded weights, not the papers'" if args.weights == SEEDED else "official weights"
     scatter_plot(rows, out / "jf_vs_fps.png", f"DAVIS 2017 val: J&F vs frames/s ({weights})")
     print("\n" + markdown_table(rows) + f"\nwritten: {out / 'table.md'}, {out / 'table.csv'}, {out / 'jf_vs_fps.png'}")

@@ -54,12 +54,6 @@ def csv_table(rows: Sequence[Row]) -> str:
     return buffer.getvalue()
 
 
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _minor_tick_label(value: float, _position: int) -> str:
     """Only the 2s and 5s of each decade are labelled, so that the labels do not overlap."""
     if value <= 0:

@@ -40,7 +40,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ import numpy as np
 
 from common import metrics
 from common.errors import UserError, run_cli
+from common.output_folder import write_temp
 
 PathLike = Union[str, Path]
 T = TypeVar("T")
@@ -130,7 +130,7 @@ class EvalResult:
         temps: List[Path] = []
         try:
             for path, text in zip(paths, self.csv_texts()):
-                temps.append(_write_temp(path, text))
+                temps.append(write_temp(path, text))
             for temp, path in zip(temps, paths):
                 os.replace(temp, path)
         except OSError as err:
@@ -139,19 +139,6 @@ class EvalResult:
             for temp in temps:
                 temp.unlink(missing_ok=True)
         return paths  # type: ignore[return-value]
-
-
-def _write_temp(path: Path, text: str) -> Path:
-    """`text` in a new hidden file next to `path` (same filesystem, so the rename is atomic)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    temp = Path(name)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
+
+from common.output_folder import write_text_atomic
 
 PROGRESS = "progress.json"
 FINISHED_REPORT = "finished_report.csv"
@@ -73,9 +74,8 @@ class SessionProgress:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.out_dir / (PROGRESS + ".tmp")
-        tmp.write_text(json.dumps({"settings": self.settings, "finished": self.finished}, indent=1))
-        os.replace(tmp, self.out_dir / PROGRESS)
+        write_text_atomic(self.out_dir / PROGRESS, json.dumps({"settings": self.settings, "finished": self.finished},
+                                                                indent=1))
 
 
 def remaining_samples(samples: Sequence[Tuple[str, int]], finished: Sequence[str]) -> List[Tuple[str, int]]:

@@ -19,14 +19,12 @@ from typing import Optional, Sequence
 from common.datasets import DAVIS
 from common.device import add_device_argument, pick_device
 from common.errors import UserError, run_cli
+from common.weights import is_seeded
 from gis.app.evaluation import ResultsFolder, remaining
 from gis.app.session import MAX_OBJECTS, Model, Video
 from gis.fast import add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.ivos import GUIDE_METHODS
 from gis.model import load_net
-
-SEEDED = ("seeded", "none")  # `none` is the older spelling of GIS's seeded weights
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gis.app", description=__doc__.split("\n\n")[0],
@@ -120,12 +118,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"exports go to {args.output / name}")
 
     device = pick_device(args.device)
-    seeded = args.weights.lower() in SEEDED
+    seeded = is_seeded(args.weights, aliases=("none",))  # `none`: the older spelling of GIS's seeded weights
     net, origin = load_net(None if seeded else args.weights, device)
     model = Model(net, engine_from_args(args, net, device))
-    weights = ("notice: seeded random weights (--weights seeded); the masks and scores are not the paper's"
-               if seeded else origin)
-    print(f"GIS-RAmap on {device}{' (fast mode)' if model.fast else ''}; {weights}")
+    print(f"GIS-RAmap on {device}{' (fast mode)' if model.fast else ''}; {origin}")
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: --host {args.host} makes the app reachable from other machines, without any login; "
