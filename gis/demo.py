@@ -101,13 +101,13 @@ def bench_round(davis_root: Path, device: torch.device, fast: bool = False, comp
 
     from common.scribbles import write_robot_scribbles
     from gis.ivos import GISSession, annotated_frame_of, scribble_channels
-    from gis.ivos_main_davis import load_davis_frames
+    from gis.davis_frames import load_all_frames
 
     davis_root = Path(davis_root)
     name = (davis_root / "ImageSets" / "2017" / "val.txt").read_text().split()[0]
     ann = sorted((davis_root / "Annotations" / "480p" / name).glob("*.png"))
     n_obj = int(max(read_label_png(p).max() for p in ann))
-    frames = load_davis_frames(davis_root, name, len(ann))
+    frames = load_all_frames(davis_root, name, len(ann))
     with tempfile.TemporaryDirectory() as tmp:  # the robot writes a Scribbles/ file; keep davis_root untouched
         work = Path(tmp)
         shutil.copytree(davis_root / "Annotations" / "480p" / name, work / "Annotations" / "480p" / name)

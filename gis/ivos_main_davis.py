@@ -51,8 +51,6 @@ from gis.ivos import GUIDE_METHODS, GISSession, annotated_frame_of, scribble_cha
 from gis.model import GISNet, load_net
 from gis.session_progress import SessionProgress, remaining_samples
 
-load_davis_frames = load_all_frames  # RGB uint8 [T,H,W,3], the whole sequence
-
 METRIC_TAGS = {"J": "J", "J_AND_F": "JF"}
 METRIC_NAMES = {"J": "J", "F": "F", "J_AND_F": "J&F"}
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from common.datasets import Video
 from common.errors import UserError
 from common.video_input import bytes_to_unit_float
-from common.weights import build_with_weights, seeded_init
+from common.weights import build_with_weights
 from hmmn.model import HMMN, MemoryTensors, crop_padding, soft_aggregate_logits
 
 
@@ -185,8 +185,6 @@ def load_model(weights: Optional[Union[str, Path]], device: torch.device, seed: 
     """HMMN in eval mode on `device`: a checkpoint (registry name or path; `module.` prefixes are fine),
     `seeded` (the seeded initialisation, with its notice), or with `weights=None` the seeded initialisation
     silently (demos and benchmarks print their own)."""
-    if weights is None:
-        return seeded_init(HMMN, device, seed=seed)
     return build_with_weights(HMMN, weights, device, paper="HMMN", seed=seed)
 
 

@@ -132,10 +132,10 @@ def test_hmmn(video, traced_compile):
 def test_gis(davis_root, video, traced_compile):
     from gis.fast import FastGIS, FastOptions
     from gis.ivos import GISSession
-    from gis.ivos_main_davis import load_davis_frames
+    from gis.davis_frames import load_all_frames
     from gis.model import load_net
 
-    frames = load_davis_frames(davis_root, video.name, len(video))
+    frames = load_all_frames(davis_root, video.name, len(video))
     interaction = np.random.default_rng(0).random((2, 3) + frames.shape[1:3]).astype(np.float32)
 
     def two_rounds(options: FastOptions) -> np.ndarray:

@@ -150,11 +150,11 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
     reusing the cached image features give exactly what recomputing them gives (same kernels, same inputs)."""
     from gis.fast import FastGIS, FastOptions
     from gis.ivos import GISSession, crop
-    from gis.ivos_main_davis import load_davis_frames
+    from gis.davis_frames import load_all_frames
     from tests.parity.test_gis import _net
 
     davis, name = davis_sample
-    frames = load_davis_frames(davis, name, 5)
+    frames = load_all_frames(davis, name, 5)
     net = _net()
     iact = np.random.default_rng(0).random((2, 3) + SIZE).astype(np.float32)
     results = {}

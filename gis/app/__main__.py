@@ -61,7 +61,7 @@ def _user_name(given: Optional[str]) -> str:
 
 
 def _davis_loader(dataset: DAVIS):
-    from gis.ivos_main_davis import load_davis_frames
+    from gis.davis_frames import load_all_frames
 
     def load(name: str) -> Video:
         video = dataset.video(name)
@@ -69,7 +69,7 @@ def _davis_loader(dataset: DAVIS):
         n_objects = int(gt[gt != 255].max(initial=0))
         if n_objects == 0:
             raise UserError(f"sequence {name} has no object in its annotations")
-        return Video(name, load_davis_frames(dataset.root, name, video.num_frames), n_objects, gt)
+        return Video(name, load_all_frames(dataset.root, name, video.num_frames), n_objects, gt)
 
     return load
 

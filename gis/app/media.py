@@ -1,4 +1,4 @@
-"""Frames in and out: custom videos, the images the page shows, and the custom-video export."""
+"""Frames in and out: custom videos, the images the page shows, and the custom-video export (palette PNGs and\nthe overlay mp4 that `common.segment` writes too)."""
 from __future__ import annotations
 
 import shutil
@@ -9,13 +9,13 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
+from common.clip import list_frames
 from common.errors import UserError
+from common.overlay import overlay, write_mp4
 from common.palette import DAVIS_PALETTE, read_rgb, write_label_png
 
 SHORT_SIDE = 480  # custom videos larger than 480p are shrunk to it, as GIS runs on DAVIS 480p
 MAX_FRAMES = 2000  # the per-frame probability maps live in memory
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-OVERLAY_ALPHA = 0.5
 
 
 def _shrink(frame: np.ndarray) -> np.ndarray:
@@ -44,10 +44,7 @@ def _read_mp4(path: Path) -> List[np.ndarray]:
 
 
 def _read_folder(path: Path) -> List[np.ndarray]:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
-    if not files:
-        raise UserError(f"no frames ({', '.join(FRAME_SUFFIXES)}) in {path}; pass a folder of frames or a video file")
-    return [_shrink(read_rgb(p)) for p in files[:MAX_FRAMES + 1]]
+    return [_shrink(read_rgb(p)) for p in list_frames(path, "--video")[:MAX_FRAMES + 1]]
 
 
 def load_video(path: Path) -> Tuple[str, np.ndarray]:
@@ -79,13 +76,6 @@ def mask_png_bytes(labels: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """Frame with the objects blended in their colours."""
-    colours = DAVIS_PALETTE[labels].astype(np.float32)
-    mixed = rgb.astype(np.float32) * (1 - alpha) + colours * alpha
-    return np.where((labels > 0)[..., None], mixed, rgb).astype(np.uint8)
-
-
 def export_video_results(out_dir: Path, frames: np.ndarray, labels: np.ndarray, fps: float = 24.0) -> Path:
     """Write `masks/NNNNN.png` (palette), `overlay.mp4` and `<folder name>.zip` of both; returns the zip.
 
@@ -95,13 +85,8 @@ def export_video_results(out_dir: Path, frames: np.ndarray, labels: np.ndarray, 
     shutil.rmtree(partial, ignore_errors=True)
     for index, frame_labels in enumerate(labels):
         write_label_png(partial / "masks" / f"{index:05d}.png", frame_labels)
-    height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(partial / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    try:
-        for frame, frame_labels in zip(frames, labels):
-            writer.write(np.ascontiguousarray(overlay(frame, frame_labels)[:, :, ::-1]))
-    finally:
-        writer.release()
+    write_mp4((overlay(frame, frame_labels) for frame, frame_labels in zip(frames, labels)), partial / "overlay.mp4",
+              fps=fps, prefer_ffmpeg=False)  # the overlays of common.segment, at the frames' exact size
     zip_path = partial / f"{out_dir.name}.zip"
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted((partial / "masks").iterdir()):
