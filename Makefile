@@ -17,25 +17,25 @@ test:
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; fi; exit $$rc
 
 demo:
-	$(PY) -m common.demo --out demo_out $(DEVICE_FLAG)
+	$(PY) -m vos.demo --out demo_out $(DEVICE_FLAG)
 
 # The GIS-RAmap evaluation GUI on a generated sample with seeded weights (offline): http://127.0.0.1:7860/
 GUI_SAMPLE := $(OUT)/gis/gui-sample
 gui:
 	@[ -f $(GUI_SAMPLE)/DAVIS/ImageSets/2017/val.txt ] || \
-	  $(PY) -m common.synthetic $(GUI_SAMPLE) --videos 2 --frames 8 --height 144 --width 256
+	  $(PY) -m common.data.synthetic $(GUI_SAMPLE) --videos 2 --frames 8 --height 144 --width 256
 	$(PY) -m gis.app --davis $(GUI_SAMPLE)/DAVIS --weights seeded --guide RS4 --output $(OUT)/gis/gui $(DEVICE_FLAG)
 
 bench:
-	$(PY) -m common.bench $(DEVICE_FLAG)
+	$(PY) -m vos.bench $(DEVICE_FLAG)
 
 bench-metrics:
-	$(PY) -m common.bench_metrics
+	$(PY) -m vos.bench_metrics
 
 # The four semi-supervised papers on DAVIS 2017 val with their official weights, reusing $(OUT)/<paper>/davis17-val
 # (WEIGHTS=seeded: a pipeline check with seeded weights, results kept apart).
 compare:
-	$(PY) -m common.compare --davis $(DATA)/DAVIS --results $(OUT) --out $(OUT)/compare/davis17-val \
+	$(PY) -m vos.compare --davis $(DATA)/DAVIS --results $(OUT) --out $(OUT)/compare/davis17-val \
 		$(if $(WEIGHTS),--weights $(WEIGHTS),) $(DEVICE_FLAG)
 
 reproduce-bmvos:
@@ -57,4 +57,4 @@ reproduce-gis:
 # Arguments after `--` in VERIFY_ARGS go to <paper>.reproduce when our results must be produced first.
 VERIFY_ARGS ?=
 verify-bmvos verify-emvos verify-tbd verify-hmmn: verify-%:
-	$(PY) -m common.verify $* --davis $(DATA)/DAVIS --output $(OUT)/$* $(DEVICE_FLAG) $(VERIFY_ARGS)
+	$(PY) -m vos.verify $* --davis $(DATA)/DAVIS --output $(OUT)/$* $(DEVICE_FLAG) $(VERIFY_ARGS)

@@ -1,4 +1,4 @@
-"""Hooks for `make demo` / `make bench` (see common/demo.py, common/bench.py)."""
+"""Hooks for `make demo` / `make bench` (see vos/demo.py, vos/bench.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,12 +11,12 @@ from bmvos.inference import SHORT_SIDE, make_segmenter as segmenter_for
 from bmvos.main_runfile import run_benchmark
 from bmvos.model import BMVOS, FastBMVOS
 from bmvos.reproduce import PUBLISHED
-from common.datasets import Video
+from common.data.datasets import Video
 from common.modeling.densenet import DenseNetEncoder
-from common.weights import build_with_weights, official_or_seeded
+from common.hub.checkpoints import build_with_weights, official_or_seeded
 
 FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
-OFFICIAL_WEIGHTS = "bmvos-davis"  # what `common.segment` / `common.compare` load by default
+OFFICIAL_WEIGHTS = "bmvos-davis"  # what `vos.segment` / `vos.compare` load by default
 PUBLISHED_DAVIS17_VAL = PUBLISHED["DAVIS17_val"][0]  # J&F-Mean in %, the paper's table
 
 
@@ -40,7 +40,7 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
 
 def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
                    weights: Optional[str] = None, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with the official evaluator's settings (for benchmarks and `common.segment`);
+    """Video -> label maps with the official evaluator's settings (for benchmarks and `vos.segment`);
     `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation);
     `fast=True`: fast mode (`FastBMVOS`: objects batched, autocast on CUDA, channels_last), `compile=True`
     with its stages compiled; `resize=False` skips the 480p rule."""

@@ -2,7 +2,7 @@
 
 The evaluator's convention (frames in [0, 1], given masks as long label maps, its 480p resize with the
 small-object exception, results back at the frame size) is shared with EMVOS and TBD and lives in
-`common.video_input`; this module feeds `BMVOS.forward` (or fast mode) the benchmark's output frames.
+`common.inference.video_input`; this module feeds `BMVOS.forward` (or fast mode) the benchmark's output frames.
 DAVIS 480p frames already have a 480-pixel short side, so nothing is resized there.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from bmvos.model import BMVOS, FastBMVOS
-from common.datasets import Video
-from common.video_input import SHORT_SIDE, labels_at_frame_size, load_video_inputs
+from common.data.datasets import Video
+from common.inference.video_input import SHORT_SIDE, labels_at_frame_size, load_video_inputs
 
 Segmenter = Union[BMVOS, FastBMVOS]  # faithful (default) or fast mode: same inputs, same outputs
 

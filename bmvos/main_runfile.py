@@ -28,14 +28,14 @@ import torch
 from bmvos import local_config
 from bmvos.inference import SHORT_SIDE, make_segmenter
 from bmvos.model import BMVOS, FastBMVOS
-from common.datasets import DAVIS, Video, YouTubeVOS
-from common.device import add_device_argument, pick_device
-from common.distributed import DistContext, init_distributed
-from common.errors import UserError, run_cli
-from common.evaluate import EvalResult, evaluate
-from common.output_folder import check_output_folder
-from common.runner import run_videos, zip_submission
-from common.weights import SEEDED, build_with_weights, is_seeded, load_into, load_state_dict
+from common.data.datasets import DAVIS, Video, YouTubeVOS
+from common.runtime.device import add_device_argument, pick_device
+from common.runtime.distributed import DistContext, init_distributed
+from common.runtime.errors import UserError, run_cli
+from common.evaluation.evaluate import EvalResult, evaluate
+from common.data.output_folder import check_output_folder
+from common.inference.runner import run_videos, zip_submission
+from common.hub.checkpoints import SEEDED, build_with_weights, is_seeded, load_into, load_state_dict
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ DATASETS: Dict[str, Benchmark] = {
     "YTVOS18_val": Benchmark("ytvos18-valid", "ytvos", 2018, "valid", False,
                              "the YouTube-VOS 2018 server (https://codalab.lisn.upsaclay.fr)"),
 }
-MODELS: Dict[str, str] = {"davis": "bmvos-davis", "ytvos": "bmvos-ytvos"}  # --model -> common.weights name
+MODELS: Dict[str, str] = {"davis": "bmvos-davis", "ytvos": "bmvos-ytvos"}  # --model -> common.hub.checkpoints name
 
 
 def parse_datasets(text: str) -> List[str]:

@@ -19,10 +19,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from bmvos.inference import SHORT_SIDE
 from bmvos.main_runfile import build_model, run_benchmark
 from bmvos.model import BMVOS, FastBMVOS
-from common.device import pick_device
-from common.distributed import init_distributed
-from common.errors import UserError, run_cli
-from common.reproduce import gap, reproduce_parser, text_table
+from common.runtime.device import pick_device
+from common.runtime.distributed import init_distributed
+from common.runtime.errors import UserError, run_cli
+from common.inference.reproduce import gap, reproduce_parser, text_table
 
 # J&F-Mean in %: the paper's table, and the logs the authors released with the checkpoint.
 PUBLISHED: Dict[str, Tuple[float, float]] = {"DAVIS16_val": (82.2, 82.3), "DAVIS17_val": (72.7, 72.6)}

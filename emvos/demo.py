@@ -1,4 +1,4 @@
-"""Hooks for `make demo` / `make bench` (see common/demo.py, common/bench.py)."""
+"""Hooks for `make demo` / `make bench` (see vos/demo.py, vos/bench.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,17 +7,17 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import torch
 
-from common.datasets import DAVIS, Video
-from common.evaluate import evaluate
+from common.data.datasets import DAVIS, Video
+from common.evaluation.evaluate import evaluate
 from common.modeling.densenet import DenseNetEncoder
-from common.runner import run_videos
-from common.weights import build_with_weights, official_or_seeded
+from common.inference.runner import run_videos
+from common.hub.checkpoints import build_with_weights, official_or_seeded
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
 from emvos.model import EMVOS
 
 FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
-OFFICIAL_WEIGHTS = "emvos-coco_davis"  # what `common.segment` / `common.compare` load by default
+OFFICIAL_WEIGHTS = "emvos-coco_davis"  # what `vos.segment` / `vos.compare` load by default
 PUBLISHED_DAVIS17_VAL = None  # no J&F table published with the official code
 
 
@@ -26,7 +26,7 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
 
     The small synthetic frames are segmented at their stored size; the official 480p rule would only upscale them.
     """
-    from common.datasets import YouTubeVOS
+    from common.data.datasets import YouTubeVOS
 
     out_dir = Path(out_dir)
     model = official_or_seeded("emvos-coco_davis", EMVOS, device)
@@ -43,7 +43,7 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
 
 def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
                    weights: Optional[str] = None, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with the official evaluator's settings (for benchmarks and `common.segment`);
+    """Video -> label maps with the official evaluator's settings (for benchmarks and `vos.segment`);
     `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation);
     `fast=True`: the batched fast mode (`emvos.fast`) instead of the faithful per-object loop, `compile=True`
     with its encoder and decoder compiled; `resize=False` skips the 480p rule."""

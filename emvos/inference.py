@@ -2,7 +2,7 @@
 
 The evaluator's convention (frames in [0, 1], given masks as long label maps, its 480p resize with the
 small-object exception, results back at the frame size) is shared with BMVOS and TBD and lives in
-`common.video_input`.
+`common.inference.video_input`.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Callable, Dict
 import numpy as np
 import torch
 
-from common.datasets import Video
-from common.video_input import SHORT_SIDE, labels_at_frame_size, load_video_inputs
+from common.data.datasets import Video
+from common.inference.video_input import SHORT_SIDE, labels_at_frame_size, load_video_inputs
 
 
 @torch.no_grad()

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from common.device import pick_device
-from common.distributed import init_distributed
-from common.errors import run_cli
-from common.reproduce import reproduce_parser
+from common.runtime.device import pick_device
+from common.runtime.distributed import init_distributed
+from common.runtime.errors import run_cli
+from common.inference.reproduce import reproduce_parser
 from emvos import run
 
 

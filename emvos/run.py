@@ -21,10 +21,10 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from common.benchmark_sets import add_test_arguments, default_sets, run_parser, run_sets
-from common.device import pick_device, seed_everything
-from common.distributed import DistContext, init_distributed
-from common.errors import UserError, run_cli
+from common.inference.benchmark_sets import add_test_arguments, default_sets, run_parser, run_sets
+from common.runtime.device import pick_device, seed_everything
+from common.runtime.distributed import DistContext, init_distributed
+from common.runtime.errors import UserError, run_cli
 from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments,
                                       build_training_model, parse_stages)
 from emvos.model import EMVOS
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> Dict[str, dict]:
     """Segment, then score or zip each set; under torchrun (`dist` enabled) each rank segments its share of
     the videos and only rank 0 scores and zips (after run_videos' barrier)."""
-    from common.weights import build_with_weights
+    from common.hub.checkpoints import build_with_weights
     from emvos.fast import FastEMVOS
     from emvos.inference import segment_video
 

@@ -21,7 +21,7 @@ from typing import Iterator, List, Mapping, Tuple
 import cv2
 import numpy as np
 
-from common.errors import UserError
+from common.runtime.errors import UserError
 
 FIX = "re-extract the sequence from the DAVIS 2017 trainval 480p archive"
 

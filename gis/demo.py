@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common.device import Stopwatch
-from common.palette import read_label_png
-from common.weights import official_or_seeded, seeded_init
+from common.runtime.device import Stopwatch
+from common.data.palette import read_label_png
+from common.hub.checkpoints import official_or_seeded, seeded_init
 from gis.model import GISNet
 
 DEMO_INTERACTIONS = 3
@@ -25,7 +25,7 @@ DEMO_INTERACTIONS = 3
 
 def _davis_with_scribbles(davis_root: Path, work: Path) -> Path:
     """The sample as given if it has initial scribbles, else a copy with the robot's scribbles added."""
-    from common.scribbles import write_robot_scribbles
+    from common.data.scribbles import write_robot_scribbles
 
     names = (davis_root / "ImageSets" / "2017" / "val.txt").read_text().split()
     if all((davis_root / "Scribbles" / n / "001.json").is_file() for n in names):
@@ -99,7 +99,7 @@ def bench_round(davis_root: Path, device: torch.device, fast: bool = False, comp
     """
     from gis.fast import fast_engine
 
-    from common.scribbles import write_robot_scribbles
+    from common.data.scribbles import write_robot_scribbles
     from gis.ivos import GISSession, annotated_frame_of, scribble_channels
     from gis.davis_frames import load_all_frames
 

@@ -238,7 +238,7 @@ def add_fast_arguments(parser) -> None:
 
 
 def check_fast_arguments(args) -> None:
-    from common.errors import UserError
+    from common.runtime.errors import UserError
 
     if args.compile and not args.fast:
         raise UserError("--compile needs --fast (the faithful path is kept as the reference runs it)")

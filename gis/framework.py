@@ -3,7 +3,7 @@
 davisinteractive describes DAVIS 2017 with a bundled table (`Davis.dataset`, `Davis.sets`). To run a
 real local session on other DAVIS-format data (the synthetic sample of the tests and `make demo`),
 `registered_sequences` adds the folder's sequences to that table for the duration of a `with` block,
-and `common.scribbles.write_robot_scribbles` (used by the synthetic sample too) creates the
+and `common.data.scribbles.write_robot_scribbles` (used by the synthetic sample too) creates the
 initial scribble files DAVIS ships (`Scribbles/<seq>/001.json`) with the framework's own robot on an
 empty prediction.
 """
@@ -13,9 +13,9 @@ import contextlib
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
-from common.davisinteractive_compat import import_davisinteractive
-from common.errors import UserError
-from common.palette import read_label_png
+from common.data.davisinteractive_compat import import_davisinteractive
+from common.runtime.errors import UserError
+from common.data.palette import read_label_png
 
 
 def _sequence_info(davis_root: Path, name: str, subset: str) -> dict:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.davisinteractive_compat import apply as _apply_davisinteractive_compat
-from common.video_input import bytes_to_unit_float
+from common.data.davisinteractive_compat import apply as _apply_davisinteractive_compat
+from common.inference.video_input import bytes_to_unit_float
 from gis.model import GISNet
 
 if TYPE_CHECKING:

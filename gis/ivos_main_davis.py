@@ -37,13 +37,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.datasets import check_sequence_sizes
-from common.davisinteractive_compat import import_davisinteractive
-from common.device import add_device_argument, pick_device
-from common.errors import UserError, run_cli
-from common.output_folder import check_output_folder
-from common.palette import write_label_png
-from common.weights import is_seeded
+from common.data.datasets import check_sequence_sizes
+from common.data.davisinteractive_compat import import_davisinteractive
+from common.runtime.device import add_device_argument, pick_device
+from common.runtime.errors import UserError, run_cli
+from common.data.output_folder import check_output_folder
+from common.data.palette import write_label_png
+from common.hub.checkpoints import is_seeded
 from gis.davis_frames import DavisFrames, check_frames, load_all_frames
 from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.framework import registered_sequences
@@ -285,12 +285,12 @@ def _check_dataset(davis_root: Path, subset: str, sequences: Sequence[str]) -> N
         if not (davis_root / "JPEGImages" / "480p" / seq).is_dir():
             raise UserError(f"sequence {seq!r} of the {subset} subset is not in {davis_root} (no JPEGImages/480p/{seq}); "
                             f"--davis must hold DAVIS 2017 trainval 480p, or a folder whose ImageSets/2017/{subset}.txt "
-                            "lists its own sequences (as `python -m common.synthetic` writes), or restrict the run "
+                            "lists its own sequences (as `python -m common.data.synthetic` writes), or restrict the run "
                             "with --sequences")
         info = Davis.dataset[seq]
         if info["num_scribbles"] == 0:
             raise UserError(f"no scribble files in {davis_root / 'Scribbles' / seq}: the interactive benchmark starts "
-                            "from them (DAVIS-2017-scribbles-trainval.zip; `python -m common.synthetic` writes them "
+                            "from them (DAVIS-2017-scribbles-trainval.zip; `python -m common.data.synthetic` writes them "
                             "for its sample)")
         needed = [davis_root / "Scribbles" / seq / f"{i:03d}.json" for i in range(1, info["num_scribbles"] + 1)]
         needed += [davis_root / "Annotations" / "480p" / seq / f"{f:05d}.png" for f in range(info["num_frames"])]

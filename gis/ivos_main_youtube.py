@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common.device import add_device_argument, pick_device
-from common.distributed import DistContext, init_distributed, shard
-from common.errors import UserError, run_cli
-from common.output_folder import check_output_folder
-from common.palette import write_label_png
-from common.weights import is_seeded
+from common.runtime.device import add_device_argument, pick_device
+from common.runtime.distributed import DistContext, init_distributed, shard
+from common.runtime.errors import UserError, run_cli
+from common.data.output_folder import check_output_folder
+from common.data.palette import write_label_png
+from common.hub.checkpoints import is_seeded
 from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
 from gis.ivos import GUIDE_METHODS, GISSession, crop, point_channels, scribble_channels
 from gis.model import GISNet, load_net
@@ -104,7 +104,7 @@ def run_youtube(net: GISNet, youtube_root: Path, n_points: int, out_dir: Path, *
                 ) -> Optional[List[float]]:
     """All videos with `n_points` initial clicks; returns the per-round mean J&F (summary.json).
 
-    Under torchrun (`dist` enabled) each rank runs its shard of the videos (`common.distributed.shard`)
+    Under torchrun (`dist` enabled) each rank runs its shard of the videos (`common.runtime.distributed.shard`)
     and records them in its own `progress.rank<r>.jsonl`; after a barrier rank 0 merges them into
     `progress.jsonl`, writes the summaries and returns the numbers (the other ranks return None).
     """

@@ -412,10 +412,10 @@ def frame_score(logits: torch.Tensor, scoremap: torch.Tensor) -> float:
 def load_net(weights: Optional[str], device: torch.device, *, seed: int = 0) -> Tuple[GISNet, str]:
     """The network in eval mode on `device`, and a line saying where its weights came from.
 
-    `weights` is a checkpoint path or a `common.weights` registry name (`gis-davis`, `gis-youtube`);
+    `weights` is a checkpoint path or a `common.hub.checkpoints` registry name (`gis-davis`, `gis-youtube`);
     None gives a deterministic seeded initialisation (for smoke runs without the official files).
     """
-    from common import weights as registry
+    from common.hub import checkpoints as registry
 
     if weights is None:
         torch.manual_seed(seed)  # a reproducible random initialisation

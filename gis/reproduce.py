@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from common.device import add_device_argument
-from common.errors import UserError, run_cli
+from common.runtime.device import add_device_argument
+from common.runtime.errors import UserError, run_cli
 from gis import ivos_main_davis
 from gis.ivos_main_davis import result_dir_name
 

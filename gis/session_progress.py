@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from common.output_folder import write_text_atomic
+from common.data.output_folder import write_text_atomic
 
 PROGRESS = "progress.json"
 FINISHED_REPORT = "finished_report.csv"

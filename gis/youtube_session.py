@@ -36,11 +36,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from common.datasets import check_sequence_sizes
-from common.davisinteractive_compat import import_davisinteractive
-from common.errors import UserError
-from common.palette import read_label_png
-from common.scribbles import ROBOT_PARAMETERS
+from common.data.datasets import check_sequence_sizes
+from common.data.davisinteractive_compat import import_davisinteractive
+from common.runtime.errors import UserError
+from common.data.palette import read_label_png
+from common.data.scribbles import ROBOT_PARAMETERS
 
 PACKAGED_POINTS_DIR = Path(__file__).resolve().parent / "data"
 VALIDATION_LIST = "youtube_ivos_validation_list.json"
@@ -161,7 +161,7 @@ class YoutubeSession:
 
 def check_videos(youtube_root: Path, points_dir: Path, videos: Optional[Sequence[str]] = None) -> None:
     """Before the weights load: every video to run has its frame and annotation folders, and its
-    annotations have the size of its frames (`common.datasets.check_sequence_sizes`)."""
+    annotations have the size of its frames (`common.data.datasets.check_sequence_sizes`)."""
     names = sorted(_read_json(Path(points_dir) / VALIDATION_LIST)) if videos is None else list(videos)
     train = Path(youtube_root) / "train"
     for video in names:

@@ -1,4 +1,4 @@
-"""Hooks for `make demo` / `make bench` (see common/demo.py, common/bench.py)."""
+"""Hooks for `make demo` / `make bench` (see vos/demo.py, vos/bench.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +7,8 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import torch
 
-from common.datasets import Video
-from common.weights import build_with_weights, official_or_seeded
+from common.data.datasets import Video
+from common.hub.checkpoints import build_with_weights, official_or_seeded
 from hmmn.eval_davis import run_split
 from hmmn.fast import FastHMMN
 from hmmn.inference import davis_segmenter
@@ -16,7 +16,7 @@ from hmmn.model import HMMN, QueryEncoder
 from hmmn.reproduce import PUBLISHED
 
 FRAME_ENCODER = QueryEncoder  # called once per frame after the first: drives progress bars
-OFFICIAL_WEIGHTS = "hmmn"  # what `common.segment` / `common.compare` load by default
+OFFICIAL_WEIGHTS = "hmmn"  # what `vos.segment` / `vos.compare` load by default
 PUBLISHED_DAVIS17_VAL = PUBLISHED["DAVIS 2017 val"]  # J&F-Mean in %
 
 
@@ -33,7 +33,7 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
 def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
                    weights: Optional[str] = None) -> Callable[[Video], Dict[int, np.ndarray]]:
     """DAVIS video -> label maps with upstream's memory schedule, at the stored size as upstream's tester
-    runs (for benchmarks and `common.segment`); `weights`: registry name or checkpoint path (None or
+    runs (for benchmarks and `vos.segment`); `weights`: registry name or checkpoint path (None or
     "seeded": seeded initialisation); `fast=True`: hmmn.fast (float32, the verified setting); `compile=True`
     also compiles its encoders and decoder."""
     model = build_with_weights(HMMN, weights, device, paper="HMMN")

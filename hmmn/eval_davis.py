@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.datasets import DAVIS, Video, YouTubeVOS
-from common.device import add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
-from common.distributed import DistContext, init_distributed
-from common.errors import UserError, run_cli
-from common.evaluate import EvalResult, evaluate
-from common.output_folder import check_output_folder
-from common.palette import read_label_png
-from common.runner import RunStats, expected_files, run_videos, zip_submission
+from common.data.datasets import DAVIS, Video, YouTubeVOS
+from common.runtime.device import add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
+from common.runtime.distributed import DistContext, init_distributed
+from common.runtime.errors import UserError, run_cli
+from common.evaluation.evaluate import EvalResult, evaluate
+from common.data.output_folder import check_output_folder
+from common.data.palette import read_label_png
+from common.inference.runner import RunStats, expected_files, run_videos, zip_submission
 from hmmn.fast import PRECISIONS, FastHMMN
 from hmmn.inference import LazyFrames, davis_segmenter, load_model, ytvos_segmenter
 from hmmn.viz import save_visualization

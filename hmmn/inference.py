@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.datasets import Video
-from common.errors import UserError
-from common.video_input import bytes_to_unit_float
-from common.weights import build_with_weights
+from common.data.datasets import Video
+from common.runtime.errors import UserError
+from common.inference.video_input import bytes_to_unit_float
+from common.hub.checkpoints import build_with_weights
 from hmmn.model import HMMN, MemoryTensors, crop_padding, soft_aggregate_logits
 
 
@@ -165,7 +165,7 @@ def segment_video(model: HMMN, frames: Sequence[np.ndarray], first_labels: np.nd
 
 
 # --------------------------------------------------------------------------------------------
-# Datasets: a `common.runner` segmenter per benchmark
+# Datasets: a `common.inference.runner` segmenter per benchmark
 # --------------------------------------------------------------------------------------------
 
 class LazyFrames:

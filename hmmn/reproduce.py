@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from common.device import pick_device
-from common.errors import run_cli
-from common.reproduce import reproduce_parser
+from common.runtime.device import pick_device
+from common.runtime.errors import run_cli
+from common.inference.reproduce import reproduce_parser
 from hmmn.eval_davis import run_split, set_name
 from hmmn.inference import load_model
 

@@ -1,7 +1,7 @@
 """`-viz` output: mask overlays per frame and one mp4 per sequence (upstream: ./viz/<run>/<seq>.mp4).
 
 Overlays follow upstream's `overlay_davis` and videos are encoded by ffmpeg (libx264, as upstream) when it
-is on PATH, otherwise by OpenCV's mp4v writer; both live in `common.overlay`.
+is on PATH, otherwise by OpenCV's mp4v writer; both live in `common.data.overlay`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
-from common.overlay import overlay, write_mp4
+from common.data.overlay import overlay, write_mp4
 
 
 def save_visualization(frames: Sequence[np.ndarray], labels: Mapping[int, np.ndarray], folder: Path,

@@ -1,4 +1,4 @@
-"""Hooks for `make demo` / `make bench` (see common/demo.py, common/bench.py)."""
+"""Hooks for `make demo` / `make bench` (see vos/demo.py, vos/bench.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,16 +7,16 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import torch
 
-from common.datasets import Video
+from common.data.datasets import Video
 from common.modeling.densenet import DenseNetEncoder
-from common.weights import SEEDED, build_with_weights, cached_path, official_or_seeded
+from common.hub.checkpoints import SEEDED, build_with_weights, cached_path, official_or_seeded
 from tbd.inference import make_segment
 from tbd.model import TBD
 from tbd.reproduce import PUBLISHED
 from tbd.run import run_sets
 
 FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
-OFFICIAL_WEIGHTS = "tbd-davis"  # what `common.segment` / `common.compare` load by default
+OFFICIAL_WEIGHTS = "tbd-davis"  # what `vos.segment` / `vos.compare` load by default
 PUBLISHED_DAVIS17_VAL = PUBLISHED["davis17-val"][0]  # J&F-Mean in %, the COCO-pretrained model
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
@@ -42,7 +42,7 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
 
 def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
                    weights: Optional[str] = None, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with the official evaluator's settings (for benchmarks and `common.segment`).
+    """Video -> label maps with the official evaluator's settings (for benchmarks and `vos.segment`).
 
     `weights`: registry name or checkpoint path (None or "seeded": seeded initialisation). `fast=True`: the
     batched inference of `tbd.fast` with its defaults for `device`; `compile=True` compiles its encoder and

@@ -2,7 +2,7 @@
 
 The evaluator's convention (frames in [0, 1], given masks as long label maps, its 480p resize with the
 small-object exception, results back at the frame size) is shared with BMVOS and EMVOS and lives in
-`common.video_input`. TBD adds the distance matrix, built for the size actually fed to the model.
+`common.inference.video_input`. TBD adds the distance matrix, built for the size actually fed to the model.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Callable, Dict, Union
 import numpy as np
 import torch
 
-from common.datasets import Video
-from common.errors import UserError
-from common.video_input import SHORT_SIDE, labels_at_frame_size, load_video_inputs
+from common.data.datasets import Video
+from common.runtime.errors import UserError
+from common.inference.video_input import SHORT_SIDE, labels_at_frame_size, load_video_inputs
 from tbd.model import TBD, distance_matrix
 
 if TYPE_CHECKING:
@@ -41,5 +41,5 @@ def segment_video(model: Union[TBD, "FastTBD"], video: Video, device: torch.devi
 
 
 def make_segment(model: Union[TBD, "FastTBD"], device: torch.device, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """`segment(video)` for `common.runner.run_videos`."""
+    """`segment(video)` for `common.inference.runner.run_videos`."""
     return lambda video: segment_video(model, video, device, resize)

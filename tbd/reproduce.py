@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
-from common.device import pick_device
-from common.errors import run_cli
-from common.reproduce import gap, reproduce_parser, text_table
+from common.runtime.device import pick_device
+from common.runtime.errors import run_cli
+from common.inference.reproduce import gap, reproduce_parser, text_table
 from tbd.run import run_sets
 
 # J&F-Mean in %: (COCO-pretrained, without COCO) from the paper. The released weights are the COCO ones.

@@ -24,11 +24,11 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from common import benchmark_sets
-from common.benchmark_sets import add_test_arguments, default_sets, run_parser
-from common.device import pick_device, seed_everything
-from common.distributed import DistContext, init_distributed
-from common.errors import UserError, run_cli
+from common.inference import benchmark_sets
+from common.inference.benchmark_sets import add_test_arguments, default_sets, run_parser
+from common.runtime.device import pick_device, seed_everything
+from common.runtime.distributed import DistContext, init_distributed
+from common.runtime.errors import UserError, run_cli
 from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments,
                                       build_training_model, parse_stages)
 from common.training.tbd_recipe import TBD_SCHEDULE, TBD_SCHEDULE_HELP, add_custom_split_arguments
@@ -89,10 +89,10 @@ def run_sets(sets: Sequence[str], roots: Dict[str, Optional[Path]], weights: Opt
              models: Optional[Dict[str, torch.nn.Module]] = None, fast=None,
              dist: Optional[DistContext] = None) -> Dict[str, dict]:
     """Segment each test set (resuming finished videos), score the val sets, zip the server sets
-    (`common.benchmark_sets.run_sets`).
+    (`common.inference.benchmark_sets.run_sets`).
 
     Returns {set: {'fps', 'frames', J&F global row for scored sets, 'zip' for server sets}}. `models` maps a
-    weights name to a ready model (e.g. seeded weights for the demo); others are loaded with common.weights.
+    weights name to a ready model (e.g. seeded weights for the demo); others are loaded with common.hub.checkpoints.
     `fast` (a `tbd.fast.FastOptions`) switches to the fast inference path. With an enabled `dist` context each
     rank segments its share of the videos; rank 0 alone scores and zips (the others return fps/frames only).
     """
@@ -104,7 +104,7 @@ def run_sets(sets: Sequence[str], roots: Dict[str, Optional[Path]], weights: Opt
         if name_or_path in ready:
             model = ready[name_or_path]
         else:
-            from common.weights import build_with_weights
+            from common.hub.checkpoints import build_with_weights
 
             model = build_with_weights(TBD, name_or_path, device, paper="TBD")
         model = model.eval().to(device)

@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from common.metrics import object_scores
+from common.evaluation.metrics import object_scores
 from tests.parity.harness import load_case, parity_dir
 
 JF_TOLERANCE = 0.1  # J&F points (percent): the "within noise"

@@ -1,4 +1,4 @@
-"""common.agree on generated result folders whose answers are known by construction."""
+"""common.evaluation.agree on generated result folders whose answers are known by construction."""
 from __future__ import annotations
 
 import shutil
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import agree
-from common.agree import compare
-from common.errors import UserError, run_cli
-from common.palette import write_label_png
-from common.synthetic import make_davis_sample
+from common.evaluation import agree
+from common.evaluation.agree import compare
+from common.runtime.errors import UserError, run_cli
+from common.data.palette import write_label_png
+from common.data.synthetic import make_davis_sample
 
 H, W = 20, 30
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from common.benchmark_sets import default_sets
-from common.device import NO_GPU_NOTICE
-from common.errors import run_cli
-from common.synthetic import make_davis_sample, make_ytvos_sample
+from common.inference.benchmark_sets import default_sets
+from common.runtime.device import NO_GPU_NOTICE
+from common.runtime.errors import run_cli
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 
 H, W = 32, 48
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ ENTRIES = ("bmvos", "emvos", "tbd", "hmmn", "gis-davis", "gis-youtube")
 def data(tmp_path_factory) -> Dict[str, Path]:
     """A valid DAVIS tree (with GIS's scribbles), a YouTube-IVOS tree with its points, and copies of both
     with one annotation at half the frame size."""
-    from common.scribbles import write_robot_scribbles
+    from common.data.scribbles import write_robot_scribbles
     from gis.youtube_session import write_synthetic_points
 
     root = tmp_path_factory.mktemp("bad_input")
@@ -145,8 +145,8 @@ def test_unwritable_output_folder_fails_first(data, entry, unwritable, capsys):
 
 def test_youtube_vos_loader_checks_annotation_sizes(tmp_path):
     """The YouTube-VOS test loader (BMVOS YTVOS18_val, HMMN -y 18/19, EMVOS/TBD ytvos18-valid)."""
-    from common.datasets import YouTubeVOS
-    from common.errors import UserError
+    from common.data.datasets import YouTubeVOS
+    from common.runtime.errors import UserError
 
     root = make_ytvos_sample(tmp_path / "YTVOS", n_videos=1, n_frames=10, height=H, width=W)
     mask = sorted((root / "valid" / "Annotations").glob("*/*.png"))[-1]
@@ -202,7 +202,7 @@ def test_no_gpu_notice_is_the_same_everywhere(data, entry, tmp_path, capsys, mon
 
 
 def test_device_notice_only_when_a_gpu_was_expected(monkeypatch, capsys):
-    from common.device import pick_device
+    from common.runtime.device import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("cpu") == torch.device("cpu")
@@ -236,7 +236,7 @@ def _processes() -> Dict[int, Tuple[int, int]]:
 def test_ctrl_c_during_scoring_workers_prints_one_line(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the J&F worker pool is busy:
     the interrupted message alone, no traceback from the workers or the fork server, status 130."""
-    busy = ("import time; from common.errors import run_cli; from common.evaluate import map_in_workers; "
+    busy = ("import time; from common.runtime.errors import run_cli; from common.evaluation.evaluate import map_in_workers; "
             "run_cli(lambda argv: map_in_workers(time.sleep, [600, 600], 2, desc='J&F', unit='seq'))")
     child = subprocess.Popen([sys.executable, "-c", busy], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env=_child_env(), start_new_session=True)
@@ -261,11 +261,11 @@ def test_ctrl_c_during_scoring_workers_prints_one_line(tmp_path):
 
 
 def test_output_into_a_closed_pipe_ends_quietly():
-    """`python -m common.weights list | head`: the reader is gone before anything is written."""
+    """`python -m common.hub.checkpoints list | head`: the reader is gone before anything is written."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        child = subprocess.run([sys.executable, "-m", "common.weights", "list"], stdout=write_end,
+        child = subprocess.run([sys.executable, "-m", "common.hub.checkpoints", "list"], stdout=write_end,
                                stderr=subprocess.PIPE, text=True, env=_child_env(), cwd=REPO, timeout=120)
     finally:
         os.close(write_end)

@@ -1,4 +1,4 @@
-"""`make bench` (common.bench): the table, its JSON and the modes each paper offers. Speeds themselves are
+"""`make bench` (vos.bench): the table, its JSON and the modes each paper offers. Speeds themselves are
 never asserted (they belong to the machine); only that the run measures what the table says."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from common import bench
-from common.errors import UserError
-from common.papers import PAPERS
+from vos import bench
+from common.runtime.errors import UserError
+from vos.papers import PAPERS
 
 
 def test_speedup_is_against_the_same_methods_faithful_row():

@@ -10,10 +10,10 @@ import torch
 
 from bmvos import main_runfile
 from bmvos.model import BMVOS
-from common import synthetic
-from common.datasets import YouTubeVOS
-from common.errors import UserError
-from common.palette import read_label_png
+from common.data import synthetic
+from common.data.datasets import YouTubeVOS
+from common.runtime.errors import UserError
+from common.data.palette import read_label_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,7 +106,7 @@ def test_mismatching_checkpoint_names_the_first_key(sample, tmp_path, capsys):
 
 
 def test_cli_exit_status_and_message(sample, capsys):
-    from common.errors import run_cli
+    from common.runtime.errors import run_cli
     with pytest.raises(SystemExit) as exit_info:
         run_cli(main_runfile.main, ["--dataset", "nope"])
     assert exit_info.value.code == 2

@@ -12,8 +12,8 @@ import torch
 import bmvos.model
 from bmvos.inference import segment_video
 from bmvos.model import BMVOS, FastBMVOS, similarity
-from common.errors import UserError
-from common.synthetic import make_davis_sample, make_ytvos_sample
+from common.runtime.errors import UserError
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs, record_top2_gaps
 from tests.parity.harness import fill_
 
@@ -74,7 +74,7 @@ def test_batched_matching_is_bitwise_the_faithful_one(filled, monkeypatch):
 
 
 def test_synthetic_sample_agrees(tmp_path, seeded):
-    from common.datasets import DAVIS
+    from common.data.datasets import DAVIS
 
     root = make_davis_sample(tmp_path / "DAVIS", n_videos=2, n_frames=5, height=64, width=112, n_objects=3)
     dataset = DAVIS(root, 2017, "val")
@@ -91,7 +91,7 @@ def test_synthetic_sample_agrees(tmp_path, seeded):
 
 
 def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded):
-    from common.datasets import YouTubeVOS
+    from common.data.datasets import YouTubeVOS
 
     # the sample's second video starts on frame 5 and its second object enters on frame 10
     root = make_ytvos_sample(tmp_path / "YTVOS", n_videos=2, n_frames=11, height=48, width=80)

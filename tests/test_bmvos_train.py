@@ -7,8 +7,8 @@ import torch
 
 from bmvos import main_runfile, train
 from bmvos.model import BMVOS
-from common import synthetic
-from common.errors import UserError
+from common.data import synthetic
+from common.runtime.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

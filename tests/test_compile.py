@@ -8,7 +8,7 @@ weights whose outputs are near ties: both sides run the same kernels on the same
 the same machine, so no kernel rounding can differ between them (fast vs faithful is another matter: different
 kernels, so tests/test_gis_fast.py compares labels only where the faithful answer is not a near tie).
 Inductor's code generation, the default backend behind `--compile`, is not run in CI: on two CPU cores it
-compiles a single model for minutes; `python -m common.bench --modes fast,compiled` measures what it buys.
+compiles a single model for minutes; `python -m vos.bench --modes fast,compiled` measures what it buys.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.datasets import DAVIS, Video
-from common.synthetic import make_davis_sample
+from common.data.datasets import DAVIS, Video
+from common.data.synthetic import make_davis_sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

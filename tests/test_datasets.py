@@ -4,10 +4,10 @@ import shutil
 import numpy as np
 import pytest
 
-from common.datasets import COCO, DAVIS, YouTubeVOS
-from common.errors import UserError
-from common.palette import read_label_png, write_label_png
-from common.synthetic import make_coco_sample, make_davis_sample, make_ytvos_sample
+from common.data.datasets import COCO, DAVIS, YouTubeVOS
+from common.runtime.errors import UserError
+from common.data.palette import read_label_png, write_label_png
+from common.data.synthetic import make_coco_sample, make_davis_sample, make_ytvos_sample
 
 
 @pytest.fixture(scope="module")

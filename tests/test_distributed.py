@@ -24,12 +24,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from common import synthetic
-from common.datasets import DAVIS
-from common.distributed import DistContext, init_distributed, shard, single_process
-from common.errors import UserError
-from common.palette import read_label_png
-from common.runner import run_videos
+from common.data import synthetic
+from common.data.datasets import DAVIS
+from common.runtime.distributed import DistContext, init_distributed, shard, single_process
+from common.runtime.errors import UserError
+from common.data.palette import read_label_png
+from common.inference.runner import run_videos
 from common.training import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from common.modeling.padding import centered_padding, unpad
-from common.synthetic import make_davis_sample, make_ytvos_sample
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from emvos.fast import FastEMVOS
 from emvos.inference import segment_video
 from emvos.model import STRIDE, EMVOS
@@ -76,7 +76,7 @@ def test_synthetic_sample_agrees(tmp_path, seeded, monkeypatch):
     against the ground truth then moved by up to 0.05 of the 0.1 bound). So the labels must be equal at
     every pixel whose faithful gap is at least TIE_MARGIN (checked to be a good share of the frame, so the
     comparison cannot pass vacuously); kernel rounding (~1e-6) cannot cross such a gap on any CPU."""
-    from common.datasets import DAVIS
+    from common.data.datasets import DAVIS
 
     root = make_davis_sample(tmp_path / "DAVIS", n_videos=2, n_frames=5, height=96, width=160, n_objects=3)
     dataset = DAVIS(root, 2017, "val")
@@ -97,7 +97,7 @@ def test_synthetic_sample_agrees(tmp_path, seeded, monkeypatch):
 def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded, monkeypatch):
     """Labels equal wherever the faithful answer is decided (see test_synthetic_sample_agrees), also across
     an object entering mid-video; frame selection returns the selected frames."""
-    from common.datasets import YouTubeVOS
+    from common.data.datasets import YouTubeVOS
 
     # the sample's third video: object 1 given on frame 0, object 2 entering on frame 5 of 11
     root = make_ytvos_sample(tmp_path / "YTVOS", n_videos=3, n_frames=11, height=64, width=96)

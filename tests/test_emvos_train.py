@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.errors import UserError
-from common.synthetic import make_coco_sample, make_davis_sample
+from common.runtime.errors import UserError
+from common.data.synthetic import make_coco_sample, make_davis_sample
 from emvos.run import main
 
 

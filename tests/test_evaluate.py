@@ -1,4 +1,4 @@
-"""common.evaluate end to end: CLI, CSVs, bad input, atomic writes, worker pool = in-process."""
+"""common.evaluation.evaluate end to end: CLI, CSVs, bad input, atomic writes, worker pool = in-process."""
 from __future__ import annotations
 
 import shutil
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import evaluate as evaluate_module
-from common.bench_metrics import write_perturbed_results
-from common.errors import UserError
-from common.evaluate import EvalResult, ObjectScores, evaluate, main
-from common.palette import write_label_png
-from common.synthetic import make_davis_sample
+from common.evaluation import evaluate as evaluate_module
+from vos.bench_metrics import write_perturbed_results
+from common.runtime.errors import UserError
+from common.evaluation.evaluate import EvalResult, ObjectScores, evaluate, main
+from common.data.palette import write_label_png
+from common.data.synthetic import make_davis_sample
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_FRAMES = 6
@@ -50,7 +50,7 @@ def _first_sequence(root: Path) -> str:
 
 def test_cli_end_to_end(sample: Path, reference: EvalResult, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "common.evaluate", "--davis", str(sample / "DAVIS"), "--results",
+        [sys.executable, "-m", "common.evaluation.evaluate", "--davis", str(sample / "DAVIS"), "--results",
          str(sample / "results"), "--set", "val", "--year", "2017", "--workers", "1", "--csv-dir", str(tmp_path)],
         cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -162,7 +162,7 @@ def test_bad_input_cli_exit_status_and_no_csv(copy: Path) -> None:
     named = _break(copy, "extra object id")
     csv_dir = copy / "csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "common.evaluate", "--davis", str(copy / "DAVIS"), "--results", str(copy / "results"),
+        [sys.executable, "-m", "common.evaluation.evaluate", "--davis", str(copy / "DAVIS"), "--results", str(copy / "results"),
          "--workers", "2", "--csv-dir", str(csv_dir)],
         cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 2

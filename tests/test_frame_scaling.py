@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.video_input import bytes_to_unit_float, frames_to_tensor
+from common.inference.video_input import bytes_to_unit_float, frames_to_tensor
 from gis.ivos import MEAN, STD, crop, pad_info, prepare_image
 from hmmn.inference import frame_tensor
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.synthetic import make_davis_sample, make_ytvos_sample
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from gis.ivos import pad_info, propagation_order, recommend_frames
 
 H, W = 64, 96
@@ -31,7 +31,7 @@ def test_propagation_order_and_recommendation():
 
 
 def test_davis_session_two_rounds(tmp_path: Path):
-    from common.scribbles import write_robot_scribbles
+    from common.data.scribbles import write_robot_scribbles
     from gis.ivos_main_davis import main
 
     davis = make_davis_sample(tmp_path / "DAVIS", seed=3, n_videos=1, n_frames=5, height=H, width=W, n_objects=2)
@@ -61,7 +61,7 @@ def test_davis_session_two_rounds(tmp_path: Path):
     assert list(folder.glob("summary_graph_*.png"))
     assert len(list((folder / "result_video" / f"{name}-scr01" / "round02").glob("*.png"))) == 5
     # An existing result folder is not overwritten silently.
-    from common.errors import UserError
+    from common.runtime.errors import UserError
 
     with pytest.raises(UserError):
         main(argv)
@@ -108,10 +108,10 @@ def test_youtube_ivos(tmp_path: Path):
 
 
 def test_davis_cli_names_what_the_data_is_missing(tmp_path: Path):
-    """On `python -m common.synthetic` output (its own sequence list; tests/test_readme_commands.py runs the
+    """On `python -m common.data.synthetic` output (its own sequence list; tests/test_readme_commands.py runs the
     CLI on it): a listed sequence that is absent, or one without scribbles, is named before any work."""
-    from common.errors import UserError
-    from common.synthetic import make_sample
+    from common.runtime.errors import UserError
+    from common.data.synthetic import make_sample
     from gis.ivos_main_davis import main
 
     davis = make_sample(tmp_path / "sample", n_videos=1, n_frames=3, height=H, width=W, coco_images=1)["davis"]

@@ -47,8 +47,8 @@ def sync_api():
 def server(sync_api, tmp_path, one_thread):
     import uvicorn
 
-    from common.datasets import DAVIS
-    from common.synthetic import make_davis_sample
+    from common.data.datasets import DAVIS
+    from common.data.synthetic import make_davis_sample
     from gis.app.__main__ import _davis_loader
     from gis.app.evaluation import ResultsFolder
     from gis.app.server import DavisSource, create_app
@@ -119,7 +119,7 @@ def _wait_round(page, round_number):
 
 def test_evaluation_in_a_real_browser(sync_api, server):
     url, davis, results = server
-    from common.datasets import DAVIS
+    from common.data.datasets import DAVIS
 
     gt = DAVIS(davis).gt_masks("synth-val-00")
     errors = []
@@ -167,7 +167,7 @@ def test_evaluation_in_a_real_browser(sync_api, server):
     rows = list(csv.DictReader(open(results.csv_path)))
     assert [(r["sequence"], r["obj_id"], r["N_rounds"]) for r in rows] == [("synth-val-00", "1", "2"),
                                                                           ("synth-val-00", "2", "2")]
-    from common.palette import read_label_png
+    from common.data.palette import read_label_png
     from davisinteractive.metrics import batched_f_measure, batched_jaccard
 
     masks = np.stack([read_label_png(p) for p in sorted(results.masks_dir("synth-val-00").glob("*.png"))])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.palette import read_label_png
+from common.data.palette import read_label_png
 from tests.parity import harness as H
 
 SIZE = (64, 96)
@@ -95,8 +95,8 @@ def test_fast_session_replay_agrees_with_the_reference(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def davis_sample(tmp_path_factory):
-    from common.synthetic import make_davis_sample
-    from common.scribbles import write_robot_scribbles
+    from common.data.synthetic import make_davis_sample
+    from common.data.scribbles import write_robot_scribbles
 
     davis = make_davis_sample(tmp_path_factory.mktemp("gisfast") / "DAVIS", seed=3, n_videos=1, n_frames=5,
                               height=SIZE[0], width=SIZE[1], n_objects=2)
@@ -183,7 +183,7 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
 
 
 def test_compile_needs_fast(davis_sample, tmp_path):
-    from common.errors import UserError
+    from common.runtime.errors import UserError
     from gis.ivos_main_davis import main
 
     davis, name = davis_sample
@@ -199,7 +199,7 @@ def test_two_process_torchrun_youtube_ivos_equals_single_process(tmp_path):
     import csv
     import shutil
 
-    from common.synthetic import make_ytvos_sample
+    from common.data.synthetic import make_ytvos_sample
     from gis.ivos_main_youtube import main
     from gis.youtube_session import write_synthetic_points
     from tests.test_distributed import torchrun

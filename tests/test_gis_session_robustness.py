@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.errors import UserError, run_cli
-from common.synthetic import make_davis_sample
+from common.runtime.errors import UserError, run_cli
+from common.data.synthetic import make_davis_sample
 from gis.ivos import GISSession
 
 H, W = 64, 96
@@ -19,7 +19,7 @@ FOLDER = "GIS-RAmap[JF]_[RS4]"
 
 @pytest.fixture
 def davis(tmp_path: Path):
-    from common.scribbles import write_robot_scribbles
+    from common.data.scribbles import write_robot_scribbles
 
     root = make_davis_sample(tmp_path / "DAVIS", seed=4, n_videos=2, n_frames=4, height=H, width=W, n_objects=2,
                              n_train=0, n_test_dev=0)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 import gis.davis_frames as davis_frames
-from common.synthetic import make_davis_sample
+from common.data.synthetic import make_davis_sample
 
 
 def test_faithful_rounds_decode_their_frames_inside_the_timed_window(tmp_path: Path, monkeypatch, one_thread,
                                                                       capsys):
-    from common.davisinteractive_compat import import_davisinteractive
-    from common.scribbles import write_robot_scribbles
+    from common.data.davisinteractive_compat import import_davisinteractive
+    from common.data.scribbles import write_robot_scribbles
     from gis.ivos import GISSession
     from gis.ivos_main_davis import main
 

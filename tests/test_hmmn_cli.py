@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import UserError
-from common.palette import read_label_png
-from common.synthetic import make_davis_sample, make_ytvos_sample
+from common.runtime.errors import UserError
+from common.data.palette import read_label_png
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from hmmn import eval_davis
 from hmmn.model import HMMN
 

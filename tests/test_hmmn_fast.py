@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import UserError
-from common.evaluate import evaluate
-from common.metrics import object_scores
-from common.palette import read_label_png
-from common.synthetic import make_davis_sample, make_ytvos_sample
+from common.runtime.errors import UserError
+from common.evaluation.evaluate import evaluate
+from common.evaluation.metrics import object_scores
+from common.data.palette import read_label_png
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from hmmn import eval_davis
 from hmmn.fast import FastHMMN, FastKernelGuidedMemory, FastTopkGuidedMemory
 from hmmn.inference import propagate

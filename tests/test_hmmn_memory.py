@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import hmmn.inference as inference
-from common.errors import UserError
+from common.runtime.errors import UserError
 from hmmn.inference import GrowingSlots, MemoryBank, check_frame_size
 from hmmn.model import HMMN, KernelGuidedMemory, crop_padding, padding_to_multiple
 

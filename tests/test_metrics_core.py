@@ -1,11 +1,11 @@
-"""common.metrics building blocks against the rules of shared/parity/metrics/README.md."""
+"""common.evaluation.metrics building blocks against the rules of shared/parity/metrics/README.md."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from common import metrics
+from common.evaluation import metrics
 
 
 def test_boundary_map_border_rules() -> None:

@@ -1,4 +1,4 @@
-"""common.precomputed without internet: small fake archives served by a patched gdown or a local server."""
+"""common.hub.results without internet: small fake archives served by a patched gdown or a local server."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,10 +12,10 @@ import gdown
 import numpy as np
 import pytest
 
-from common import precomputed
-from common.errors import UserError, run_cli
-from common.palette import write_label_png
-from common.precomputed import DAVIS16_VAL, DAVIS17_VAL, RESULTS, fetch
+from common.hub import results as precomputed
+from common.runtime.errors import UserError, run_cli
+from common.data.palette import write_label_png
+from common.hub.results import DAVIS16_VAL, DAVIS17_VAL, RESULTS, fetch
 from tests.test_weights import HTML, cache, files_in, server  # noqa: F401  (cache, server: fixtures)
 
 # Every pre-computed-results link of the official READMEs (the seeds of this project).

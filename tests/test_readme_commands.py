@@ -28,8 +28,8 @@ CPU = ["--device", "cpu"]
 
 # README command prefix -> flags appended for the run on the sample ({points}: the YouTube-IVOS click files).
 RUN: Dict[str, List[str]] = {
-    "python -m common.weights list": [],
-    "python -m common.synthetic": [],
+    "python -m common.hub.checkpoints list": [],
+    "python -m common.data.synthetic": [],
     "python -m bmvos.main_runfile": [*SEEDED, "--native-size", "--eval-workers", "1", *CPU],
     "python -m emvos.run --test": [*SEEDED, "--no-resize", *CPU],
     "python -m tbd.run --test": [*SEEDED, "--no-resize", *CPU],
@@ -37,18 +37,18 @@ RUN: Dict[str, List[str]] = {
     "python -m gis.ivos_main_davis": [*SEEDED, "--metric", "J_AND_F", "--max-interactions", "1", *CPU],
     "python -m gis.ivos_main_youtube": [*SEEDED, "--points", "5", "--points-dir", "{points}", "--short-side", "80",
                                         *CPU],
-    "python -m common.evaluate": [],
-    "python -m common.segment": [*CPU],
-    "python -m common.compare": [*CPU],
-    "python -m common.precomputed list": [],
-    "python -m common.agree": [],
+    "python -m common.evaluation.evaluate": [],
+    "python -m vos.segment": [*CPU],
+    "python -m vos.compare": [*CPU],
+    "python -m common.hub.results list": [],
+    "python -m common.evaluation.agree": [],
 }
 
 # README command prefix -> why it is not run here.
 NOT_RUN: Dict[str, str] = {
     "make setup": "creates the environment these tests run in",
     "make test": "the test suite itself",
-    "python -m common.weights fetch": "downloads official weights (no network in CI; tests/test_weights.py "
+    "python -m common.hub.checkpoints fetch": "downloads official weights (no network in CI; tests/test_weights.py "
                                       "checks the download code against a local server)",
     "python -m bmvos.train": "training on full data (tests/test_bmvos_train.py trains on the sample)",
     "python -m emvos.run --train": "training on full data (tests/test_emvos_train.py trains on the sample)",
@@ -57,9 +57,9 @@ NOT_RUN: Dict[str, str] = {
     "make gui": "a server that runs until stopped (tests/test_gis_app_browser.py drives the same app in Chromium)",
     "python -m gis.app": "a server that runs until stopped (tests/test_gis_app.py drives its API, "
                          "tests/test_gis_app_browser.py its page)",
-    "python -m common.precomputed fetch": "downloads the authors' results (tests/test_precomputed.py fetches fake "
+    "python -m common.hub.results fetch": "downloads the authors' results (tests/test_precomputed.py fetches fake "
                                           "archives from a local server)",
-    "make verify-hmmn": "downloads the authors' results and needs DAVIS (tests/test_verify.py runs common.verify "
+    "make verify-hmmn": "downloads the authors' results and needs DAVIS (tests/test_verify.py runs vos.verify "
                         "on a fake archive)",
 }
 
@@ -102,7 +102,7 @@ def test_every_readme_command_is_classified():
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Dict[str, Path]:
     """The README's data folders, made from a tiny synthetic sample (80x128: HMMN's smallest frame)."""
-    from common.synthetic import make_sample
+    from common.data.synthetic import make_sample
     from gis.youtube_session import write_synthetic_points
 
     root = tmp_path_factory.mktemp("readme")

@@ -1,11 +1,11 @@
-"""common.reproduce: the shared arguments and table of the `<paper>.reproduce` commands."""
+"""common.inference.reproduce: the shared arguments and table of the `<paper>.reproduce` commands."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from common.reproduce import gap, reproduce_parser, text_table
+from common.inference.reproduce import gap, reproduce_parser, text_table
 
 
 def test_text_table_aligns_scores_text_and_missing_cells():

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from common.datasets import DAVIS, YouTubeVOS
-from common.errors import UserError
-from common.palette import read_label_png
-from common.runner import run_videos, zip_submission
-from common.synthetic import make_davis_sample, make_ytvos_sample
+from common.data.datasets import DAVIS, YouTubeVOS
+from common.runtime.errors import UserError
+from common.data.palette import read_label_png
+from common.inference.runner import run_videos, zip_submission
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 
 CPU = torch.device("cpu")
 

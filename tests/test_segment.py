@@ -1,8 +1,8 @@
-"""`common.segment` and `common.compare` on the generated sample with seeded weights.
+"""`vos.segment` and `vos.compare` on the generated sample with seeded weights.
 
-Every method runs once through `common.segment` from a frame folder; `common.compare --gt` then reuses those
+Every method runs once through `vos.segment` from a frame folder; `vos.compare --gt` then reuses those
 folders (no method runs twice). TBD also runs from an mp4 the test writes, with the mask on a later frame,
-and through the DAVIS mode of `make compare`. The scores are checked against `common.evaluate` on the same
+and through the DAVIS mode of `make compare`. The scores are checked against `common.evaluation.evaluate` on the same
 PNGs, not against fixed numbers.
 """
 from __future__ import annotations
@@ -17,11 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import compare, segment, synthetic
-from common.clip import read_mask
-from common.errors import run_cli
-from common.evaluate import evaluate
-from common.palette import read_label_png, read_rgb
+from vos import compare
+
+from vos import segment
+
+from common.data import synthetic
+from common.data.clip import read_mask
+from common.runtime.errors import run_cli
+from common.evaluation.evaluate import evaluate
+from common.data.palette import read_label_png, read_rgb
 
 FRAMES, HEIGHT, WIDTH = 4, 64, 128  # HMMN needs a 1/16 grid of at least 32 cells
 VIDEO = "synth-val-00"
@@ -56,7 +60,7 @@ def video_frames(path: Path) -> List[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def compared(sample, tmp_path_factory, one_thread) -> Path:
-    """Each method through `common.segment` from the frame folder, then `common.compare --gt` on the same out."""
+    """Each method through `vos.segment` from the frame folder, then `vos.compare --gt` on the same out."""
     out = tmp_path_factory.mktemp("compare")
     for method in segment.METHODS:
         assert segment.main(["--method", method, "--frames", str(frames_of(sample)),
@@ -92,7 +96,7 @@ def test_compare_table_plot_and_grid(compared, sample, tmp_path):
     markdown = (compared / "table.md").read_text().splitlines()
     assert markdown[0] == "| method | frames/s | ms/frame | peak memory (MiB) | J | F | J&F |" and len(markdown) == 6
 
-    # The table's J&F is the DAVIS protocol's: common.evaluate on the same PNGs gives the same number.
+    # The table's J&F is the DAVIS protocol's: common.evaluation.evaluate on the same PNGs gives the same number.
     for row, method in zip(rows, segment.METHODS):
         results = tmp_path / method
         results.mkdir()

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.datasets import COCO, DAVIS, YouTubeVOS
-from common.errors import UserError
-from common.synthetic import make_coco_sample, make_davis_sample, make_sample, make_ytvos_sample
+from common.data.datasets import COCO, DAVIS, YouTubeVOS
+from common.runtime.errors import UserError
+from common.data.synthetic import make_coco_sample, make_davis_sample, make_sample, make_ytvos_sample
 
 SMALL = dict(n_videos=2, n_frames=6, height=64, width=96, n_objects=2)
 
@@ -93,7 +93,7 @@ def test_refuses_to_overwrite_foreign_folder(tmp_path):
 
 def test_cli_writes_all_three_layouts(tmp_path):
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "common.synthetic", str(out), "--videos", "1", "--frames", "3",
+    result = subprocess.run([sys.executable, "-m", "common.data.synthetic", str(out), "--videos", "1", "--frames", "3",
                              "--height", "48", "--width", "64", "--objects", "1", "--coco-images", "1"],
                             capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
@@ -105,7 +105,7 @@ def test_cli_writes_all_three_layouts(tmp_path):
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     (tmp_path / "DAVIS").mkdir()
     (tmp_path / "DAVIS" / "mine.txt").write_text("x")
-    result = subprocess.run([sys.executable, "-m", "common.synthetic", str(tmp_path)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "common.data.synthetic", str(tmp_path)], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "not a synthetic sample" in result.stderr

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from common import synthetic
-from common.errors import UserError
+from common.data import synthetic
+from common.runtime.errors import UserError
 from tbd.model import TBD, distance_matrix
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # results stay within the tolerances

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from common import synthetic
-from common.errors import UserError
-from common.metrics import object_scores
-from common.palette import read_label_png
+from common.data import synthetic
+from common.runtime.errors import UserError
+from common.evaluation.metrics import object_scores
+from common.data.palette import read_label_png
 from tbd.fast import FastOptions, FastTBD
 from tbd.model import TBD
 from tests.agreement import record_top2_gaps

@@ -1,4 +1,4 @@
-"""`make verify-<paper>` (common.verify) offline: a fake BMVOS archive of the generated sample's masks."""
+"""`make verify-<paper>` (vos.verify) offline: a fake BMVOS archive of the generated sample's masks."""
 from __future__ import annotations
 
 import io
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import bmvos.reproduce
-from common import verify
-from common.errors import run_cli
-from common.evaluate import evaluate
-from common.palette import read_label_png, write_label_png
-from common.precomputed import RESULTS
-from common.synthetic import make_davis_sample
+from vos import verify
+from common.runtime.errors import run_cli
+from common.evaluation.evaluate import evaluate
+from common.data.palette import read_label_png, write_label_png
+from common.hub.results import RESULTS
+from common.data.synthetic import make_davis_sample
 from tests.test_precomputed import cache, fake_drive  # noqa: F401  (cache is a fixture)
 
 

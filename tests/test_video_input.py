@@ -1,4 +1,4 @@
-"""The evaluator convention shared by BMVOS, EMVOS and TBD (`common.video_input`) and the fast modes'
+"""The evaluator convention shared by BMVOS, EMVOS and TBD (`common.inference.video_input`) and the fast modes'
 given-mask bookkeeping (`common.modeling.given_masks`)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
-from common.video_input import (frames_to_tensor, given_mask_list, labels_at_frame_size, load_video_inputs,
+from common.inference.video_input import (frames_to_tensor, given_mask_list, labels_at_frame_size, load_video_inputs,
                                 resize_like_evaluator, resized_size)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,7 +114,7 @@ def test_frames_and_given_masks_to_tensors():
 
 @dataclass
 class StubVideo:
-    """What `load_video_inputs` reads of a `common.datasets.Video`."""
+    """What `load_video_inputs` reads of a `common.data.datasets.Video`."""
     frames: np.ndarray
     given: Dict[int, np.ndarray]
 

@@ -1,4 +1,4 @@
-"""common.weights without internet: a local HTTP server on 127.0.0.1 and a patched gdown.download."""
+"""common.hub.checkpoints without internet: a local HTTP server on 127.0.0.1 and a patched gdown.download."""
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +17,9 @@ import requests
 import torch
 from torch import nn
 
-from common import weights
-from common.errors import UserError
-from common.weights import (WEIGHTS, WeightSpec, build_with_weights, cache_dir, cached_path, fetch, is_seeded,
+from common.hub import checkpoints as weights
+from common.runtime.errors import UserError
+from common.hub.checkpoints import (WEIGHTS, WeightSpec, build_with_weights, cache_dir, cached_path, fetch, is_seeded,
                             load_into, load_state_dict, official_or_seeded, seeded_init, seeded_notice)
 
 REQUIRED = {"bmvos-davis", "bmvos-ytvos", "emvos-coco_davis", "emvos-coco_ytvos", "tbd-davis", "tbd-ytvos",
@@ -389,7 +389,7 @@ def test_official_or_seeded_uses_the_cache_only(cache, monkeypatch, capsys, ckpt
     register(monkeypatch, name="test-drive", drive_id=DRIVE_ID)
     fake_gdown(monkeypatch, cache, lambda out: pytest.fail("a demo must not download"))
     seeded = official_or_seeded("test-drive", Tiny, torch.device("cpu"))
-    assert "testpaper: official weights not in the cache (python -m common.weights fetch test-drive)" \
+    assert "testpaper: official weights not in the cache (python -m common.hub.checkpoints fetch test-drive)" \
         in capsys.readouterr().out
     assert not seeded.training
     assert torch.equal(seeded.conv.weight, seeded_init(Tiny, torch.device("cpu")).conv.weight)  # reproducible

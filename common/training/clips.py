@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 from PIL import Image
 from torch.utils.data import Dataset
 
-from common.errors import UserError
+from common.runtime.errors import UserError
 from common.training.augment import ClipAugmenter, ClipRecipe
 
 PathLike = Union[str, Path]
@@ -56,11 +56,11 @@ def _read_list(path: Path, fix: str) -> List[str]:
 class COCOClips(Dataset):
     """Static COCO images turned into clips by the recipe's accumulated random affine.
 
-    Layout: `root/JPEGImages/<id>.jpg` + `root/Annotations/<id>.png` (instance ids; see `common.datasets.COCO`).
+    Layout: `root/JPEGImages/<id>.jpg` + `root/Annotations/<id>.png` (instance ids; see `common.data.datasets.COCO`).
     """
 
     def __init__(self, root: PathLike, recipe: ClipRecipe, clips_per_epoch: int = 128, rng=random) -> None:
-        from common.datasets import COCO  # the shared loader checks the layout and the pairing
+        from common.data.datasets import COCO  # the shared loader checks the layout and the pairing
         self.pairs: List[Tuple[Path, Path]] = list(COCO(root))
         self.augment = ClipAugmenter(recipe)
         self.clips_per_epoch = clips_per_epoch

@@ -14,7 +14,7 @@ from typing import Callable, Collection, Dict, List, Mapping, Optional, Sequence
 
 import torch.nn as nn
 
-from common.errors import UserError
+from common.runtime.errors import UserError
 from common.training.augment import ClipRecipe
 from common.training.trainer import TrainConfig
 
@@ -158,6 +158,6 @@ def build_training_model(make: Callable[..., M], init: str) -> M:
     else:
         model = make()
         if init != "scratch":
-            from common.weights import load_into
+            from common.hub.checkpoints import load_into
             load_into(model, init)
     return model.eval()  # the official trainer never calls train(): BatchNorm keeps its running statistics

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from common.datasets import Video
-from common.errors import UserError
+from common.data.datasets import Video
+from common.runtime.errors import UserError
 from common.training.augment import TBD_COCO, TBD_DAVIS, TBD_YTVOS
 from common.training.clips import COCOClips, VideoClips, _read_list, davis_train_clips
 from common.training.schedule import Overrides, Stage, check_stages, save_name, stage_plan
@@ -114,7 +114,7 @@ def cho_val_videos(root: Path, names: Sequence[str]) -> List[Video]:
 def cho_val_validator(videos: List[Video], segment: Segment) -> Validate:
     """J&F as the official trainer computes it: per object present in frames 1..T-2, mean J and mean F over
     those frames; the score is (mean of all objects' J + mean of all objects' F) / 2."""
-    from common.metrics import mean_recall_decay, object_scores
+    from common.evaluation.metrics import mean_recall_decay, object_scores
 
     def validate(model: nn.Module) -> float:
         j_means, f_means = [], []

@@ -12,7 +12,7 @@ encoder's BatchNorm layers use their running statistics during training. That is
 `TrainConfig.bn_train=True` trains in train() mode instead (validation always runs in eval()).
 
 Distributed (`torchrun --nproc_per_node=N -m <paper>.train ...`): the Trainer joins the torchrun process group
-itself (`common.distributed.init_distributed`; a plain run is untouched) and trains with
+itself (`common.runtime.distributed.init_distributed`; a plain run is untouched) and trains with
 DistributedDataParallel. `batch_size` stays the paper's *global* batch: each of the N ranks loads
 batch_size / N clips through a DistributedSampler, so an epoch has as many optimizer steps as on one GPU and
 DDP's gradient average equals the single-process mean loss. Ranks draw different clips (every RNG is
@@ -42,8 +42,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from common.distributed import DistContext, init_distributed
-from common.errors import UserError
+from common.runtime.distributed import DistContext, init_distributed
+from common.runtime.errors import UserError
 from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach
 
 # forward_clip(model, imgs [B,L,3,H,W] float, masks [B,L,1,H,W] int64) -> scores [B,L-1,2,H,W] raw logits

@@ -1,8 +1,8 @@
 """Validation during training: J&F on DAVIS 2017 val, as the official trainers compute it.
 
 `davis_validator(davis_root, segment)` returns a `validate(model) -> float` for `Trainer`. `segment(model,
-video)` is the paper's inference on one `common.datasets.Video` and returns `{frame index: uint8 label map}`
-for every frame. The score is J&F-Mean from `common.evaluate` (davis2017-evaluation rules: frames 1..T-2,
+video)` is the paper's inference on one `common.data.datasets.Video` and returns `{frame index: uint8 label map}`
+for every frame. The score is J&F-Mean from `common.evaluation.evaluate` (davis2017-evaluation rules: frames 1..T-2,
 per-object means) when that module is available; otherwise the per-object mean IoU (J only) over the same
 frames, with a notice, so a missing evaluator never stops a training run.
 """
@@ -37,16 +37,16 @@ def _mean_iou_j(pred: np.ndarray, gt: np.ndarray) -> list:
 
 def davis_validator(davis_root: Path, segment: Segment, year: int = 2017, split: str = "val",
                     workers: int = 1) -> Validate:
-    from common.datasets import DAVIS  # checks the layout when the validator is built, not mid-training
+    from common.data.datasets import DAVIS  # checks the layout when the validator is built, not mid-training
 
     dataset = DAVIS(davis_root, year=year, split=split)
     videos = dataset.videos()
     try:
-        evaluate = importlib.import_module("common.evaluate").evaluate
-        from common.palette import write_label_png
+        evaluate = importlib.import_module("common.evaluation.evaluate").evaluate
+        from common.data.palette import write_label_png
     except (ImportError, AttributeError):
         evaluate = None
-        print("notice: common.evaluate is not available; validation reports per-frame mean IoU (J) instead of J&F")
+        print("notice: common.evaluation.evaluate is not available; validation reports per-frame mean IoU (J) instead of J&F")
 
     def validate(model: nn.Module) -> float:
         if evaluate is None:

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from common.datasets import DAVIS
-from common.device import add_device_argument, pick_device
-from common.errors import UserError, run_cli
-from common.weights import is_seeded
+from common.data.datasets import DAVIS
+from common.runtime.device import add_device_argument, pick_device
+from common.runtime.errors import UserError, run_cli
+from common.hub.checkpoints import is_seeded
 from gis.app.evaluation import ResultsFolder, remaining
 from gis.app.session import MAX_OBJECTS, Model, Video
 from gis.fast import add_fast_arguments, check_fast_arguments, engine_from_args

@@ -23,7 +23,7 @@ from typing import Callable, List, Optional, Sequence, Set
 
 import numpy as np
 
-from common.metrics import batched_f_measure, batched_jaccard
+from common.evaluation.metrics import batched_f_measure, batched_jaccard
 
 CSV_HEADER = ["sequence", "obj_id", "N_rounds", "final_J", "final_F", "scribble_time", "operation_time",
               "finding_time", "total_time"]
@@ -77,7 +77,7 @@ class RoundClock:
 
 
 def object_scores(gt: np.ndarray, masks: np.ndarray, n_objects: int) -> dict:
-    """Per-object J and F averaged over the frames (davisinteractive's batched metrics, as `common.metrics`
+    """Per-object J and F averaged over the frames (davisinteractive's batched metrics, as `common.evaluation.metrics`
     computes them), and their means."""
     j = batched_jaccard(gt, masks, average_over_objects=False, nb_objects=n_objects).mean(axis=0)
     f = batched_f_measure(gt, masks, average_over_objects=False, nb_objects=n_objects).mean(axis=0)

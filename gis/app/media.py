@@ -1,4 +1,4 @@
-"""Frames in and out: custom videos, the images the page shows, and the custom-video export (palette PNGs and\nthe overlay mp4 that `common.segment` writes too)."""
+"""Frames in and out: custom videos, the images the page shows, and the custom-video export (palette PNGs and\nthe overlay mp4 that `vos.segment` writes too)."""
 from __future__ import annotations
 
 import shutil
@@ -9,10 +9,10 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
-from common.clip import list_frames
-from common.errors import UserError
-from common.overlay import overlay, write_mp4
-from common.palette import DAVIS_PALETTE, read_rgb, write_label_png
+from common.data.clip import list_frames
+from common.runtime.errors import UserError
+from common.data.overlay import overlay, write_mp4
+from common.data.palette import DAVIS_PALETTE, read_rgb, write_label_png
 
 SHORT_SIDE = 480  # custom videos larger than 480p are shrunk to it, as GIS runs on DAVIS 480p
 MAX_FRAMES = 2000  # the per-frame probability maps live in memory
@@ -86,7 +86,7 @@ def export_video_results(out_dir: Path, frames: np.ndarray, labels: np.ndarray, 
     for index, frame_labels in enumerate(labels):
         write_label_png(partial / "masks" / f"{index:05d}.png", frame_labels)
     write_mp4((overlay(frame, frame_labels) for frame, frame_labels in zip(frames, labels)), partial / "overlay.mp4",
-              fps=fps, prefer_ffmpeg=False)  # the overlays of common.segment, at the frames' exact size
+              fps=fps, prefer_ffmpeg=False)  # the overlays of vos.segment, at the frames' exact size
     zip_path = partial / f"{out_dir.name}.zip"
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted((partial / "masks").iterdir()):

@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from common.palette import VOID_LABEL
+from common.data.palette import VOID_LABEL
 from gis.app.evaluation import RoundClock, object_scores
 from gis.fast import FastGIS
 from gis.ivos import GUIDE_METHODS, GISSession, propagation_order, scribble_channels

@@ -163,8 +163,8 @@ def replay_session_fixture(case, workdir: Path) -> dict:
     """A real local DavisInteractiveSession on the fixture's sequence, registered as `synthsess`."""
     import cv2
 
-    from common.davisinteractive_compat import import_davisinteractive
-    from common.palette import write_label_png
+    from common.data.davisinteractive_compat import import_davisinteractive
+    from common.data.palette import write_label_png
     from gis.framework import registered_sequences
     from gis.ivos_main_davis import run_ivos
 

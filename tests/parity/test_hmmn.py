@@ -126,7 +126,7 @@ def test_hmmn_parity(case_path, filled_model: HMMN) -> None:
 
 def test_checkpoint_with_dataparallel_prefix_loads(filled_model: HMMN, tmp_path) -> None:
     """Official checkpoints are saved from nn.DataParallel: keys carry `module.`."""
-    from common.weights import load_into, load_state_dict
+    from common.hub.checkpoints import load_into, load_state_dict
 
     path = tmp_path / "HMMN_weights.pth"
     torch.save({f"module.{k}": v for k, v in filled_model.state_dict().items()}, path)

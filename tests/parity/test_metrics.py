@@ -15,10 +15,10 @@ from typing import Callable, Dict
 import numpy as np
 import pytest
 
-from common import metrics
-from common.errors import UserError
-from common.evaluate import EvalResult, evaluate
-from common.palette import read_label_png
+from common.evaluation import metrics
+from common.runtime.errors import UserError
+from common.evaluation.evaluate import EvalResult, evaluate
+from common.data.palette import read_label_png
 from tests.parity.harness import PARITY_ROOT, REPO_ROOT
 
 METRICS_ROOT = PARITY_ROOT / "metrics"
@@ -181,7 +181,7 @@ def test_metric_case(case: Path) -> None:
 @pytest.mark.parametrize("case", [c for c in CASES if _aborts(c)], ids=lambda c: c.name)
 def test_abort_cli_writes_no_csv(case: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "common.evaluate", "--davis", str(case), "--results", str(case / "results"),
+        [sys.executable, "-m", "common.evaluation.evaluate", "--davis", str(case), "--results", str(case / "results"),
          "--year", str(_year(case)), "--workers", "1", "--csv-dir", str(tmp_path)],
         cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode != 0

@@ -3,7 +3,7 @@
 Label convention (the same as the official loaders, which open masks with ``Image.open(p).convert('P')``):
 a label PNG holds one object id per pixel, 0 = background, 1..N = objects and 255 = *void*
 (unlabelled border pixels). `read_label_png` returns these raw indices unchanged, 255 included;
-what to do with void is the caller's choice (see `common.datasets`, which turns it into background
+what to do with void is the caller's choice (see `common.data.datasets`, which turns it into background
 for given masks as the official ``LabelToLongTensor`` does, and keeps it for ground truth as
 davis2017-evaluation does).
 """
@@ -15,7 +15,7 @@ from typing import Tuple, Union
 import numpy as np
 from PIL import Image
 
-from common.errors import UserError
+from common.runtime.errors import UserError
 
 PathLike = Union[str, Path]
 

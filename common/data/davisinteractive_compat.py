@@ -122,7 +122,7 @@ def import_davisinteractive() -> ModuleType:
         apply()
         import davisinteractive
     except ImportError as err:
-        from common.errors import UserError
+        from common.runtime.errors import UserError
 
         raise UserError(f"davisinteractive is not installed ({err}); run `make setup`, which installs "
                         "davisinteractive==1.0.4 without its outdated pins") from err

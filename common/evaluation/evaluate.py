@@ -1,6 +1,6 @@
 """DAVIS semi-supervised evaluation (J&F tables), the protocol of davis2017-evaluation, only faster.
 
-    python -m common.evaluate --davis ROOT --results DIR --set val --year 2017 [--workers N] [--csv-dir DIR]
+    python -m common.evaluation.evaluate --davis ROOT --results DIR --set val --year 2017 [--workers N] [--csv-dir DIR]
 
 ``results/<sequence>/<frame>.png`` holds the label maps of a method (palette or grayscale PNGs,
 object ids 1..N). The numbers, the two CSVs and the printed tables are those of the official
@@ -26,7 +26,7 @@ Where we differ from the official script, on purpose:
   results folder) and written atomically (temporary file + rename), by default next to the
   results as the official script does, or into ``--csv-dir``.
 
-Speed: per-frame scores are vectorised (`common.metrics`) and sequences are scored by a pool of
+Speed: per-frame scores are vectorised (`common.evaluation.metrics`) and sequences are scored by a pool of
 ``workers`` processes (default ``min(cpu_count, 8)``; ``workers=1`` runs in-process).
 """
 from __future__ import annotations
@@ -48,9 +48,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Ty
 
 import numpy as np
 
-from common import metrics
-from common.errors import UserError, run_cli
-from common.output_folder import write_temp
+from common.evaluation import metrics
+from common.runtime.errors import UserError, run_cli
+from common.data.output_folder import write_temp
 
 PathLike = Union[str, Path]
 T = TypeVar("T")
@@ -194,10 +194,10 @@ def evaluate(davis_root: PathLike, results_dir: PathLike, split: str = "val", ye
 def _list_sequences(davis_root: PathLike, split: str, year: int) -> List[Tuple[str, List[Path]]]:
     """(name, GT PNG of every frame) per sequence, in the order of the ImageSets file.
 
-    The layout is checked by `common.datasets.DAVIS`; the order is the file's own, because the
+    The layout is checked by `common.data.datasets.DAVIS`; the order is the file's own, because the
     official evaluation keeps it for its per-sequence table (the loader sorts names for inference).
     """
-    from common.datasets import DAVIS
+    from common.data.datasets import DAVIS
 
     dataset = DAVIS(davis_root, year=year, split=split)
     if split == "test-dev":
@@ -256,8 +256,8 @@ def _start_pool(workers: int) -> "mp.pool.Pool":
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
         # Imported once by the server and inherited by every worker (skimage alone takes ~1 s). Not
-        # common.evaluate itself: under `python -m common.evaluate` workers re-run it as their main.
-        context.set_forkserver_preload(["common.metrics", "common.palette", "skimage.morphology", "tqdm"])
+        # common.evaluation.evaluate itself: under `python -m common.evaluation.evaluate` workers re-run it as their main.
+        context.set_forkserver_preload(["common.evaluation.metrics", "common.data.palette", "skimage.morphology", "tqdm"])
         with _sigint_held():
             forkserver.ensure_running()  # the server forks the workers: they inherit its disposition
         with _sigint_held(record=held):  # workers are forked by the server, so a recording handler is fine
@@ -295,7 +295,7 @@ def _init_worker() -> None:
 
 def score_sequence(job: _SequenceJob) -> Tuple[np.ndarray, np.ndarray]:
     """Per-frame (J, F), each float64 [T - 2, K], of one sequence under the semi-supervised protocol."""
-    from common.palette import read_label_png
+    from common.data.palette import read_label_png
 
     scored = job.gt_paths[1:-1]
     gt0 = _ground_truth(read_label_png(job.gt_paths[0]), job.binarize)
@@ -415,7 +415,7 @@ def _to_string(columns: List[str], rows: List[list]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m common.evaluate",
+        prog="python -m common.evaluation.evaluate",
         description="J&F of DAVIS semi-supervised results, as davis2017-evaluation computes them.")
     parser.add_argument("--davis", required=True, help="DAVIS root (JPEGImages/, Annotations/, ImageSets/)")
     parser.add_argument("--results", required=True, help="folder with <sequence>/<frame>.png label maps")
@@ -438,7 +438,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module, not __main__, so that worker processes unpickle common.evaluate's jobs.
-    from common.evaluate import main as _main
+    # Run the imported module, not __main__, so that worker processes unpickle common.evaluation.evaluate's jobs.
+    from common.evaluation.evaluate import main as _main
 
     run_cli(_main)

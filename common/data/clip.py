@@ -1,4 +1,4 @@
-"""A user's own clip as a `common.datasets.Video`: a frame folder or a video file, and one first-frame mask.
+"""A user's own clip as a `common.data.datasets.Video`: a frame folder or a video file, and one first-frame mask.
 
 Everything is checked before any model runs: the input exists and decodes, the folder holds frames, the
 mask is a single-channel PNG of the frames' size with at least one object. The mask may be a DAVIS
@@ -18,9 +18,9 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from common.datasets import Video
-from common.errors import UserError
-from common.palette import VOID_LABEL, image_size, read_label_png, read_rgb
+from common.data.datasets import Video
+from common.runtime.errors import UserError
+from common.data.palette import VOID_LABEL, image_size, read_label_png, read_rgb
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FPS = 10.0  # overlay frame rate for a frame folder (a video file keeps its own)

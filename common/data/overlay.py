@@ -1,4 +1,4 @@
-"""Mask overlays and mp4 encoding, shared by HMMN's `-viz` output and `common.segment` / `common.compare`.
+"""Mask overlays and mp4 encoding, shared by HMMN's `-viz` output and `vos.segment` / `vos.compare`.
 
 Overlays follow HMMN's upstream `overlay_davis` (40 % frame, 60 % doubled palette colour, black contours),
 with colours clipped instead of wrapping around uint8. Videos are encoded by ffmpeg (libx264, as HMMN's
@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import binary_dilation
 
-from common.errors import UserError
-from common.palette import DAVIS_PALETTE
+from common.runtime.errors import UserError
+from common.data.palette import DAVIS_PALETTE
 
 FPS = 10
 ALPHA = 0.4

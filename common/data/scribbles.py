@@ -14,8 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from common.davisinteractive_compat import import_davisinteractive
-from common.palette import read_label_png
+from common.data.davisinteractive_compat import import_davisinteractive
+from common.data.palette import read_label_png
 
 ROBOT_PARAMETERS = {"kernel_size": 0.2, "max_kernel_radius": 16, "min_nb_nodes": 4, "nb_points": 1000}
 

@@ -1,16 +1,16 @@
 """`make verify-<paper>`: score the authors' released results, then measure how close ours are to them.
 
-    python -m common.verify PAPER --davis ROOT [--output DIR] [--sets SET ...] [--device D] [--no-run]
+    python -m vos.verify PAPER --davis ROOT [--output DIR] [--sets SET ...] [--device D] [--no-run]
         [-- ARGS FOR <paper>.reproduce]
 
-1. Fetch the paper's archives of pre-computed results (`common.precomputed`, checked layout).
-2. Score their DAVIS val results with `common.evaluate` and print them beside the published J&F (from
+1. Fetch the paper's archives of pre-computed results (`common.hub.results`, checked layout).
+2. Score their DAVIS val results with `common.evaluation.evaluate` and print them beside the published J&F (from
    `<paper>.reproduce.PUBLISHED`): both come from the same masks, so they must agree to the printed
    precision. This checks our evaluator on real data. A mismatch makes the exit status 1.
 3. Our results are `<output>/<set>` (default output `outputs/<paper>`). A set whose folder is missing or
    lacks sequences is produced by running `python -m <paper>.reproduce --davis ROOT --output DIR` (with
    the arguments after `--`), which resumes a partial run; `--no-run` only uses what is there.
-4. Print the agreement of ours with theirs per set (`common.agree`: mean IoU, bit-identical frames,
+4. Print the agreement of ours with theirs per set (`common.evaluation.agree`: mean IoU, bit-identical frames,
    identical pixels, worst sequences); `agreement.csv` goes into `<output>/<set>`.
 """
 from __future__ import annotations
@@ -23,12 +23,12 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from common import precomputed
-from common.agree import compare
-from common.device import add_device_argument
-from common.errors import UserError, run_cli
-from common.precomputed import RESULTS, SETS
-from common.reproduce import text_table
+from common.hub import results as precomputed
+from common.evaluation.agree import compare
+from common.runtime.device import add_device_argument
+from common.runtime.errors import UserError, run_cli
+from common.hub.results import RESULTS, SETS
+from common.inference.reproduce import text_table
 
 VERIFIABLE = ("bmvos", "emvos", "tbd", "hmmn")  # papers with released result masks
 DEFAULT_SETS = ("davis16-val", "davis17-val")
@@ -36,7 +36,7 @@ DEFAULT_SETS = ("davis16-val", "davis17-val")
 
 def set_name(key: str) -> Optional[str]:
     """A benchmark label of a reproduce module ('DAVIS16_val', 'DAVIS 2016 val', 'YouTube-VOS 2018 valid',
-    'davis17-test-dev') as a set name of `common.precomputed.SETS`, or None."""
+    'davis17-test-dev') as a set name of `common.hub.results.SETS`, or None."""
     k = key.lower().replace("youtube-vos", "ytvos").replace(" ", "").replace("_", "-")
     m = re.fullmatch(r"(davis|ytvos)(?:20)?(\d\d)-?(val|valid|test-dev)", k)
     if m is None:
@@ -87,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
         argv = argv[:argv.index("--")]
-    parser = argparse.ArgumentParser(prog="python -m common.verify", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m vos.verify", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("paper", choices=VERIFIABLE)
     parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root (ImageSets/, Annotations/)")
@@ -113,7 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         theirs.update({s: p for s, p in layout.sets.items() if s in args.sets})
 
     # 2. Their masks, scored by our evaluator, beside the published numbers.
-    from common.evaluate import evaluate
+    from common.evaluation.evaluate import evaluate
 
     published = published_jf(args.paper)
     rows, mismatches = [], []
@@ -131,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if verdict == "MISMATCH":
                 mismatches.append(s)
         rows.append((s, score, paper_value, verdict))
-    print(f"\n{args.paper}: the authors' results scored by common.evaluate (J&F-Mean, %)")
+    print(f"\n{args.paper}: the authors' results scored by common.evaluation.evaluate (J&F-Mean, %)")
     table = text_table(("set", "theirs", "published"), [row[:3] for row in rows], name_width=18).split("\n")
     print("\n".join(f"{line}  {verdict}" for line, verdict in zip(table, ["check"] + [r[3] for r in rows])))
 
@@ -155,7 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("  " + summary.replace("\n", "\n  ") + f"\n  per sequence and object: {csv_path}")
     if mismatches:
         print(f"\nMISMATCH: the authors' results score differently from the published numbers on "
-              f"{', '.join(mismatches)}; check the evaluator (common.evaluate) and the archive", file=sys.stderr)
+              f"{', '.join(mismatches)}; check the evaluator (common.evaluation.evaluate) and the archive", file=sys.stderr)
         return 1
     return 0
 

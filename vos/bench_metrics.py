@@ -1,7 +1,7 @@
-"""Time `common.evaluate` on a generated DAVIS set, and the official toolkit on the same data.
+"""Time `common.evaluation.evaluate` on a generated DAVIS set, and the official toolkit on the same data.
 
-    python -m common.bench_metrics                                   # ours only (make bench-metrics)
-    python -m common.bench_metrics --official ~/src/davis2017-evaluation   # + the official code, speed ratio
+    python -m vos.bench_metrics                                   # ours only (make bench-metrics)
+    python -m vos.bench_metrics --official ~/src/davis2017-evaluation   # + the official code, speed ratio
 
 ``--official`` points at your own clone of davisvideochallenge/davis2017-evaluation; it is imported
 from there in-process (nothing of it is shipped with this project). Both evaluations read the same
@@ -21,17 +21,17 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from common import metrics
-from common.errors import UserError, run_cli
-from common.evaluate import GLOBAL_COLUMNS, _default_workers, evaluate
-from common.palette import read_label_png, write_label_png
+from common.evaluation import metrics
+from common.runtime.errors import UserError, run_cli
+from common.evaluation.evaluate import GLOBAL_COLUMNS, _default_workers, evaluate
+from common.data.palette import read_label_png, write_label_png
 
 
 def write_perturbed_results(davis_root: Path, results_dir: Path, split: str = "val", year: int = 2017,
                             seed: int = 0) -> Path:
     """A plausible "method output" for every frame: each GT object shifted by up to 3 px and
     randomly dilated or eroded, painted back in increasing id order (void becomes background)."""
-    from common.datasets import DAVIS
+    from common.data.datasets import DAVIS
 
     rng = np.random.default_rng(seed)
     kernel = np.ones((3, 3), np.uint8)
@@ -85,7 +85,7 @@ def _timed(fn: Callable[[], Dict[str, float]], repeat: int) -> Tuple[float, Dict
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.bench_metrics", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m vos.bench_metrics", description=__doc__.split("\n\n")[0])
     parser.add_argument("--official", type=Path, default=None,
                         help="your local clone of davis2017-evaluation, to time it on the same data")
     parser.add_argument("--videos", type=int, default=6)
@@ -99,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="keep the generated set here (default: temporary)")
     args = parser.parse_args(argv)
 
-    from common.synthetic import make_davis_sample
+    from common.data.synthetic import make_davis_sample
 
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as scratch:
         base = args.data if args.data is not None else Path(scratch)
@@ -113,7 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         metrics.disk_kernel(1.0)  # import scikit-image now: neither side should pay for it in its time
         timings = {}
         for workers in sorted({1, max(1, args.workers)}):
-            timings[f"common.evaluate, {workers} worker(s)"] = _timed(
+            timings[f"common.evaluation.evaluate, {workers} worker(s)"] = _timed(
                 lambda: evaluate(davis_root, results_dir, workers=workers, progress=False).global_row, args.repeat)
         if args.official is not None:
             official = _official_evaluate(args.official.expanduser())
@@ -123,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for label, (_, row) in timings.items():
         worst = max(abs(row[k] - reference[k]) for k in GLOBAL_COLUMNS)
         if not worst <= 1e-9:
-            raise UserError(f"{label} disagrees with common.evaluate by {worst:.3g} on the benchmark set")
+            raise UserError(f"{label} disagrees with common.evaluation.evaluate by {worst:.3g} on the benchmark set")
     scored = args.videos * (args.frames - 2) * args.objects
     print(f"J&F-Mean {reference['J&F-Mean']:.6f} (all evaluations agree); {scored} object-frames scored")
     official_time = timings.get("official davis2017-evaluation", (None,))[0]
@@ -135,6 +135,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from common.bench_metrics import main as _main
+    from vos.bench_metrics import main as _main
 
     run_cli(_main)

@@ -1,6 +1,6 @@
 """How close are two result folders? Per sequence and object, the IoU between our masks and the authors'.
 
-    python -m common.agree --ours DIR --theirs DIR [--davis ROOT --set val --year 2017] [--csv-dir DIR]
+    python -m common.evaluation.agree --ours DIR --theirs DIR [--davis ROOT --set val --year 2017] [--csv-dir DIR]
         [--binary] [--worst N]
 
 Both folders hold `<sequence>/<frame>.png` label maps. Only label indices count: palette colours and
@@ -12,11 +12,11 @@ all (sequence, object) pairs, the share of identical frames and pixels, and the 
 
 `--binary` compares object/background only (every non-zero label is the object): DAVIS 2016, and
 binary masks saved as 0/255 or 1-bit. It is on by itself with `--year 2016`. With `--davis`, both
-folders are also scored with `common.evaluate` and their J&F printed side by side.
+folders are also scored with `common.evaluation.evaluate` and their J&F printed side by side.
 
 The two folders must hold the same sequences and, per sequence, the same frame files; that is checked
 before anything is read. The CSV (`agreement.csv`, one row per sequence and object) is written
-atomically into `--csv-dir` (default: the `--ours` folder, as `common.evaluate` does).
+atomically into `--csv-dir` (default: the `--ours` folder, as `common.evaluation.evaluate` does).
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from common.errors import UserError, run_cli
-from common.output_folder import write_text_atomic
-from common.palette import read_label_png
+from common.runtime.errors import UserError, run_cli
+from common.data.output_folder import write_text_atomic
+from common.data.palette import read_label_png
 
 PathLike = Union[str, Path]
 CSV_NAME = "agreement.csv"
@@ -240,8 +240,8 @@ def compare(ours: PathLike, theirs: PathLike, *, binary: bool = False, only: Opt
 
 
 def add_jf(agreement: Agreement, davis_root: PathLike, split: str, year: int) -> Agreement:
-    """Score both folders with `common.evaluate` and keep their J&F (global, and per sequence)."""
-    from common.evaluate import evaluate
+    """Score both folders with `common.evaluation.evaluate` and keep their J&F (global, and per sequence)."""
+    from common.evaluation.evaluate import evaluate
 
     scores = [evaluate(davis_root, folder, split, year, progress=False)
               for folder in (agreement.ours, agreement.theirs)]
@@ -264,7 +264,7 @@ def _jf_per_sequence(result) -> Dict[str, float]:
 # ----------------------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m common.agree", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.evaluation.agree", description=__doc__.split("\n")[0])
     parser.add_argument("--ours", type=Path, required=True, help="our result folder (<sequence>/<frame>.png)")
     parser.add_argument("--theirs", type=Path, required=True, help="the authors' result folder, same layout")
     parser.add_argument("--davis", type=Path, default=None, help="DAVIS root: also score both folders (J&F)")

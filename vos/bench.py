@@ -27,13 +27,13 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
-from common import synthetic
-from common.datasets import DAVIS
-from common.device import (Stopwatch, add_device_argument, peak_memory_mib, pick_device,
+from common.data import synthetic
+from common.data.datasets import DAVIS
+from common.runtime.device import (Stopwatch, add_device_argument, peak_memory_mib, pick_device,
                            reset_peak_memory, synchronize)
-from common.errors import UserError, run_cli
-from common.evaluate import evaluate
-from common.papers import PAPERS, demo_hooks
+from common.runtime.errors import UserError, run_cli
+from common.evaluation.evaluate import evaluate
+from vos.papers import PAPERS, demo_hooks
 
 MODES = ("faithful", "fast", "compiled")  # compiled = fast + torch.compile (opt-in: compiling takes minutes)
 DEFAULT_MODES = ("faithful", "fast")
@@ -172,7 +172,7 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_in_child(paper: str, mode: str, davis_root: Path, args: argparse.Namespace) -> Dict[str, Any]:
-    cmd = [sys.executable, "-m", "common.bench", "--worker", f"{paper}:{mode}", "--davis-root", str(davis_root),
+    cmd = [sys.executable, "-m", "vos.bench", "--worker", f"{paper}:{mode}", "--davis-root", str(davis_root),
            "--runs", str(args.runs)] + (["--device", args.device] if args.device else [])
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rows = [line[len("BENCH-ROW "):] for line in proc.stdout.splitlines() if line.startswith("BENCH-ROW ")]

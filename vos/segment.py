@@ -1,6 +1,6 @@
 """Segment your own clip with BMVOS, EMVOS, TBD or HMMN, from one first-frame mask.
 
-    python -m common.segment --method tbd --video clip.mp4 --mask first.png [--mask-frame N]
+    python -m vos.segment --method tbd --video clip.mp4 --mask first.png [--mask-frame N]
         [--weights NAME|FILE|seeded] [--out DIR] [--fast] [--native-size] [--device cuda]
 
 Writes into --out a palette PNG per frame (`00000.png`, ... holding the mask's object ids), `overlay.mp4`
@@ -29,22 +29,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.clip import Clip, load_clip
-from common.device import Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
-from common.errors import UserError, run_cli
-from common.overlay import overlay, write_mp4
-from common.palette import read_label_png, write_label_png
-from common.papers import demo_hooks
-from common.runner import TMP_PREFIX
-from common.weights import SEEDED
+from common.data.clip import Clip, load_clip
+from common.runtime.device import Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
+from common.runtime.errors import UserError, run_cli
+from common.data.overlay import overlay, write_mp4
+from common.data.palette import read_label_png, write_label_png
+from vos.papers import demo_hooks
+from common.inference.runner import TMP_PREFIX
+from common.hub.checkpoints import SEEDED
 
-METHODS = ("bmvos", "emvos", "tbd", "hmmn")  # the semi-supervised papers of `common.papers.PAPERS`
+METHODS = ("bmvos", "emvos", "tbd", "hmmn")  # the semi-supervised papers of `vos.papers.PAPERS`
 STATS = "stats.json"
 OVERLAY = "overlay.mp4"
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """The clip arguments `common.segment` and `common.compare` share."""
+    """The clip arguments `vos.segment` and `vos.compare` share."""
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--video", type=Path, help="a video file (mp4 or anything OpenCV decodes)")
     source.add_argument("--frames", type=Path, help="a folder of frames (jpg/png, sorted by name)")
@@ -184,7 +184,7 @@ def summary(stats: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.segment", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m vos.segment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", required=True, choices=METHODS)
     add_input_arguments(parser)

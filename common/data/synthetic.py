@@ -5,7 +5,7 @@ front of each other (occlusion; fixed depth order per video). Textures are attac
 matching-based models have something to match from frame to frame. Everything is deterministic from the
 seed: rerunning with the same arguments writes byte-identical files.
 
-    python -m common.synthetic OUT [--seed 0] [--videos 3] [--frames 8] [--height 96 --width 160] [--objects 2]
+    python -m common.data.synthetic OUT [--seed 0] [--videos 3] [--frames 8] [--height 96 --width 160] [--objects 2]
 
 writes ``OUT/DAVIS`` (2017 + 2016 lists, ground truth for every train/val frame, the interactive
 benchmark's initial ``Scribbles/``), ``OUT/YouTubeVOS``
@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from common.errors import UserError, run_cli
-from common.palette import write_label_png
+from common.runtime.errors import UserError, run_cli
+from common.data.palette import write_label_png
 
 PathLike = Union[str, Path]
 
@@ -216,7 +216,7 @@ def make_davis_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames
     lists the same train/val videos; the loader binarises their masks, as DAVIS 2016 is built from 2017.
     Every video has `n_objects` objects, ids 1..n_objects, all visible in frame 0. With `scribbles`, the
     train and val videos get the initial scribble file of the interactive benchmark
-    (`Scribbles/<seq>/001.json`, davisinteractive's robot on the ground truth; see common.scribbles).
+    (`Scribbles/<seq>/001.json`, davisinteractive's robot on the ground truth; see common.data.scribbles).
     """
     _check_size(height, width, n_frames, n_objects, n_videos)
     root = Path(root)
@@ -238,7 +238,7 @@ def make_davis_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames
         for split in year_splits:
             (tmp / "ImageSets" / year / f"{split}.txt").write_text("".join(n + "\n" for n in splits[split]))
     if scribbles:
-        from common.scribbles import write_robot_scribbles  # imports davisinteractive: only when asked for
+        from common.data.scribbles import write_robot_scribbles  # imports davisinteractive: only when asked for
 
         for name in splits["train"] + splits["val"]:
             write_robot_scribbles(tmp, name)
@@ -336,7 +336,7 @@ def make_sample(out: PathLike, seed: int = 0, n_videos: int = 3, n_frames: int =
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.synthetic", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.data.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="output folder (DAVIS/, YouTubeVOS/ and COCO/ are written in it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--videos", type=int, default=3, help="DAVIS val and YouTube-VOS valid videos")

@@ -1,10 +1,10 @@
 """BMVOS, EMVOS, TBD and HMMN on one footing: the same clip, one grid video, one table, one scatter plot.
 
-    python -m common.compare (--video clip.mp4 | --frames DIR) --mask first.png [--gt DIR]
+    python -m vos.compare (--video clip.mp4 | --frames DIR) --mask first.png [--gt DIR]
         [--methods bmvos,emvos,tbd,hmmn] [--weights seeded] [--fast] [--out DIR] [--device cuda]
-    python -m common.compare --davis data/DAVIS [--results outputs] [--methods ...] [--fast]   (make compare)
+    python -m vos.compare --davis data/DAVIS [--results outputs] [--methods ...] [--fast]   (make compare)
 
-Clip mode runs `common.segment` once per method, each in its own process (so the CPU peak memory is that
+Clip mode runs `vos.segment` once per method, each in its own process (so the CPU peak memory is that
 method's own), into `<out>/<method>/`; finished method folders are reused. It writes `grid.mp4` (one
 labelled overlay panel per method), `table.md` and `table.csv` (method, frames/s, ms/frame, peak memory and,
 with `--gt`, J, F and J&F in %), and with `--gt` the scatter plot `jf_vs_fps.png`. Ground truth is one
@@ -28,19 +28,19 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from common import metrics
-from common.clip import Clip, list_frames, load_clip, object_ids_of
-from common.datasets import DAVIS, Video
-from common.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
-from common.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
-from common.errors import UserError, run_cli
-from common.output_folder import write_text_atomic
-from common.overlay import overlay
-from common.palette import read_label_png
-from common.papers import demo_hooks
-from common.segment import (METHODS, add_input_arguments, build_segmenter, frame_progress, is_finished, read_result,
+from common.evaluation import metrics
+from common.data.clip import Clip, list_frames, load_clip, object_ids_of
+from common.data.datasets import DAVIS, Video
+from vos.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
+from common.runtime.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
+from common.runtime.errors import UserError, run_cli
+from common.data.output_folder import write_text_atomic
+from common.data.overlay import overlay
+from common.data.palette import read_label_png
+from vos.papers import demo_hooks
+from vos.segment import (METHODS, add_input_arguments, build_segmenter, frame_progress, is_finished, read_result,
                             read_stats, result_settings, settings_differ)
-from common.weights import SEEDED
+from common.hub.checkpoints import SEEDED
 
 DAVIS_SET = "davis17-val"  # the result-folder name of DAVIS 2017 val, `<root>/<paper>/davis17-val`
 
@@ -85,11 +85,11 @@ def clip_scores(gt: np.ndarray, pred: np.ndarray, object_ids: Sequence[int]) -> 
 
 
 def segment_args(args: argparse.Namespace, method: str, out: Path) -> List[str]:
-    """The `common.segment` command line for one method on the clip."""
+    """The `vos.segment` command line for one method on the clip."""
     source = ["--video", str(args.video)] if args.video is not None else ["--frames", str(args.frames)]
     flags = [f for f, on in (("--fast", args.fast), ("--native-size", args.native_size),
                              ("--overwrite", args.overwrite)) if on]
-    command = [sys.executable, "-m", "common.segment", "--method", method, *source, "--mask", str(args.mask),
+    command = [sys.executable, "-m", "vos.segment", "--method", method, *source, "--mask", str(args.mask),
                "--mask-frame", str(args.mask_frame), "--out", str(out), *flags]
     if args.weights:
         command += ["--weights", args.weights]
@@ -116,7 +116,7 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
         else:  # its own process, so that the CPU peak memory is this method's alone
             code = subprocess.run(segment_args(args, method, folder)).returncode
         if code != 0:
-            raise UserError(f"common.segment --method {method} failed with exit status {code} (its message is "
+            raise UserError(f"vos.segment --method {method} failed with exit status {code} (its message is "
                             f"above); fix that and rerun: finished methods are reused")
         stats = read_stats(out / method)
         row: Row = {"method": method, **{k: stats[k] for k in ("fps", "ms_per_frame", "peak_memory_mib")}}
@@ -148,8 +148,8 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
 def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Optional[str], fast: bool,
               weights: Optional[str] = None, resize: bool = True, overwrite: bool = False) -> Row:
     """One method on DAVIS 2017 val (in this process; default: its official weights): timing, memory, J&F."""
-    from common.evaluate import evaluate
-    from common.runner import run_videos
+    from common.evaluation.evaluate import evaluate
+    from common.inference.runner import run_videos
 
     device = pick_device(device_name)
     hooks = demo_hooks(method)
@@ -185,7 +185,7 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
     results = out / "seeded-results" if args.weights == SEEDED else args.results
     rows: List[Row] = []
     for method in methods:  # each in its own process, so that the CPU peak memory is its own
-        command = [sys.executable, "-m", "common.compare", "--worker", method, "--davis", str(args.davis),
+        command = [sys.executable, "-m", "vos.compare", "--worker", method, "--davis", str(args.davis),
                    "--results", str(results)] + [f for f, on in (("--fast", args.fast), ("--native-size",
                    args.native_size), ("--overwrite", args.overwrite)) if on] + \
                   (["--device", args.device] if args.device else []) + \
@@ -205,7 +205,7 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.compare", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m vos.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_input_arguments(parser, required=False)
     parser.add_argument("--gt", type=Path, default=None, help="ground truth of the clip: one PNG per frame")

@@ -1,12 +1,12 @@
 """The authors' released results: where each archive lives, how to fetch it, and what must be inside.
 
-    python -m common.precomputed list
-    python -m common.precomputed fetch NAME [NAME ...] [--davis ROOT] [--force]
+    python -m common.hub.results list
+    python -m common.hub.results fetch NAME [NAME ...] [--davis ROOT] [--force]
 
     RESULTS['hmmn-davis17-val']          registry entry (a frozen `ResultsSpec`)
     fetch('hmmn-davis17-val')            -> `Layout`: the extracted folder and, per set, its result folder
 
-An archive is downloaded with `common.download` (the checked, atomic machinery of the weights) into a
+An archive is downloaded with `common.hub.download` (the checked, atomic machinery of the weights) into a
 private staging folder, extracted there (zip or tar; members that would land outside it, links and
 devices are refused), its layout verified, and only then renamed to `<cache>/precomputed/<name>/`
 (`<cache>` as for the weights: `$VOS_WEIGHTS` or `~/.cache/vos-papers`). A refused or damaged
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from common.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
-from common.errors import UserError, run_cli
-from common.weights import cache_dir
+from common.hub.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
+from common.runtime.errors import UserError, run_cli
+from common.hub.checkpoints import cache_dir
 
 _GIS_COMMIT = "281529bab2674bf14380c177e10dd0c36d89ff72"  # yuk6heo/GIS-RAmap master, 2022-04-20
 _GIS_DAVIS = "results/test_result_davisframework"
@@ -315,7 +315,7 @@ def fetch(name: str, *, cache: Optional[Path] = None, davis_root: Optional[Path]
             return verify_layout(name, final, davis_root)
         except UserError as err:
             raise UserError(f"{err}. This copy is in the cache; delete {final}, or download it again with "
-                            f"`python -m common.precomputed fetch --force {name}`") from None
+                            f"`python -m common.hub.results fetch --force {name}`") from None
     hint = (f"Download it by hand from {' or '.join(spec.page_urls)}, extract it into an empty folder and "
             f"move that folder to {final}.")
     with staging_folder(final.parent, fix="set $VOS_WEIGHTS to a writable folder") as staging:
@@ -412,7 +412,7 @@ def _extract_tar(archive: Path, out: Path, what: str) -> None:
 # ----------------------------------------------------------------------------------------- CLI
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.precomputed", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.hub.results", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every registered archive, its source and whether it is cached")
     get = sub.add_parser("fetch", help="download, extract and check archives")

@@ -10,7 +10,7 @@ finished videos, and a rerun skips them. Only `segment` is timed (CUDA-synchroni
 testers time only the model call.
 
 Under torchrun pass `dist=init_distributed(device)`: each rank segments its shard of the videos
-(`common.distributed.shard`: sorted by name, round robin) and all ranks meet at a barrier before
+(`common.runtime.distributed.shard`: sorted by name, round robin) and all ranks meet at a barrier before
 `run_videos` returns, so rank 0 can then score or zip the complete folder.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.datasets import Video
-from common.device import Stopwatch
-from common.distributed import DistContext, shard
-from common.errors import UserError
-from common.palette import write_label_png
+from common.data.datasets import Video
+from common.runtime.device import Stopwatch
+from common.runtime.distributed import DistContext, shard
+from common.runtime.errors import UserError
+from common.data.palette import write_label_png
 
 PathLike = Union[str, Path]
 Segmenter = Callable[[Video], Mapping[int, np.ndarray]]

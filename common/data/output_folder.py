@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
-from common.errors import UserError
+from common.runtime.errors import UserError
 
 PathLike = Union[str, Path]
 

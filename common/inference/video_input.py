@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.datasets import Video
+from common.data.datasets import Video
 
 SHORT_SIDE = 480
 MIN_OBJECT_PIXELS = 1000  # counted after resizing; a smaller given object keeps the video at its size

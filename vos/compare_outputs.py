@@ -1,4 +1,4 @@
-"""What `common.compare` writes: the table (Markdown and CSV), the J&F-vs-frames/s scatter plot and the grid video."""
+"""What `vos.compare` writes: the table (Markdown and CSV), the J&F-vs-frames/s scatter plot and the grid video."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from common.overlay import write_mp4
+from common.data.overlay import write_mp4
 
 Row = Dict[str, Any]
 

@@ -27,7 +27,7 @@ from typing import List, Optional, Sequence, TypeVar, Union
 import torch
 import torch.distributed as torch_dist
 
-from common.errors import UserError
+from common.runtime.errors import UserError
 
 T = TypeVar("T")
 

@@ -20,11 +20,11 @@ from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
-from common.datasets import Video
-from common.device import add_device_argument
-from common.distributed import DistContext
-from common.errors import UserError
-from common.output_folder import check_output_folder
+from common.data.datasets import Video
+from common.runtime.device import add_device_argument
+from common.runtime.distributed import DistContext
+from common.runtime.errors import UserError
+from common.data.output_folder import check_output_folder
 
 
 class BenchmarkSet(NamedTuple):
@@ -117,9 +117,9 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
     scores and zips (after run_videos' barrier), the others return fps/frames only.
     Returns {set: {'fps', 'frames', J&F global row for scored sets, 'zip' for server sets}}.
     """
-    from common.datasets import DAVIS, YouTubeVOS
-    from common.evaluate import evaluate
-    from common.runner import run_videos, zip_submission
+    from common.data.datasets import DAVIS, YouTubeVOS
+    from common.evaluation.evaluate import evaluate
+    from common.inference.runner import run_videos, zip_submission
 
     is_main = dist is None or dist.is_main
     datasets = {}

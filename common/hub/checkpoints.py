@@ -13,7 +13,7 @@ A download goes to a private temporary folder inside the cache and is moved into
 has been checked (not an HTML page, loadable by `torch.load(weights_only=True)`, hash when known), so
 an interrupted or refused download never leaves a file that looks like a checkpoint.
 
-Command line: `python -m common.weights list` and `python -m common.weights fetch NAME [NAME ...]`.
+Command line: `python -m common.hub.checkpoints list` and `python -m common.hub.checkpoints fetch NAME [NAME ...]`.
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, 
 
 import torch
 
-from common.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
-from common.errors import UserError, run_cli
+from common.hub.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
+from common.runtime.errors import UserError, run_cli
 
 _EMVOS_COMMIT = "7e1e200338e9e74afa9f9d3cffb592fcc570d00b"  # suhwan-cho/EMVOS main, 2023-01-10
 _EMVOS_RAW = f"https://raw.githubusercontent.com/suhwan-cho/EMVOS/{_EMVOS_COMMIT}/trained_model/"
@@ -188,7 +188,7 @@ def fetch(name: str, *, cache_dir: Optional[Path] = None, force: bool = False) -
             _check_checkpoint(present, spec)
         except UserError as err:
             raise UserError(f"{err} This file is in the weights cache; delete it, or re-download with "
-                            f"`python -m common.weights fetch --force {name}`.") from None
+                            f"`python -m common.hub.checkpoints fetch --force {name}`.") from None
         return present
 
     if spec.page_url is None:
@@ -406,7 +406,7 @@ def official_or_seeded(name: str, build: Callable[[], ModuleT], device: torch.de
     spec = spec_for(name)
     path = cached_path(name)
     if path is None:
-        print(f"{spec.paper}: official weights not in the cache (python -m common.weights fetch {name}); "
+        print(f"{spec.paper}: official weights not in the cache (python -m common.hub.checkpoints fetch {name}); "
               f"using a seeded random initialisation, so the scores mean nothing")
         return seeded_init(build, device, seed=seed)
     print(f"{spec.paper}: official weights {path}")
@@ -446,7 +446,7 @@ def build_with_weights(build: Callable[[], ModuleT], weights: Optional[Union[str
 # ----------------------------------------------------------------------------------------- CLI
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.weights", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.hub.checkpoints", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="show every registered checkpoint and whether it is cached")
     get = sub.add_parser("fetch", help="download checkpoints into the cache and check them")

@@ -12,11 +12,11 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from common import synthetic
-from common.device import add_device_argument, pick_device
-from common.errors import UserError, run_cli
-from common.evaluate import evaluate
-from common.papers import PAPERS, demo_hooks
+from common.data import synthetic
+from common.runtime.device import add_device_argument, pick_device
+from common.runtime.errors import UserError, run_cli
+from common.evaluation.evaluate import evaluate
+from vos.papers import PAPERS, demo_hooks
 
 COLUMNS = ("J&F-Mean", "J-Mean", "F-Mean")
 

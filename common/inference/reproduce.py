@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
-from common.device import add_device_argument
+from common.runtime.device import add_device_argument
 
 # A table cell: a score (printed with one decimal), text as given, or None for "no number" ('-').
 Cell = Union[float, str, None]

@@ -25,8 +25,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from common.errors import UserError
-from common.palette import VOID_LABEL, image_size, read_label_png, read_rgb
+from common.runtime.errors import UserError
+from common.data.palette import VOID_LABEL, image_size, read_label_png, read_rgb
 
 PathLike = Union[str, Path]
 

@@ -1,6 +1,6 @@
 """Downloading one file from Google Drive (gdown) or a plain URL, with every failure as one `UserError`.
 
-Shared by `common.weights` (checkpoints) and `common.precomputed` (the authors' result archives). The
+Shared by `common.hub.checkpoints` (checkpoints) and `common.hub.results` (the authors' result archives). The
 caller downloads into a private staging folder (`staging_folder`) on the same file system as the final
 place, checks the file, then renames it into place; so an interrupted, refused or damaged download never
 leaves anything that looks like a finished file.
@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
-from common.errors import UserError
+from common.runtime.errors import UserError
 
 DRIVE_PAGE = "https://drive.google.com/file/d/{}/view"
 
