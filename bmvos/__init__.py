@@ -8,3 +8,7 @@
 - `python -m bmvos.train` (or `main_runfile --train`): TBD's training recipe through `common.training`.
 - `bmvos.demo`: hooks for `make demo` / `make bench`.
 """
+
+TITLE = "BMVOS"  # the name tables and progress lines print
+
+from bmvos import checkpoints  # noqa: E402,F401  (registers the checkpoints and released results in common.hub)

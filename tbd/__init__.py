@@ -6,3 +6,7 @@
   shared trainer in `common.training`.
 - `python -m tbd.run --test | --train`, `python -m tbd.reproduce`, `tbd.demo` hooks for `make demo` / `make bench`.
 """
+
+TITLE = "TBD"  # the name tables and progress lines print
+
+from tbd import checkpoints  # noqa: E402,F401  (registers the checkpoints and released results in common.hub)

@@ -1,21 +1,18 @@
-"""The paper packages, looked up by name so that `common` never imports them at module level.
-
-`make demo` and `make bench` walk this list; each package exposes its hooks in `<paper>/demo.py`.
-"""
+"""The five paper packages, imported plainly: the tools below iterate over this table and use each package only
+through the contract in `vos.contract`. Importing a package also registers its checkpoints and released results
+in `common.hub`."""
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
-from typing import Optional
+from typing import Dict
 
-PAPERS = ("bmvos", "emvos", "tbd", "hmmn", "gis")
+# In table order, so that registries list the papers in it too.
+import bmvos  # isort: skip
+import emvos  # isort: skip
+import tbd  # isort: skip
+import hmmn  # isort: skip
+import gis  # isort: skip
 
-
-def demo_hooks(paper: str) -> Optional[ModuleType]:
-    """`<paper>.demo`, or None while that package has no demo yet."""
-    try:
-        return importlib.import_module(f"{paper}.demo")
-    except ModuleNotFoundError as err:
-        if err.name in (f"{paper}.demo", paper):
-            return None
-        raise
+PAPERS: Dict[str, ModuleType] = {"bmvos": bmvos, "emvos": emvos, "tbd": tbd, "hmmn": hmmn, "gis": gis}
+SEMI_SUPERVISED = ("bmvos", "emvos", "tbd", "hmmn")  # segment a video from its first-frame mask
+INTERACTIVE = ("gis",)                                # segment from a person's scribbles, round after round

@@ -1,6 +1,6 @@
 """Official checkpoints: where each one lives, how to fetch it into a local cache, and how to load it.
 
-    WEIGHTS['bmvos-davis']            registry entry (a frozen `WeightSpec`)
+    CHECKPOINT_REGISTRY['bmvos-davis']   registry entry (a frozen `WeightSpec`), registered by bmvos/checkpoints.py
     fetch('bmvos-davis')              -> Path in the cache, downloaded and checked on first use
     load_state_dict('bmvos-davis')    -> {key: Tensor}, `torch.load(weights_only=True)`, `module.` stripped
     load_into(model, state_dict)      strict load; one `UserError` naming the first mismatching key
@@ -13,7 +13,7 @@ A download goes to a private temporary folder inside the cache and is moved into
 has been checked (not an HTML page, loadable by `torch.load(weights_only=True)`, hash when known), so
 an interrupted or refused download never leaves a file that looks like a checkpoint.
 
-Command line: `python -m common.hub.checkpoints list` and `python -m common.hub.checkpoints fetch NAME [NAME ...]`.
+Command line (every paper's entries): `python -m vos.weights list` and `python -m vos.weights fetch NAME [NAME ...]`.
 """
 from __future__ import annotations
 
@@ -30,10 +30,9 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, 
 import torch
 
 from common.hub.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
-from common.runtime.errors import UserError, run_cli
+from common.hub.registry import Registry
+from common.runtime.errors import UserError
 
-_EMVOS_COMMIT = "7e1e200338e9e74afa9f9d3cffb592fcc570d00b"  # suhwan-cho/EMVOS main, 2023-01-10
-_EMVOS_RAW = f"https://raw.githubusercontent.com/suhwan-cho/EMVOS/{_EMVOS_COMMIT}/trained_model/"
 
 
 @dataclass(frozen=True)
@@ -69,73 +68,9 @@ class WeightSpec:
         return self.url
 
 
-# sha256: None everywhere, because no official hashes exist and the files cannot be downloaded
-# where this registry was written. Fill them in once a file has been verified to give the paper's numbers.
-WEIGHTS: Dict[str, WeightSpec] = {spec.name: spec for spec in [
-    WeightSpec(
-        name="bmvos-davis", paper="bmvos", dataset="davis",
-        description="BMVOS (WACV 2022) model for DAVIS 2016/2017 evaluation",
-        filename="BMVOS_davis.pth", drive_id="16FmdVvTn9BKAr2X1QbJhcMOvQ4av_JGw",
-        source="suhwan-cho/BMVOS README 'Pre-trained model (davis)'; run.py loads weights/BMVOS_davis.pth",
-    ),
-    WeightSpec(
-        name="bmvos-ytvos", paper="bmvos", dataset="ytvos",
-        description="BMVOS (WACV 2022) model for YouTube-VOS 2018 evaluation",
-        # run.py only names the DAVIS file; this name follows it by analogy.
-        filename="BMVOS_ytvos.pth", drive_id="1Gbv9SfNkJf08kd2ZWiRdEjWTP0em20f2",
-        source="suhwan-cho/BMVOS README 'Pre-trained model (ytvos)'",
-    ),
-    WeightSpec(
-        name="emvos-coco_davis", paper="emvos", dataset="davis",
-        description="EMVOS model pre-trained on COCO, then trained on DAVIS 2017 train (best on DAVIS 2017 val)",
-        filename="coco_davis_best.pth", url=_EMVOS_RAW + "coco_davis_best.pth",
-        git_blob_sha1="fd1081e60b4c7ab791edd1267a321c9621f86391",
-        source=f"committed in suhwan-cho/EMVOS@{_EMVOS_COMMIT[:8]} as trained_model/coco_davis_best.pth "
-               "(a plain git blob, not an LFS pointer); run.py loads it",
-    ),
-    WeightSpec(
-        name="emvos-coco_ytvos", paper="emvos", dataset="ytvos",
-        description="EMVOS model pre-trained on COCO, then trained on YouTube-VOS 2018 train",
-        filename="coco_ytvos_best.pth", url=_EMVOS_RAW + "coco_ytvos_best.pth",
-        git_blob_sha1="1778292b21ea66d8cfb18ceaf39f70f3fc8dc179",
-        source=f"committed in suhwan-cho/EMVOS@{_EMVOS_COMMIT[:8]} as trained_model/coco_ytvos_best.pth",
-    ),
-    WeightSpec(
-        name="tbd-davis", paper="tbd", dataset="davis",
-        description="TBD (ECCV 2022) model for DAVIS 2016/2017 evaluation",
-        filename="TBD_davis.pth", drive_id="1bL5sew3b76XhXe7vlC57gYZSPjkbmaPb",
-        source="suhwan-cho/TBD README 'Pre-trained model (davis)'; run.py loads weights/TBD_davis.pth",
-    ),
-    WeightSpec(
-        name="tbd-ytvos", paper="tbd", dataset="ytvos",
-        description="TBD (ECCV 2022) model for YouTube-VOS 2018 evaluation",
-        # run.py only names the DAVIS file; this name follows it by analogy.
-        filename="TBD_ytvos.pth", drive_id="1mDHAj5Utih9aNmmexsXzoUGZQzzeb-Tf",
-        source="suhwan-cho/TBD README 'Pre-trained model (ytvos)'",
-    ),
-    WeightSpec(
-        name="hmmn", paper="hmmn", dataset="davis",
-        description="HMMN (ICCV 2021) model; the official eval_DAVIS.py uses it for DAVIS 2016 and 2017",
-        # The README's first link (1Vm4Hf6hCdIAXdLQDWiTG8DWn4RAyD8oT) was replaced by this one on 2022-07-05.
-        filename="HMMN_weights.pth", drive_id="16vOMm7hIdmC6yL4FlBO4p_miTeUoskt7",
-        module_prefix=True,  # eval_DAVIS.py loads it into nn.DataParallel(HMMN())
-        source="Hongje/HMMN README 'Trained model'; eval_DAVIS.py loads HMMN_weights.pth",
-    ),
-    WeightSpec(
-        name="gis-davis", paper="gis", dataset="davis",
-        description="GIS-RAmap (CVPR 2021) model for the DAVIS 2017 interactive benchmark",
-        filename="GIS-ckpt_standard.pth", drive_id="1dkgXJJ2gPYDtPE9yTtlP4Th0iNX5ZG6a",
-        aliases=("ckpt_standard.pth",),  # the name IVOS_main_DAVIS.py actually opens
-        source="yuk6heo/GIS-RAmap README 'For DAVIS2017 evaluation'; file name from README and config.py",
-    ),
-    WeightSpec(
-        name="gis-youtube", paper="gis", dataset="ytvos",
-        description="GIS-RAmap model trained without the YouTube-IVOS evaluation videos, for YouTube-VOS 2019",
-        filename="GIS-ckpt_wo_YTIVOStrainset.pth", drive_id="1m52fHwoYt2zupSmqgvDYUTqB24ApX0my",
-        aliases=("ckpt_wo_YTIVOStrainset.pth",),  # the name IVOS_main_youtube.py actually opens
-        source="yuk6heo/GIS-RAmap README 'For youtube2019 evaluation'; file name from config.py",
-    ),
-]}
+CHECKPOINT_REGISTRY: Registry[WeightSpec] = Registry("weights")  # filled by each paper's checkpoints.py
+
+
 
 
 # ----------------------------------------------------------------------------------------- cache
@@ -146,10 +81,7 @@ def cache_dir() -> Path:
 
 
 def spec_for(name: str) -> WeightSpec:
-    try:
-        return WEIGHTS[name]
-    except KeyError:
-        raise UserError(f"unknown weights {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
+    return CHECKPOINT_REGISTRY[name]
 
 
 def weight_path(name: str, *, cache_dir: Optional[Path] = None) -> Path:
@@ -188,7 +120,7 @@ def fetch(name: str, *, cache_dir: Optional[Path] = None, force: bool = False) -
             _check_checkpoint(present, spec)
         except UserError as err:
             raise UserError(f"{err} This file is in the weights cache; delete it, or re-download with "
-                            f"`python -m common.hub.checkpoints fetch --force {name}`.") from None
+                            f"`python -m vos.weights fetch --force {name}`.") from None
         return present
 
     if spec.page_url is None:
@@ -303,14 +235,14 @@ def load_state_dict(name_or_path: Union[str, os.PathLike], *, map_location="cpu"
     `nn.DataParallel` adds.
     """
     spec: Optional[WeightSpec] = None
-    if isinstance(name_or_path, str) and name_or_path in WEIGHTS:
-        spec = WEIGHTS[name_or_path]
+    if isinstance(name_or_path, str) and name_or_path in CHECKPOINT_REGISTRY:
+        spec = CHECKPOINT_REGISTRY[name_or_path]
         path = fetch(name_or_path)
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise UserError(f"no checkpoint file at {path}, and {str(name_or_path)!r} is not a registered "
-                            f"weights name (known: {', '.join(sorted(WEIGHTS))})")
+                            f"weights name (known: {', '.join(sorted(CHECKPOINT_REGISTRY.names()))})")
 
     obj = _torch_load(path, map_location)
     if spec is not None and spec.nested_key is not None:
@@ -406,7 +338,7 @@ def official_or_seeded(name: str, build: Callable[[], ModuleT], device: torch.de
     spec = spec_for(name)
     path = cached_path(name)
     if path is None:
-        print(f"{spec.paper}: official weights not in the cache (python -m common.hub.checkpoints fetch {name}); "
+        print(f"{spec.paper}: official weights not in the cache (python -m vos.weights fetch {name}); "
               f"using a seeded random initialisation, so the scores mean nothing")
         return seeded_init(build, device, seed=seed)
     print(f"{spec.paper}: official weights {path}")
@@ -441,30 +373,3 @@ def build_with_weights(build: Callable[[], ModuleT], weights: Optional[Union[str
     model = build()
     load_into(model, weights)
     return model.to(device).eval()
-
-
-# ----------------------------------------------------------------------------------------- CLI
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.hub.checkpoints", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="show every registered checkpoint and whether it is cached")
-    get = sub.add_parser("fetch", help="download checkpoints into the cache and check them")
-    get.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(WEIGHTS)}")
-    get.add_argument("--force", action="store_true", help="download again even if cached")
-    args = parser.parse_args(argv)
-
-    if args.command == "list":
-        print(f"weights cache: {cache_dir()}")
-        for spec in WEIGHTS.values():
-            here = cached_path(spec.name)
-            state = f"cached at {here}" if here else (spec.page_url or "no link: download by hand")
-            print(f"{spec.name:18s} {spec.paper + '/' + spec.filename:38s} {state}")
-        return 0
-    for name in args.names:
-        print(f"{name}: {fetch(name, force=args.force)}")
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

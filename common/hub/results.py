@@ -1,15 +1,12 @@
 """The authors' released results: where each archive lives, how to fetch it, and what must be inside.
 
-    python -m common.hub.results list
-    python -m common.hub.results fetch NAME [NAME ...] [--davis ROOT] [--force]
-
-    RESULTS['hmmn-davis17-val']          registry entry (a frozen `ResultsSpec`)
-    fetch('hmmn-davis17-val')            -> `Layout`: the extracted folder and, per set, its result folder
+    RESULTS_REGISTRY['hmmn-davis17-val']   registry entry (a frozen `ResultsSpec`), registered by hmmn/checkpoints.py
+    fetch('hmmn-davis17-val')              -> `Layout`: the extracted folder and, per set, its result folder
 
 An archive is downloaded with `common.hub.download` (the checked, atomic machinery of the weights) into a
 private staging folder, extracted there (zip or tar; members that would land outside it, links and
 devices are refused), its layout verified, and only then renamed to `<cache>/precomputed/<name>/`
-(`<cache>` as for the weights: `$VOS_WEIGHTS` or `~/.cache/vos-papers`). A refused or damaged
+(`<cache>` as for the weights: `$VOS_WEIGHTS` or `~/.cache/vos-papers`). Command line: `python -m vos.precomputed`. A refused or damaged
 download, a damaged archive or an unexpected layout leaves nothing behind.
 
 Layout check. A *result folder* is a folder of sequence folders that hold PNG masks. Each found result
@@ -35,12 +32,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from common.hub.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
-from common.runtime.errors import UserError, run_cli
+from common.hub.registry import Registry
+from common.runtime.errors import UserError
 from common.hub.checkpoints import cache_dir
 
-_GIS_COMMIT = "281529bab2674bf14380c177e10dd0c36d89ff72"  # yuk6heo/GIS-RAmap master, 2022-04-20
-_GIS_DAVIS = "results/test_result_davisframework"
-_GIS_YOUTUBE = "results/test_result_youtube/GIS-RAmap[JF]_[wo_RS]"
 
 
 @dataclass(frozen=True)
@@ -67,58 +62,11 @@ class ResultsSpec:
         return [DRIVE_PAGE.format(i) for i in self.drive_ids] + ([self.url] if self.url else [])
 
 
-def _hmmn(set_name: str, label: str, current: str, initial: str) -> ResultsSpec:
-    return ResultsSpec(
-        name=f"hmmn-{set_name}", paper="hmmn", description=f"HMMN (ICCV 2021) results on {label}",
-        sets=(set_name,), sets_confirmed=True, drive_ids=(current, initial),
-        source=f"Hongje/HMMN README 'Pre-computed Results' [{label}]: link of commit a138cd80 ('Update links', "
-               f"2022-07-05), then the link of the initial README (76a6b63, 2021-09-24)",
-    )
+RESULTS_REGISTRY: Registry[ResultsSpec] = Registry("results")  # filled by each paper's checkpoints.py
+DAVIS_AND_YTVOS18 = ("davis16-val", "davis17-val", "davis17-test-dev", "ytvos18-valid")  # one archive's sets
 
 
-_DAVIS_AND_YTVOS18 = ("davis16-val", "davis17-val", "davis17-test-dev", "ytvos18-valid")
 
-RESULTS: Dict[str, ResultsSpec] = {spec.name: spec for spec in [
-    ResultsSpec(
-        name="bmvos", paper="bmvos", description="BMVOS (WACV 2022) pre-computed results, one archive",
-        sets=_DAVIS_AND_YTVOS18, drive_ids=("18Pf6n7uh0Ima5tcu-rmbGJ2GnyPEuixK", "1IkUGkIH86ERpAPQeJNckgLdwQ8yBCNgk"),
-        source="suhwan-cho/BMVOS README 'Attachments: Pre-computed results' (5011df8e, 2025-06-02), then the "
-               "earlier README's 'Download: [pre-computed results]' link",
-    ),
-    ResultsSpec(
-        name="emvos", paper="emvos", description="EMVOS pre-computed results, one archive",
-        sets=_DAVIS_AND_YTVOS18, drive_ids=("1GWn7csEX4C8PJWcnC1ykS8IYobloQaSh",),
-        source="suhwan-cho/EMVOS README step 4 '(Optional) Download pre-computed results' (7e1e2003, 2023-01-10)",
-    ),
-    ResultsSpec(
-        name="tbd", paper="tbd", description="TBD (ECCV 2022) pre-computed results, one archive",
-        sets=_DAVIS_AND_YTVOS18, drive_ids=("1d-KIWYBxbU-VHmLqvCbyLMz_sRExt8Ir",),
-        source="suhwan-cho/TBD README 'Attachments: Pre-computed results' (d65c7baf, 2025-06-02)",
-    ),
-    _hmmn("davis16-val", "DAVIS-16-val", "1SqzBktU0DrSd5_vC7TVmPtXJBn3bqAfG", "1s1qEUnLP8eEt64mxDv4VieZW0cEW09_u"),
-    _hmmn("davis17-val", "DAVIS-17-val", "1uDx8rPo91qEnoE_nBCYF-A-G8noRq6G8", "1ZNbdME0SG5WIn1BoBnfQ9IkEFt4xmLA6"),
-    _hmmn("davis17-test-dev", "DAVIS-17-test-dev", "18-p2ihxfHZisOghWiSpvlfbhpy1j1oSl",
-          "1Fr50S37X0erJBEfWhNmU06tKIgSZvy3P"),
-    _hmmn("ytvos18-valid", "YouTube-VOS-18-valid", "1cE9rtqdafXGm7V3rP2ZSXq56atoXVUg3",
-          "1dx3pbKQlp-80eekgp3i1leKXv_Jqv2JJ"),
-    _hmmn("ytvos19-valid", "YouTube-VOS-19-valid", "1bA2iv2KhjYGlw5i25dLPf24byt-5On2r",
-          "10yu-HqXCQLQlLt0ZIlwfQ4cKW71OzndQ"),
-    ResultsSpec(
-        name="gis", paper="gis",
-        description="GIS-RAmap (CVPR 2021) interactive-evaluation summaries (DAVIS framework and YouTube-iVOS)",
-        url=f"https://codeload.github.com/yuk6heo/GIS-RAmap/zip/{_GIS_COMMIT}",
-        source=f"yuk6heo/GIS-RAmap README 'root/results : result files for both evaluation results are "
-               f"attached', committed in the repository (downloaded as GitHub's archive of {_GIS_COMMIT[:8]})",
-        summary_files=tuple(
-            [f"{_GIS_DAVIS}/GIS-RAmap[{metric}]_[{guide}]/{name}" for metric, guide, stamp in (
-                ("JF", "RS4", "20201104_033839"), ("JF", "wo_RS", "20210121_012946"),
-                ("J", "RS4", "20201105_024900"), ("J", "wo_RS", "20201025_175130"))
-             for name in (f"summary_{stamp}.json", "summary_in_csv.csv")]
-            + [f"{_GIS_YOUTUBE}/iPoint{n:02d}/{name}" for n in (5, 10, 20, 50)
-               for name in ("summary.json", "summary_in_csv.csv")]
-            + [f"{_GIS_YOUTUBE}/summary_total.json"]),
-    ),
-]}
 
 
 # ----------------------------------------------------------------------------------------- benchmark sets
@@ -265,10 +213,7 @@ class Layout:
 
 
 def spec_for(name: str) -> ResultsSpec:
-    try:
-        return RESULTS[name]
-    except KeyError:
-        raise UserError(f"unknown results {name!r}; known: {', '.join(RESULTS)}") from None
+    return RESULTS_REGISTRY[name]
 
 
 def results_root(name: str, *, cache: Optional[Path] = None) -> Path:
@@ -407,38 +352,3 @@ def _extract_tar(archive: Path, out: Path, what: str) -> None:
             else:
                 raise UserError(f"the archive of {what} holds {member.name!r}, which is not a plain file or "
                                 f"folder; refusing to extract it")
-
-
-# ----------------------------------------------------------------------------------------- CLI
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.hub.results", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="every registered archive, its source and whether it is cached")
-    get = sub.add_parser("fetch", help="download, extract and check archives")
-    get.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(RESULTS)}")
-    get.add_argument("--davis", type=Path, default=None,
-                     help="DAVIS root: match DAVIS result folders against its ImageSets lists")
-    get.add_argument("--force", action="store_true", help="download again even if cached")
-    args = parser.parse_args(argv)
-
-    if args.command == "list":
-        print(f"cache: {cache_dir() / 'precomputed'}")
-        for spec in RESULTS.values():
-            here = results_root(spec.name)
-            sets = ", ".join(spec.sets) + ("" if spec.sets_confirmed or not spec.sets else " (unconfirmed)")
-            print(f"{spec.name:22s} {sets or 'summary files'}")
-            print(f"{'':22s} {'cached at ' + str(here) if here.is_dir() else ' or '.join(spec.page_urls)}")
-            print(f"{'':22s} source: {spec.source}")
-        return 0
-    for name in args.names:
-        spec_for(name)  # every name checked before any download
-    if args.davis is not None and not args.davis.is_dir():
-        raise UserError(f"DAVIS root not found: {args.davis}")
-    for name in args.names:
-        print(fetch(name, davis_root=args.davis, force=args.force).report())
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

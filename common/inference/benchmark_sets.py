@@ -1,19 +1,24 @@
-"""The `--test` half of the EMVOS and TBD command lines (both mirror the authors' `run.py --test`).
+"""Benchmark sets run end to end, once for all four semi-supervised papers: segment, then score or zip.
+
+`run_sets` is what `bmvos.main_runfile`, `emvos.run --test`, `tbd.run --test` and `hmmn.eval_davis` all call,
+each keeping its upstream-style flags; `run_parser` / `add_test_arguments` are the shared `--test` flags of the
+two `run.py`-style command lines (EMVOS, TBD).
 
     parser = run_parser("python -m emvos.run", __doc__)          # --test | --train, --davis/--ytvos/--coco, --device
     add_test_arguments(parser, weights_help=..., output=Path("outputs/emvos"), fast_help=...)
     roots = {"davis": args.davis, "ytvos": args.ytvos}
-    summary = run_sets(args.sets or default_sets(roots), roots, args.output, device, paper="EMVOS",
+    summary = run_sets(args.sets or default_sets(roots), roots, args.output, device, title="EMVOS",
                        weights=args.weights, default_weights=..., load_model=load, segment=segment)
 
-`BENCHMARK_SETS` names the sets and the folders upstream writes them to. `run_sets` segments each set
-(finished videos are skipped on a rerun), scores the val sets in-process (J&F table printed, CSVs in
-`<output>/<folder>_scores`) and zips the sets with hidden ground truth for their challenge servers.
+`BENCHMARK_SETS` names the sets and their result folders. `run_sets` segments each set (finished videos are
+skipped on a rerun), scores the val sets in-process (J&F table printed, CSVs written where `SetLayout` says:
+beside the masks by default) and zips the sets with hidden ground truth for their challenge servers.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
@@ -23,8 +28,9 @@ import torch
 from common.data.datasets import Video
 from common.runtime.device import add_device_argument
 from common.runtime.distributed import DistContext
-from common.runtime.errors import UserError
 from common.data.output_folder import check_output_folder
+from common.inference.fast import add_fast_arguments
+from common.runtime.errors import UserError
 
 
 class BenchmarkSet(NamedTuple):
@@ -33,14 +39,21 @@ class BenchmarkSet(NamedTuple):
     year: int
     split: str
     scored: bool   # public ground truth: J&F in-process; else a submission zip for the server
+    server: str = ""  # where the submission zip is uploaded
 
 
+_CODALAB = "https://codalab.lisn.upsaclay.fr"
 BENCHMARK_SETS: Dict[str, BenchmarkSet] = {
     "davis16-val": BenchmarkSet("davis16-val", "davis", 2016, "val", True),
     "davis17-val": BenchmarkSet("davis17-val", "davis", 2017, "val", True),
-    "davis17-test-dev": BenchmarkSet("davis17-test-dev", "davis", 2017, "test-dev", False),
-    "ytvos18-valid": BenchmarkSet("ytvos18-valid", "ytvos", 2018, "valid", False),
+    "davis17-test-dev": BenchmarkSet("davis17-test-dev", "davis", 2017, "test-dev", False,
+                                     f"the DAVIS 2017 test-dev server ({_CODALAB})"),
+    "ytvos18-valid": BenchmarkSet("ytvos18-valid", "ytvos", 2018, "valid", False,
+                                  f"the YouTube-VOS 2018 server ({_CODALAB})"),
+    "ytvos19-valid": BenchmarkSet("ytvos19-valid", "ytvos", 2019, "valid", False,
+                                  f"the YouTube-VOS 2019 server ({_CODALAB})"),
 }
+DEFAULT_SETS = ("davis16-val", "davis17-val", "davis17-test-dev", "ytvos18-valid")  # what --sets runs when omitted
 
 # segment(model, video) -> {frame index: uint8 [H, W] labels}
 Segment = Callable[[torch.nn.Module, Video], Mapping[int, np.ndarray]]
@@ -54,7 +67,8 @@ def default_sets(roots: Mapping[str, Optional[Path]]) -> List[str]:
     A DAVIS root with none of the lists keeps davis17-val, whose loader then says what is missing.
     """
     sets, missing = [], []
-    for name, s in BENCHMARK_SETS.items():
+    for name in DEFAULT_SETS:
+        s = BENCHMARK_SETS[name]
         root = roots.get(s.family)
         if root is None:
             continue
@@ -91,31 +105,43 @@ def run_parser(prog: str, doc: str) -> argparse.ArgumentParser:
 
 def add_test_arguments(parser: argparse.ArgumentParser, *, weights_help: str, output: Path,
                        fast_help: str) -> argparse._ArgumentGroup:
-    """The 'testing' group: --sets, --weights, --output, --no-resize, --fast, --compile. Returns the group
-    so a paper can add its own fast-mode options."""
+    """The 'testing' group: --sets, --weights, --output, --no-resize, --fast, --precision, --compile. Returns the
+    group so a paper can add its own options."""
     t = parser.add_argument_group("testing")
-    t.add_argument("--sets", nargs="+", choices=sorted(BENCHMARK_SETS),
+    t.add_argument("--sets", nargs="+", choices=sorted(DEFAULT_SETS),
                    help="test sets (default: the DAVIS sets whose ImageSets list is there, e.g. no test-dev in "
                         "a trainval download, plus ytvos18-valid when --ytvos is given)")
     t.add_argument("--weights", help=weights_help)
     t.add_argument("--output", type=Path, default=output, help="results folder")
     t.add_argument("--no-resize", action="store_true", help="run at the native size (skip the official 480p rule)")
-    t.add_argument("--fast", action="store_true", help=fast_help)
-    t.add_argument("--compile", action="store_true", help="with --fast: torch.compile the encoder and decoder")
+    add_fast_arguments(t, fast_help=fast_help)
     return t
 
 
+@dataclass(frozen=True)
+class SetLayout:
+    """Where a set's files go under the output folder, as functions of (output, set). The defaults are the scheme
+    all five papers share: masks in `<output>/<set>/`, the J&F CSVs beside them (where davis2017-evaluation
+    writes them), the server archive at `<output>/<set>.zip`. HMMN's upstream-style `--output` names the set
+    folder itself, so its layout differs (see `hmmn.eval_davis`)."""
+
+    results: Callable[[Path, BenchmarkSet], Path] = lambda output, s: output / s.folder
+    scores: Callable[[Path, BenchmarkSet], Path] = lambda output, s: output / s.folder
+    archive: Callable[[Path, BenchmarkSet], Path] = lambda output, s: output / f"{s.folder}.zip"
+
+
 def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: Path, device: torch.device, *,
-             paper: str, weights: Optional[str], default_weights: Mapping[str, str],
+             title: str, weights: Optional[str], default_weights: Mapping[str, str],
              load_model: Callable[[str], torch.nn.Module], segment: Segment, fast: bool = False,
-             overwrite: bool = False, dist: Optional[DistContext] = None) -> Dict[str, dict]:
+             overwrite: bool = False, dist: Optional[DistContext] = None, layout: SetLayout = SetLayout(),
+             eval_workers: Optional[int] = None) -> Dict[str, dict]:
     """Segment each set (resuming finished videos), score the val sets, zip the server sets.
 
     `weights` (else `default_weights[family]`) is handed to `load_model` once per distinct name; the dataset
     layout is checked before that, so a wrong root fails before any download. `fast` only labels the
     progress line. With an enabled `dist` context each rank segments its share of the videos; rank 0 alone
     scores and zips (after run_videos' barrier), the others return fps/frames only.
-    Returns {set: {'fps', 'frames', J&F global row for scored sets, 'zip' for server sets}}.
+    Returns {set: {'fps', 'frames', 'results', J&F global row for scored sets, 'zip' for server sets}}.
     """
     from common.data.datasets import DAVIS, YouTubeVOS
     from common.evaluation.evaluate import evaluate
@@ -124,41 +150,44 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
     is_main = dist is None or dist.is_main
     datasets = {}
     for name in sets:  # every set's layout, then the output folder, before any weights load or video runs
-        _, family, year, split, _ = BENCHMARK_SETS[name]
-        root = roots.get(family)
+        s = BENCHMARK_SETS[name]
+        root = roots.get(s.family)
         if root is None:
-            raise UserError(f"test set {name} needs --{family} PATH")
-        datasets[name] = (DAVIS(root, year=year, split=split) if family == "davis"
-                          else YouTubeVOS(root, year=year, split=split))
+            raise UserError(f"test set {name} needs --{s.family} PATH")
+        datasets[name] = (DAVIS(root, year=s.year, split=s.split) if s.family == "davis"
+                          else YouTubeVOS(root, year=s.year, split=s.split))
     check_output_folder(output)
     summary: Dict[str, dict] = {}
     models: Dict[str, torch.nn.Module] = {}
     for name in sets:
-        folder, family, year, split, scored = BENCHMARK_SETS[name]
-        root, dataset = roots[family], datasets[name]
-        name_or_path = weights or default_weights[family]
+        s = BENCHMARK_SETS[name]
+        root, dataset = roots[s.family], datasets[name]
+        name_or_path = weights or default_weights[s.family]
         if name_or_path not in models:
             models[name_or_path] = load_model(name_or_path)
         model = models[name_or_path]
-        out = Path(output) / folder
+        out = layout.results(Path(output), s)
         videos = dataset.videos()
         if is_main:
             print(f"== {name}: {len(videos)} videos, weights {name_or_path}"
                   f"{' (fast mode)' if fast else ''} -> {out}"
                   f"{f' on {dist.world_size} processes' if dist is not None and dist.enabled else ''}")
         stats = run_videos(videos, lambda video: segment(model, video), out, device=device,
-                           desc=f"{paper} {name}", overwrite=overwrite, dist=dist)
-        summary[name] = {"fps": stats.fps, "frames": stats.total_frames}
+                           desc=f"{title} {name}", overwrite=overwrite, dist=dist)
+        summary[name] = {"fps": stats.fps, "frames": stats.total_frames, "results": out}
         if not is_main:  # every rank's videos are written (run_videos' barrier)
             continue
-        if scored:
-            result = evaluate(root, out, split=split, year=year)
+        if stats.videos:
+            print(f"{name}: {stats.summary()}")
+        if s.scored:
+            result = evaluate(root, out, split=s.split, year=s.year, workers=eval_workers)
             print(result.format_table())
-            result.write_csvs(out.parent / f"{folder}_scores")
+            csvs = result.write_csvs(layout.scores(Path(output), s))
+            print(f"{name}: J&F-Mean {result.global_row['J&F-Mean']:.4f}; tables in {csvs[0].parent}")
             summary[name].update(result.global_row)
         else:
-            zip_path = zip_submission(out, Path(output) / f"{folder}.zip",
-                                      layout="davis" if family == "davis" else "youtube")
-            print(f"submission archive: {zip_path}")
+            zip_path = zip_submission(out, layout.archive(Path(output), s),
+                                      layout="davis" if s.family == "davis" else "youtube")
+            print(f"{name}: no public ground truth; upload the submission {zip_path} to {s.server}")
             summary[name]["zip"] = zip_path
     return summary

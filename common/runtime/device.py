@@ -87,3 +87,8 @@ def peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device a model (or a fast-mode wrapper, also an `nn.Module`) holds its weights on."""
+    return next(model.parameters()).device
