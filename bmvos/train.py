@@ -44,7 +44,7 @@ def train(model: BMVOS, stages: Sequence[str], args: argparse.Namespace, device:
           forward_clip: Callable = bmvos_forward_clip) -> List[Path]:
     """Run `stages` of TBD's recipe in order on `model`; returns each stage's resume checkpoint."""
     # validation runs at the stored size: the 480p rule belongs to the official evaluator only
-    return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, short_side=None), stages,
+    return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, resize=False), stages,
                             {"coco": args.coco, "davis": args.davis, "ytvos": args.ytvos}, args.output_dir, device,
                             Overrides.from_args(args), num_workers=args.workers, resume=args.resume,
                             bn_train=args.bn_train, swap_attach_probability=0.0 if args.no_swap_attach else None,

@@ -10,13 +10,16 @@ Fast mode therefore
 * computes each similarity volume once per reference frame instead of once per object;
 * takes the occupancy-weighted max over reference positions for all objects (bg and fg) in one reduction;
 * runs the decoder's object-independent 1x1 projections once per frame and the rest batched over objects;
-* on CUDA, runs the encoder (most of the work: DenseNet-121 at full resolution) under fp16 autocast, while
-  the keys, both matchings, the decoder and the aggregation stay in float32. Measured on the parity video
+* on CUDA, runs the encoder (most of the work: DenseNet-121 at full resolution) under fp16 autocast
+  (`--precision auto`; `bf16`/`fp16` choose, `fp32` turns it off), while the keys, both matchings, the
+  decoder and the aggregation stay in float32 whatever the precision. Measured on the parity video
   (CPU autocast, same dtypes): fp16 encoder alone changes 0.2% of the mask pixels, bf16 encoder 1.8%, while
   a half-precision decoder changes 2-20% -- its logits reach ~70 with near ties and the aggregation divides
   clamped odds; the equalized matching is a softmax of raw key products in the tens, nearly saturated, so
   half-precision keys would move which query pixel each reference pixel picks;
-* keeps the convolution stacks in `channels_last`, and optionally `torch.compile`s encoder and decoder.
+* keeps the convolution stacks in `channels_last`, and with `--compile` `torch.compile`s encoder and decoder.
+
+`FastEMVOS(model, FastOptions(...))` takes the shared options of `common.inference.fast`.
 
 In float32 the per-element arithmetic is the faithful one (the products and maxima of the matching are
 bitwise equal); only the batched convolutions may round differently. `tests/test_emvos_fast.py` checks
@@ -28,11 +31,13 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
+from common.inference.fast import FastOptions
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.cbam_decoder import CBAMDecoder
 from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
@@ -54,38 +59,47 @@ class _Reference:
     seg_16: torch.Tensor    # [N, 2, h, w]
 
 
-def amp_dtype_for(device: torch.device) -> Optional[torch.dtype]:
-    """The encoder's autocast dtype in fast mode on `device` by default: fp16 on CUDA (8x finer than bf16;
-    DenseNet activations stay far below its range), none on the CPU (float32 is as fast there without AMX)."""
+class _Stages(NamedTuple):
+    """The encoder and the batched decoder, compiled or not. A plain tuple, outside the module tree: the
+    wrapper's parameters and state_dict stay the model's (under `model.`), with no compiled duplicates."""
+    encode: Callable[[torch.Tensor], Feats]
+    decode: Callable[..., torch.Tensor]
+
+
+def encoder_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """EMVOS's verified encoder autocast dtype on `device` (`--precision auto`): fp16 on CUDA (8x finer than
+    bf16; DenseNet activations stay far below its range), none on the CPU (float32 is as fast there without
+    AMX)."""
     return torch.float16 if device.type == "cuda" else None
 
 
-class FastEMVOS:
+class FastEMVOS(nn.Module):
     """Drop-in for `model(imgs, given_masks, val_frame_ids)` at inference (batch 1); returns `{'masks': ...}`.
 
-    `amp`: autocast dtype of the encoder ("auto": `amp_dtype_for(device)`; None: float32).
-    `channels_last` converts `model` in place, so give fast mode its own model (faithful mode's numbers
-    assume the default memory format). `frame_chunk`: frames per encoder call (default 4 on CUDA, 1 on CPU).
+    `options.precision`: autocast dtype of the encoder ("auto": `encoder_autocast_dtype(device)`; "fp32": none).
+    `options.channels_last` (default on) converts `model` in place, so give fast mode its own model (faithful
+    mode's numbers assume the default memory format). `options.compile` compiles encoder and decoder.
+    `frame_chunk`: frames per encoder call (default 4 on CUDA, 1 on CPU).
     """
 
-    def __init__(self, model: EMVOS, *, amp="auto", channels_last: bool = True, compile: bool = False,
+    def __init__(self, model: EMVOS, options: Optional[FastOptions] = None, *,
                  frame_chunk: Optional[int] = None) -> None:
-        self.model = model.eval()
-        self.amp = amp
-        self.channels_last = channels_last
+        super().__init__()
+        self.options = options or FastOptions()
+        self.model = model
+        self.channels_last = self.options.use_channels_last(True)
         self.frame_chunk = frame_chunk
-        if channels_last:
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self._encoder: Callable[[torch.Tensor], Feats] = self.model.vos.encoder
-        self._decoder: Callable[..., torch.Tensor] = _decode_batched
-        if compile:
-            # compiled callables are kept beside the model: the model's state_dict keys stay the official ones
-            self._encoder = torch.compile(self.model.vos.encoder, dynamic=True)
-            self._decoder = torch.compile(_decode_batched, dynamic=True)
+        self._stages = _Stages(self.model.vos.encoder, _decode_batched)
+        if self.options.compile:
+            self._stages = _Stages(torch.compile(self.model.vos.encoder, dynamic=True),
+                                   torch.compile(_decode_batched, dynamic=True))
+        self.eval()
 
     # ----------------------------------------------------------------------------------------------------
     def _autocast(self, device: torch.device):
-        dtype = amp_dtype_for(device) if self.amp == "auto" else self.amp
+        dtype = self.options.autocast_dtype(encoder_autocast_dtype(device))
         if dtype is None:
             return nullcontext()
         return torch.autocast(device_type=device.type, dtype=dtype)
@@ -95,7 +109,7 @@ class FastEMVOS:
         if self.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
         with self._autocast(frames.device):
-            feats = self._encoder(frames)
+            feats = self._stages.encode(frames)
         feats = {name: f.float() for name, f in feats.items()}
         matcher = self.model.vos.matcher
         return feats, matcher.get_norm_key(feats["s16"]), matcher.get_key(feats["s16"])
@@ -109,7 +123,7 @@ class FastEMVOS:
                 yield {n: f[j:j + 1] for n, f in feats.items()}, norm_key[j:j + 1], key[j:j + 1]
 
     # ----------------------------------------------------------------------------------------------------
-    def __call__(self, imgs: torch.Tensor, given_masks: Sequence[Optional[torch.Tensor]],
+    def forward(self, imgs: torch.Tensor, given_masks: Sequence[Optional[torch.Tensor]],
                  val_frame_ids: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
         if imgs.shape[0] != 1:
             raise ValueError(f"fast mode segments one video at a time (batch 1); got a batch of {imgs.shape[0]}")
@@ -132,7 +146,7 @@ class FastEMVOS:
         for i in range(1, length):
             feats, norm_key, key = next(frames)
             matching = _matching_scores(norm_key, key, global_refs, local_ref)
-            logits = self._decoder(self.model.vos.decoder, feats, matching, local_ref.seg_16)
+            logits = self._stages.decode(self.model.vos.decoder, feats, matching, local_ref.seg_16)
             segs = F.softmax(logits, dim=1)  # [N, 2, H, W]
 
             # objects given on this frame (YouTube-VOS: entering mid-video) start from their mask

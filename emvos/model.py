@@ -10,21 +10,26 @@ For every object and every query frame, two key maps of the query are compared w
 Each similarity volume is weighted by the reference's 1/16 background or foreground occupancy and max-pooled
 over reference positions: 2 matchings x 2 references x (bg, fg) = 8 matching channels for the decoder.
 Arithmetic and order of operations follow the official `emvos.py` (suhwan-cho/EMVOS@7e1e2003).
+`load_model(weights, device)` builds the network with its weights (the official DAVIS ones by default).
 """
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.hub.checkpoints import build_with_weights
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.cbam_decoder import CBAMDecoder
 from common.modeling.densenet import DenseNetEncoder
 from common.modeling.given_masks import object_ids_in
 from common.modeling.layers import Conv
 from common.modeling.padding import centered_padding, pad_video, unpad
+from emvos import TITLE
+from emvos.checkpoints import OFFICIAL_WEIGHTS
 
 STRIDE = 16
 MATCHING_CHANNELS = 8
@@ -183,3 +188,10 @@ class EMVOS(nn.Module):
         if training_batch:
             return {"scores": unpad(torch.stack(scores, dim=1), padding)}
         return {"masks": unpad(torch.stack(masks, dim=1), padding)}
+
+
+def load_model(weights: Optional[Union[str, os.PathLike]], device: torch.device) -> EMVOS:
+    """`EMVOS` in eval mode on `device` with `weights`: a registry name or checkpoint file (strict load),
+    "seeded" (a seeded initialisation, with a notice that the numbers are not the paper's), None = the official
+    `emvos-coco_davis`."""
+    return build_with_weights(EMVOS, OFFICIAL_WEIGHTS if weights is None else weights, device, paper=TITLE)

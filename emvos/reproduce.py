@@ -1,31 +1,35 @@
 """`make reproduce-emvos`: the official EMVOS weights on DAVIS 2016/2017 val, J&F table and fps.
 
     python -m emvos.reproduce --davis data/DAVIS --output outputs/emvos [--device cuda] [--test-dev]
-        [--ytvos data/YTVOS18] [--weights PATH] [--native-size] [--fast]
+        [--ytvos data/YTVOS18] [--weights PATH] [--native-size] [--fast [--precision P] [--compile]]
     torchrun --nproc_per_node=N -m emvos.reproduce ...   (videos sharded over N processes; rank 0 prints)
 
 Fetches `emvos-coco_davis` (committed in the official repository) into the weights cache, segments both
 val sets with the official evaluator's settings, scores them in-process and prints one row per set.
 `--test-dev` / `--ytvos` also write the server submissions (YouTube-VOS with `emvos-coco_ytvos`).
-Reruns resume: finished videos are skipped. The official repository publishes no score table of its own;
-compare with the EMVOS paper (arXiv 2209.03139).
+Reruns resume: finished videos are skipped. The official repository publishes no score table of its own and
+none is transcribed here yet (`PUBLISHED` is empty); compare with the EMVOS paper (arXiv 2209.03139).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from common.runtime.device import pick_device
 from common.runtime.distributed import init_distributed
 from common.runtime.errors import run_cli
+from common.inference.fast import add_fast_arguments
 from common.inference.reproduce import reproduce_parser
 from emvos import run
+
+# {result-folder set name: {column: J&F etc. in %}}: the paper's own table, not transcribed yet
+PUBLISHED: Dict[str, Dict[str, float]] = {}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = reproduce_parser("emvos", __doc__)
     parser.add_argument("--weights", default=None, help="checkpoint instead of the official ones, or 'seeded'")
     parser.add_argument("--native-size", action="store_true", help="skip the 480p rule (small test data only)")
-    parser.add_argument("--fast", action="store_true", help="batched fast mode (see emvos.fast)")
+    add_fast_arguments(parser, fast_help="batched fast mode (see emvos.fast)")
     args = parser.parse_args(argv)
 
     sets = ["davis16-val", "davis17-val"] + (["davis17-test-dev"] if args.test_dev else [])
@@ -41,6 +45,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         test_argv += ["--device", args.device]
     if args.fast:
         test_argv.append("--fast")
+    if args.precision:
+        test_argv += ["--precision", args.precision]
+    if args.compile:
+        test_argv.append("--compile")
     test_args = run.build_parser().parse_args(test_argv)
     ctx = init_distributed(pick_device(args.device))
     device = ctx.device

@@ -2,16 +2,18 @@
 
     python -m emvos.run --test --davis data/DAVIS [--ytvos data/YTVOS18] [--sets davis17-val ...]
                         [--weights emvos-coco_davis | PATH] [--output outputs/emvos] [--device cuda]
-                        [--fast [--compile]]
+                        [--fast [--precision auto|fp32|bf16|fp16] [--compile]]
     torchrun --nproc_per_node=N -m emvos.run --test ...      (videos sharded over N processes; rank 0 scores)
     python -m emvos.run --train --coco data/COCO --davis data/DAVIS [--stages coco,davis] [--output-dir ...]
                         [--resume] [--epochs N --batch-size N --crop N ...]   (smaller sizes for smoke runs)
 
 `--test` writes palette PNGs to `<output>/<SET>/<video>/<frame>.png` (finished videos are skipped on a rerun),
-prints per-video and total fps, and for the val sets the J&F table (also saved as CSV). test-dev and YouTube-VOS
-results are zipped for the challenge servers. `--fast` segments all objects of a frame in one batched pass
-(autocast on CUDA, channels_last; see `emvos.fast`); the default is the faithful, official order of operations.
-Under torchrun every rank segments its share of the videos; rank 0 alone scores, zips and prints the tables. `--train` runs the official two-stage recipe (see `emvos.train`).
+prints per-video and total fps, and for the val sets the J&F table (also saved as CSV in `<output>/<SET>/`).
+test-dev and YouTube-VOS results are zipped for the challenge servers (`<output>/<SET>.zip`). `--fast` segments
+all objects of a frame in one batched pass (encoder autocast on CUDA, channels_last; `--precision` and
+`--compile` tune it, see `emvos.fast`); the default is the faithful, official order of operations.
+Under torchrun every rank segments its share of the videos; rank 0 alone scores, zips and prints the tables.
+`--train` runs the official two-stage recipe (see `emvos.train`).
 """
 from __future__ import annotations
 
@@ -22,15 +24,20 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from common.inference.benchmark_sets import add_test_arguments, default_sets, run_parser, run_sets
+from common.inference.fast import fast_options_from_args
 from common.runtime.device import pick_device, seed_everything
 from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError, run_cli
 from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments,
                                       build_training_model, parse_stages)
-from emvos.model import EMVOS
+from emvos import TITLE
+from emvos.checkpoints import OFFICIAL_WEIGHTS
+from emvos.fast import FastEMVOS
+from emvos.inference import segment_video
+from emvos.model import EMVOS, load_model
 from emvos.train import OFFICIAL, SEED, train
 
-DEFAULT_WEIGHTS = {"davis": "emvos-coco_davis", "ytvos": "emvos-coco_ytvos"}
+DEFAULT_WEIGHTS = {"davis": OFFICIAL_WEIGHTS, "ytvos": "emvos-coco_ytvos"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,22 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
 def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> Dict[str, dict]:
     """Segment, then score or zip each set; under torchrun (`dist` enabled) each rank segments its share of
     the videos and only rank 0 scores and zips (after run_videos' barrier)."""
-    from common.hub.checkpoints import build_with_weights
-    from emvos.fast import FastEMVOS
-    from emvos.inference import segment_video
-
-    if args.compile and not args.fast:
-        raise UserError("--compile applies to fast mode; add --fast")
+    fast = fast_options_from_args(args)
 
     def load(name_or_path: str) -> torch.nn.Module:
-        model = build_with_weights(EMVOS, name_or_path, device, paper="EMVOS")
-        return FastEMVOS(model, compile=args.compile) if args.fast else model
+        model = load_model(name_or_path, device)
+        return FastEMVOS(model, fast) if fast is not None else model
 
     roots = {"davis": args.davis, "ytvos": args.ytvos}
-    return run_sets(args.sets or default_sets(roots), roots, args.output,
-                    device, paper="EMVOS", weights=args.weights, default_weights=DEFAULT_WEIGHTS, load_model=load,
-                    segment=lambda model, video: segment_video(model, video, device, resize=not args.no_resize),
-                    fast=args.fast, dist=dist)
+    return run_sets(args.sets or default_sets(roots), roots, args.output, device, title=TITLE,
+                    weights=args.weights, default_weights=DEFAULT_WEIGHTS, load_model=load,
+                    segment=lambda model, video: segment_video(model, video, resize=not args.no_resize),
+                    fast=fast is not None, dist=dist)
 
 
 def run_train(args, device: torch.device) -> List[Path]:

@@ -41,7 +41,7 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
     needs_val = any(s in VALIDATED_ON_DAVIS for s in stages)
     validate = None
     if needs_val and roots.get("davis_val") is not None:
-        validate = davis_validator(roots["davis_val"], lambda m, video: segment_video(m, video, device, resize=False))
+        validate = davis_validator(roots["davis_val"], lambda m, video: segment_video(m, video, resize=False))
     elif needs_val:
         print("notice: no DAVIS root for validation (--davis); training without validation or best checkpoints")
 

@@ -1,4 +1,4 @@
-"""Hooks for `make demo` / `make bench`: GIS-RAmap on the synthetic sample.
+"""`make demo` / `make bench` for GIS-RAmap on the synthetic sample (`run_demo`, `bench_round`).
 
 `run_demo` runs a real davisinteractive session (3 interactions, RS4, J&F) on the synthetic DAVIS
 sample -- its initial scribbles drawn by the framework's robot -- and, when a YouTube-VOS-format sample
@@ -18,6 +18,7 @@ import torch
 from common.runtime.device import Stopwatch
 from common.data.palette import read_label_png
 from common.hub.checkpoints import official_or_seeded, seeded_init
+from common.inference.fast import FastOptions
 from gis.model import GISNet
 
 DEMO_INTERACTIONS = 3
@@ -89,19 +90,18 @@ def _youtube_demo(ytvos_root: Path, out_dir: Path, device: torch.device) -> list
     return jf
 
 
-def bench_round(davis_root: Path, device: torch.device, fast: bool = False, compile: bool = False) -> float:
+def bench_round(davis_root: Path, device: torch.device, fast: Optional[FastOptions] = None) -> float:
     """Seconds per interaction round (scribbles -> masks of the whole video), median of 3 after a warm-up.
 
     Seeded weights, the first val video of `davis_root`, the robot's scribble on its middle frame;
     every timed round starts a fresh session, so it is the full first round (all frames propagated;
-    fast mode's cross-round feature cache does not help here). `fast`: the `--fast` path (gis.fast);
-    `compile`: with `--compile`.
+    fast mode's cross-round feature cache does not help here). `fast`: the `--fast` path (`gis.fast.FastGIS`)
+    with these options; None: the faithful path.
     """
-    from gis.fast import fast_engine
-
     from common.data.scribbles import write_robot_scribbles
     from gis.ivos import GISSession, annotated_frame_of, scribble_channels
     from gis.davis_frames import load_all_frames
+    from gis.fast import FastGIS
 
     davis_root = Path(davis_root)
     name = (davis_root / "ImageSets" / "2017" / "val.txt").read_text().split()[0]
@@ -114,7 +114,7 @@ def bench_round(davis_root: Path, device: torch.device, fast: bool = False, comp
         scribble = write_robot_scribbles(work, name)
     frame = annotated_frame_of(scribble)
     net = seeded_init(GISNet, device)
-    engine = fast_engine(net, device, compile=compile) if fast else None
+    engine = FastGIS(net, fast) if fast is not None else None
     times = []
     with torch.no_grad():
         for run in range(4):

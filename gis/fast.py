@@ -18,45 +18,39 @@ objects. Convolutions over concatenated inputs are split into a shared and a per
 faithful path in near-tie pixels (the parity README explains why this model's near-hard attention
 turns rounding into pixel flips); `tests/test_gis_fast.py` checks the agreement.
 
-Mixed precision covers only the per-object head (difference module, feature compounder, segmentation
-head), in bf16: measured on the parity rounds it changes the masks about as much as float rounding
-does. The encoders stay float32 because their features feed the attention, whose softmax over
-large logits is nearly an argmax: in bf16 they flipped ~15 % of the pixels of the parity video.
+Mixed precision (`FastOptions.precision`) covers only the per-object head (difference module, feature
+compounder, segmentation head); "auto" is bf16 on bf16-capable GPUs and on CPUs with AMX tiles, float32
+elsewhere (`default_autocast_dtype`). Measured on the parity rounds, a bf16 head changes the masks about as
+much as float rounding does. The encoders stay float32 because their features feed the attention, whose
+softmax over large logits is nearly an argmax: in bf16 they flipped ~15 % of the pixels of the parity video.
+channels_last is the default on CUDA only.
 """
 from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
+from common.inference.fast import FastOptions
+from common.runtime.device import device_of
 from gis.model import GISNet, Refine
 
+FAST_HELP = ("fast inference: each frame encoded once for all objects, image features cached across rounds, "
+             "bf16 head on CUDA/AMX CPUs, channels_last on CUDA (masks equal up to rounding)")
 
-@dataclass
-class FastOptions:
-    """`amp_dtype`: autocast dtype of the per-object head (None: float32). `channels_last`: NHWC
-    activations and weights (faster convolutions on GPUs). `compile`: `torch.compile` the encoders and the
-    per-object head. `feature_cache_mib`: image features kept per video so that later rounds do not
-    re-encode the frames they revisit (about 40 MiB per 480p frame; 0 disables it; results are the same
-    either way)."""
-    amp_dtype: Optional[torch.dtype] = None
-    channels_last: bool = False
-    compile: bool = False
-    feature_cache_mib: float = 4096.0
 
-    @staticmethod
-    def for_device(device: torch.device, compile: bool = False) -> "FastOptions":
-        """The defaults of `--fast`: bf16 head and channels_last on CUDA (bf16-capable GPUs); on CPU a bf16
-        head only where the CPU has AMX tiles (there the head runs ~8x faster than in float32; elsewhere bf16 is not reliably faster)."""
-        if device.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
-            return FastOptions(amp_dtype=torch.bfloat16 if bf16 else None, channels_last=True, compile=compile)
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-        return FastOptions(amp_dtype=torch.bfloat16 if amx else None, compile=compile)
+def default_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """The head's precision under "auto": bf16 on bf16-capable GPUs, and on CPUs with AMX tiles (there the
+    head runs ~8x faster than in float32; elsewhere bf16 is not reliably faster); None (float32) otherwise."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return torch.bfloat16 if amx else None
 
 
 @dataclass
@@ -95,31 +89,36 @@ def _conv_part(conv: torch.nn.Conv2d, x: torch.Tensor, channels: slice, bias: bo
                     conv.dilation)
 
 
-class FastGIS:
-    """Fast-mode wrapper around a `GISNet` (weights shared; with `channels_last` the net's parameters
-    are converted to that layout in place)."""
+class FastGIS(nn.Module):
+    """Fast-mode wrapper around a `GISNet`, used by `GISSession` in place of its faithful calls (weights
+    shared; with channels_last the net's parameters are converted to that layout in place).
 
-    def __init__(self, net: GISNet, options: Optional[FastOptions] = None):
-        self.net = net
-        self.device = next(net.parameters()).device
+    `options`: precision of the per-object head, channels_last and compile (`FastOptions`; None = the
+    defaults). `feature_cache_mib`: image features kept per video so that later rounds do not re-encode the
+    frames they revisit (about 40 MiB per 480p frame; 0 disables it; results are the same either way)."""
+
+    def __init__(self, model: GISNet, options: Optional[FastOptions] = None, *, feature_cache_mib: float = 4096.0):
+        super().__init__()
+        self.net = model
         self.options = options or FastOptions()
-        if self.options.channels_last:
-            net.to(memory_format=torch.channels_last)  # in place: values unchanged, NHWC strides
-        self._encoder_3ch = net.encoder_3ch
-        self._obj_extractor = net.forward_obj_feature_extractor
-        self._per_object = self._per_object_head
-        if self.options.compile:
-            self._encoder_3ch = torch.compile(net.encoder_3ch, dynamic=False)
-            self._obj_extractor = torch.compile(net.forward_obj_feature_extractor, dynamic=False)
-            self._per_object = torch.compile(self._per_object_head, dynamic=False)
+        self.device = device_of(model)
+        self.amp_dtype = self.options.autocast_dtype(default_autocast_dtype(self.device))
+        self.channels_last = self.options.use_channels_last(self.device.type == "cuda")
+        self.feature_cache_mib = feature_cache_mib
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)  # in place: values unchanged, NHWC strides
+        # plain (or compiled) callables, not registered submodules: the state_dict stays `net.` + the official keys
+        wrap = (lambda f: torch.compile(f, dynamic=False)) if self.options.compile else (lambda f: f)
+        self._encoder_3ch = wrap(model.encoder_3ch.__call__)
+        self._obj_extractor = wrap(model.forward_obj_feature_extractor)
+        self._per_object = wrap(self._per_object_head)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _autocast(self):
-        dtype = self.options.amp_dtype
-        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # -- image-only work ---------------------------------------------------------------------------
     def frame_features(self, image: torch.Tensor) -> FrameFeatures:
@@ -213,39 +212,3 @@ def frame_score_tensor(logits: torch.Tensor, scoremap: torch.Tensor) -> torch.Te
     fg = (F.softmax(F.interpolate(logits, scale_factor=0.125), dim=0)[:, 1] > 0.4).float()
     fg = torch.max(fg, dim=0)[0]
     return (torch.mean(scoremap) + torch.sum(fg * scoremap) / (fg.sum() + 0.1)) / 2
-
-
-def scores_to_numpy(scores: List[torch.Tensor]) -> np.ndarray:
-    return torch.stack(scores).double().cpu().numpy() if scores else np.zeros(0)
-
-
-def fast_engine(net: GISNet, device: torch.device, compile: bool = False, precision: str = "auto") -> FastGIS:
-    """`--fast` for the CLIs: the device's default options (`FastOptions.for_device`); `precision`
-    'fp32' or 'bf16' overrides the head's autocast dtype."""
-    options = FastOptions.for_device(device, compile=compile)
-    if precision != "auto":
-        options.amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
-    return FastGIS(net, options)
-
-
-def add_fast_arguments(parser) -> None:
-    parser.add_argument("--fast", action="store_true",
-                        help="fast inference: each frame encoded once for all objects, image features cached across "
-                             "rounds, bf16 head on CUDA/AMX CPUs, channels_last on CUDA (masks equal up to rounding)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                        help="with --fast: dtype of the per-object head (auto: bf16 on CUDA and AMX CPUs, else fp32)")
-    parser.add_argument("--compile", action="store_true", help="with --fast: torch.compile the encoders and the head")
-
-
-def check_fast_arguments(args) -> None:
-    from common.runtime.errors import UserError
-
-    if args.compile and not args.fast:
-        raise UserError("--compile needs --fast (the faithful path is kept as the reference runs it)")
-    if args.precision != "auto" and not args.fast:
-        raise UserError("--precision needs --fast (the faithful path runs in float32 as the reference)")
-
-
-def engine_from_args(args, net: GISNet, device: torch.device) -> Optional[FastGIS]:
-    check_fast_arguments(args)
-    return fast_engine(net, device, compile=args.compile, precision=args.precision) if args.fast else None

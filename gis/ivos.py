@@ -349,7 +349,7 @@ class GISSession:
             image = prepare_image(self.frames[frame], self.pad, self.device)
         features = self.fast.frame_features(image)
         size = self.fast.nbytes(features)
-        if self.feature_cache_bytes + size <= self.fast.options.feature_cache_mib * 2 ** 20:
+        if self.feature_cache_bytes + size <= self.fast.feature_cache_mib * 2 ** 20:
             self.feature_cache[frame] = features
             self.feature_cache_bytes += size
         return features

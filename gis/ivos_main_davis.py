@@ -43,12 +43,12 @@ from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import check_output_folder
 from common.data.palette import write_label_png
-from common.hub.checkpoints import is_seeded
+from common.inference.fast import add_fast_arguments, fast_options_from_args
 from gis.davis_frames import DavisFrames, check_frames, load_all_frames
-from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
+from gis.fast import FAST_HELP, FastGIS
 from gis.framework import registered_sequences
 from gis.ivos import GUIDE_METHODS, GISSession, annotated_frame_of, scribble_channels
-from gis.model import GISNet, load_net
+from gis.model import GISNet, load_model
 from gis.session_progress import SessionProgress, remaining_samples
 
 METRIC_TAGS = {"J": "J", "J_AND_F": "JF"}
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-key", default=None, help="davisinteractive user key (remote server only)")
     p.add_argument("--save-masks", action="store_true", help="write every round's masks as PNGs, config.test_save_pngs_option")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
-    add_fast_arguments(p)
+    add_fast_arguments(p, fast_help=FAST_HELP)
     add_device_argument(p)
     return p
 
@@ -364,7 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if not args.davis.is_dir():
         raise UserError(f"DAVIS root not found: {args.davis}; pass --davis")
-    check_fast_arguments(args)
+    fast_options = fast_options_from_args(args)
     if args.max_interactions < 1:
         raise UserError(f"--max-interactions must be at least 1, got {args.max_interactions}")
     # The folder's own list of the subset when it has one (DAVIS: the same as the framework's table; other
@@ -387,10 +387,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UserError(f"{existing[0]} exists; pass --overwrite or choose another --output")
         check_frames(args.davis, {s: Davis.dataset[s]["num_frames"] for s, _ in samples})
         device = pick_device(args.device)
-        weights = None if is_seeded(args.weights, aliases=("none",)) else args.weights
-        net, origin = load_net(weights, device)
-        fast = engine_from_args(args, net, device)
-        print(f"GIS-RAmap on {device}{' (fast mode)' if fast else ''}; {origin}")
+        net = load_model(args.weights, device)
+        fast = FastGIS(net, fast_options) if fast_options is not None else None
+        print(f"GIS-RAmap on {device}{' (fast mode)' if fast is not None else ''}")
         for metric, final in zip(args.metric, finals):
             summary = run_session_folder(net, args, samples, metric, final, fast)
             print(json.dumps({"metric": metric, "guide": args.guide, "auc": summary["auc"],

@@ -39,10 +39,10 @@ from common.runtime.distributed import DistContext, init_distributed, shard
 from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import check_output_folder
 from common.data.palette import write_label_png
-from common.hub.checkpoints import is_seeded
-from gis.fast import FastGIS, add_fast_arguments, check_fast_arguments, engine_from_args
+from common.inference.fast import add_fast_arguments, fast_options_from_args
+from gis.fast import FAST_HELP, FastGIS
 from gis.ivos import GUIDE_METHODS, GISSession, crop, point_channels, scribble_channels
-from gis.model import GISNet, load_net
+from gis.model import GISNet, load_model
 from gis.youtube_session import (PACKAGED_POINTS_DIR, POINT_COUNTS, VALIDATION_LIST, YoutubeSession, check_videos,
                                  load_rgb, points_file)
 
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-nb-nodes", type=int, default=2, help="robot min_nb_nodes")
     p.add_argument("--short-side", type=int, default=480, help="network input: shorter side resized to this")
     p.add_argument("--save-masks", action="store_true", help="write every round's masks as PNGs")
-    add_fast_arguments(p)
+    add_fast_arguments(p, fast_help=FAST_HELP)
     add_device_argument(p)
     return p
 
@@ -213,17 +213,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if not (args.youtube / "train" / "JPEGImages").is_dir():
         raise UserError(f"{args.youtube}/train/JPEGImages not found; pass --youtube (YouTube-VOS 2019 root)")
-    check_fast_arguments(args)
+    fast_options = fast_options_from_args(args)
     check_videos(args.youtube, args.points_dir, args.videos)  # all input and the output folder before the weights
     check_output_folder(args.output)
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device; plain run: unchanged
     device = ctx.device
-    weights = None if is_seeded(args.weights, aliases=("none",)) else args.weights
-    net, origin = load_net(weights, device)
-    fast = engine_from_args(args, net, device)
+    net = load_model(args.weights, device)
+    fast = FastGIS(net, fast_options) if fast_options is not None else None
     if ctx.is_main:
-        print(f"GIS-RAmap on {device}{' (fast mode)' if fast else ''}"
-              f"{f', {ctx.world_size} ranks' if ctx.enabled else ''}; {origin}")
+        print(f"GIS-RAmap on {device}{' (fast mode)' if fast is not None else ''}"
+              f"{f', {ctx.world_size} ranks' if ctx.enabled else ''}")
     result_dir = args.output / f"GIS-RAmap[JF]_[{args.guide}]"
     per_budget = {}
     with torch.no_grad():

@@ -13,16 +13,24 @@ Two paths share one set of weights (state_dict keys as the official `NET_GAmap`)
   and decodes background/foreground logits with the feature compounder and segmentation head.
 
 Objects are the batch: every call sees `[n_objects, ...]` tensors of the same frame.
-This is an inference-only port (the attention transfer module's evaluation branch).
+This is an inference-only port (the attention transfer module's evaluation branch). `load_model` builds
+it with the official weights, another checkpoint or a seeded initialisation.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+import os
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from common.hub.checkpoints import SEEDED, build_with_weights, is_seeded, load_into, load_state_dict
+from gis import TITLE
+from gis.checkpoints import OFFICIAL_WEIGHTS
+
+SEEDED_ALIASES = ("none",)  # the older spelling of `seeded` on GIS's command lines
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,20 +417,13 @@ def frame_score(logits: torch.Tensor, scoremap: torch.Tensor) -> float:
     return float(torch.mean(scoremap) + (torch.sum(fg * scoremap) / (fg.sum() + 0.1)).cpu()) / 2
 
 
-def load_net(weights: Optional[str], device: torch.device, *, seed: int = 0) -> Tuple[GISNet, str]:
-    """The network in eval mode on `device`, and a line saying where its weights came from.
-
-    `weights` is a checkpoint path or a `common.hub.checkpoints` registry name (`gis-davis`, `gis-youtube`);
-    None gives a deterministic seeded initialisation (for smoke runs without the official files).
-    """
-    from common.hub import checkpoints as registry
-
-    if weights is None:
-        torch.manual_seed(seed)  # a reproducible random initialisation
-        net = GISNet()
-        origin = registry.seeded_notice("GIS-RAmap", seed)
-    else:
-        net = GISNet()
-        registry.load_into(net, weights)
-        origin = f"weights: {weights}"
-    return net.to(device).eval(), origin
+def load_model(weights: Optional[Union[str, os.PathLike]], device: torch.device) -> GISNet:
+    """The network in eval mode on `device` with `weights`: a registry name (`gis-davis`, `gis-youtube`; fetched
+    if needed), a checkpoint file, or `seeded` (`none` is an alias) for a seeded initialisation with its notice;
+    None is `OFFICIAL_WEIGHTS`. Prints the file the weights came from (the weights cache for a registry name)."""
+    if is_seeded(weights, aliases=SEEDED_ALIASES):
+        return build_with_weights(GISNet, SEEDED, device, paper=TITLE)
+    state = load_state_dict(OFFICIAL_WEIGHTS if weights is None else weights)
+    model = load_into(GISNet(), state)
+    print(f"weights: {state.source}")
+    return model.to(device).eval()

@@ -21,12 +21,14 @@ from gis.ivos_main_davis import result_dir_name
 
 DAVIS_SET = "davis17-val"  # <output>/<set>, the result-folder scheme of all five papers
 
-# (metric, guide) -> (AUC, metric@60s), GIS-RAmap paper / official result files
+# {set: {(metric, guide): (AUC, metric@60s)}}, GIS-RAmap paper / official result files
 PUBLISHED = {
-    ("J_AND_F", "wo_RS"): (0.855, 0.865),
-    ("J_AND_F", "RS4"): (0.856, 0.866),
-    ("J", "wo_RS"): (0.818, 0.827),
-    ("J", "RS4"): (0.820, 0.829),
+    DAVIS_SET: {
+        ("J_AND_F", "wo_RS"): (0.855, 0.865),
+        ("J_AND_F", "RS4"): (0.856, 0.866),
+        ("J", "wo_RS"): (0.818, 0.827),
+        ("J", "RS4"): (0.820, 0.829),
+    },
 }
 
 
@@ -63,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 ivos_main_davis.main(argv_session)
                 summary = _summary(folder)
             auc, at60 = summary["auc"], summary["metric_at_threshold"][metric]
-            pub = PUBLISHED.get((metric, guide), (float("nan"), float("nan")))
+            pub = PUBLISHED[DAVIS_SET].get((metric, guide), (float("nan"), float("nan")))
             rows.append((metric, guide, auc, pub[0], at60, pub[1]))
     name = {"J": "J", "J_AND_F": "J&F"}
     print(f"{'metric':<6} {'guide':<6} {'AUC ours':>9} {'AUC paper':>10} {'@60s ours':>10} {'@60s paper':>11}")

@@ -1,40 +1,26 @@
-"""Hooks for `make demo` / `make bench` (see vos/demo.py, vos/bench.py)."""
+"""`make demo`'s HMMN part (see vos/demo.py): the sample's DAVIS 2017 val, and its YouTube-VOS submission."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
-import numpy as np
 import torch
 
-from common.data.datasets import Video
-from common.hub.checkpoints import build_with_weights, official_or_seeded
-from hmmn.eval_davis import run_split
-from hmmn.fast import FastHMMN
-from hmmn.inference import davis_segmenter
-from hmmn.model import HMMN, QueryEncoder
-from hmmn.reproduce import PUBLISHED
-
-FRAME_ENCODER = QueryEncoder  # called once per frame after the first: drives progress bars
-OFFICIAL_WEIGHTS = "hmmn"  # what `vos.segment` / `vos.compare` load by default
-PUBLISHED_DAVIS17_VAL = PUBLISHED["DAVIS 2017 val"]  # J&F-Mean in %
+from common.evaluation.evaluate import GLOBAL_COLUMNS
+from common.hub.checkpoints import official_or_seeded
+from common.inference.benchmark_sets import run_sets
+from hmmn import TITLE
+from hmmn.eval_davis import OFFICIAL, UNDER_ROOT, hmmn_segment
+from hmmn.model import HMMN
 
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
-    """DAVIS 2017 val of the sample (PNGs + J&F), and the YouTube-VOS sample's submission if given."""
-    model = official_or_seeded("hmmn", HMMN, device)
-    result = run_split(model, device, 17, "val", str(davis_root), Path(out_dir) / "davis17-val", overwrite=True)
-    if ytvos_root is not None:
-        run_split(model, device, 18, "valid", str(ytvos_root), Path(out_dir) / "ytvos18-valid", overwrite=True)
-    assert result is not None
-    return result.global_row
-
-
-def make_segmenter(device: torch.device, fast: bool = False, compile: bool = False,
-                   weights: Optional[str] = None) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """DAVIS video -> label maps with upstream's memory schedule, at the stored size as upstream's tester
-    runs (for benchmarks and `vos.segment`); `weights`: registry name or checkpoint path (None or
-    "seeded": seeded initialisation); `fast=True`: hmmn.fast (float32, the verified setting); `compile=True`
-    also compiles its encoders and decoder."""
-    model = build_with_weights(HMMN, weights, device, paper="HMMN")
-    return davis_segmenter(FastHMMN(model, compile=compile) if fast else model, device)
+    """DAVIS 2017 val of the sample (PNGs + J&F in `out_dir/davis17-val`), and the YouTube-VOS sample's submission
+    (`out_dir/ytvos18-valid`) if given; official weights when they are in the cache, else a seeded initialisation.
+    Returns the DAVIS 2017 val J&F row."""
+    sets = ["davis17-val"] + (["ytvos18-valid"] if ytvos_root is not None else [])
+    summary = run_sets(sets, {"davis": davis_root, "ytvos": ytvos_root}, Path(out_dir), device, title=TITLE,
+                       weights=None, default_weights=OFFICIAL,
+                       load_model=lambda name: official_or_seeded(name, HMMN, device),  # never downloads: offline
+                       segment=hmmn_segment(mem_every=5), overwrite=True, layout=UNDER_ROOT)
+    return {column: summary["davis17-val"][column] for column in GLOBAL_COLUMNS}

@@ -1,15 +1,17 @@
 """HMMN fast inference (`--fast`): the same network and weights, cheaper arithmetic, results equal up to noise.
 
-`FastHMMN(model)` wraps a loaded `HMMN` and offers the same `memorize` / `segment` /
-`object_probabilities` / `Memory` interface, so `hmmn.inference.propagate` runs it unchanged. What
-differs from the faithful path (`hmmn.model`), and why it stays close:
+`FastHMMN(model, FastOptions(...))` wraps a loaded `HMMN` and offers the same `memorize` / `segment` /
+`object_probabilities` / `Memory` interface, so `hmmn.inference.propagate` runs it unchanged. It takes the
+shared options of `common.inference.fast` (--fast / --precision / --compile). What differs from the faithful
+path (`hmmn.model`), and why it stays close:
 
-- Convolutions (encoders, key/value projections, decoder) run in `channels_last`, in float32 by
-  default. `precision="bf16"|"fp16"` runs them under autocast (everything that *selects* stays
-  float32 on the rounded features: the /16 scores, softmax, Gaussian kernels and flow argmax, the
-  top-k choices and the /8, /4 attention), but that is opt-in and unverified: on the parity weights
-  it moves J&F by 1 (fp16) to 15 (bf16) points, far beyond the 0.1 agreement of float32 (those
-  weights are badly conditioned; with the official weights it may well be fine; measure first).
+- Convolutions (encoders, key/value projections, decoder) run in `channels_last` (`options.channels_last`,
+  default on), in float32: `--precision auto` is float32 on every device, the verified setting.
+  `bf16` / `fp16` run them under autocast (everything that *selects* stays float32 on the rounded
+  features: the /16 scores, softmax, Gaussian kernels and flow argmax, the top-k choices and the /8, /4
+  attention), but that is opt-in and unverified: on the parity weights it moves J&F by 1 (fp16) to 15
+  (bf16) points, far beyond the 0.1 agreement of float32 (those weights are badly conditioned; with the
+  official weights it may well be fine; measure first).
 - Objects share what does not depend on the object: the memory encoder's frame stem conv and the
   decoder's skip convolutions (`convFS`) run once per frame instead of once per object.
 - /16 read-out: attention entries below float32's smallest normal number are flushed to 0 for the
@@ -19,7 +21,7 @@ differs from the faithful path (`hmmn.model`), and why it stays close:
   coordinate grids) instead of six full-size passes; equal up to float32 rounding.
 - /8 and /4: the chosen memory pixels are gathered chunk by chunk into bounded buffers (faithful
   gathers several 100 MB at 480p in one go) and multiplied with `bmm`.
-- optional `torch.compile` of the encoders and the decoder.
+- `--compile`: `torch.compile` of the encoders and the decoder.
 
 Agreement with the faithful path (J&F within 0.1) is checked in tests/test_hmmn_fast.py.
 """
@@ -33,19 +35,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.inference.fast import FastOptions, precision_name
 from hmmn.model import (HMMN, KernelGuidedMemory, MemoryTensors, Padding, Refine, crop_padding,
                         padding_to_multiple, soft_aggregate_logits)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FLOAT32_TINY = torch.finfo(torch.float32).tiny  # smallest normal float32
-
-
-def autocast_dtype(precision: str) -> Optional[torch.dtype]:
-    """The autocast dtype of the convolutions (None = float32, no autocast)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return _DTYPES[precision]
+VERIFIED_AUTOCAST = None  # `--precision auto`: float32 convolutions on every device (J&F within 0.1)
 
 
 def _chunk_budget(device: torch.device) -> int:
@@ -144,29 +139,31 @@ class FastTopkGuidedMemory(nn.Module):
 
 
 class FastHMMN(nn.Module):
-    """Fast inference around a loaded `HMMN` (which it converts to channels_last in place)."""
+    """Fast inference around a loaded `HMMN` (with channels_last, the network is converted in place)."""
 
-    def __init__(self, net: HMMN, precision: str = "fp32", compile: bool = False) -> None:
+    def __init__(self, model: HMMN, options: Optional[FastOptions] = None) -> None:
         super().__init__()
-        self.net = net.eval().to(memory_format=torch.channels_last)
-        self.device = next(net.parameters()).device
-        self.dtype = autocast_dtype(precision)
-        self.Memory = FastKernelGuidedMemory(net.Memory.sigma, net.Memory.window)
-        self.Memory_topk3 = FastTopkGuidedMemory(net.Memory_topk3.k)
-        self.Memory_topk2 = FastTopkGuidedMemory(net.Memory_topk2.k)
-        self.compiled = compile
+        self.options = options or FastOptions()
+        self.layout = torch.channels_last if self.options.use_channels_last(True) else torch.contiguous_format
+        self.net = model.eval().to(memory_format=self.layout)
+        self.device = next(model.parameters()).device
+        self.dtype = self.options.autocast_dtype(VERIFIED_AUTOCAST)
+        self.Memory = FastKernelGuidedMemory(model.Memory.sigma, model.Memory.window)
+        self.Memory_topk3 = FastTopkGuidedMemory(model.Memory_topk3.k)
+        self.Memory_topk2 = FastTopkGuidedMemory(model.Memory_topk2.k)
         self._encode_memory = self.encode_memory
         self._encode_query = self.encode_query
         self._decode = self.decode
-        if compile:
+        if self.options.compile:
             self._encode_memory = torch.compile(self.encode_memory)
             self._encode_query = torch.compile(self.encode_query)
             self._decode = torch.compile(self.decode)
 
     def describe(self) -> str:
-        precision = "float32" if self.dtype is None else str(self.dtype).replace("torch.", "") + " autocast"
-        compiled = ", torch.compile" if self.compiled else ""
-        return f"fast mode: {precision} convolutions, channels_last, float32 matching{compiled}"
+        precision = "float32" if self.dtype is None else f"{precision_name(self.dtype)} autocast"
+        layout = "channels_last" if self.layout == torch.channels_last else "contiguous"
+        compiled = ", torch.compile" if self.options.compile else ""
+        return f"fast mode: {precision} convolutions, {layout}, float32 matching{compiled}"
 
     def amp(self):
         if self.dtype is None:
@@ -211,7 +208,7 @@ class FastHMMN(nn.Module):
     # -- the HMMN interface used by hmmn.inference.propagate -----------------------------------
 
     def _pad(self, x: torch.Tensor, padding: Padding) -> torch.Tensor:
-        return F.pad(x, padding).contiguous(memory_format=torch.channels_last)
+        return F.pad(x, padding).contiguous(memory_format=self.layout)
 
     @torch.no_grad()
     def memorize(self, frame: torch.Tensor, masks: torch.Tensor, num_objects: int) -> MemoryTensors:
@@ -221,8 +218,8 @@ class FastHMMN(nn.Module):
         masks = F.pad(masks, padding)
         own = masks[0, 1:n + 1].unsqueeze(1).float()  # [N, 1, H, W]
         others = (own.sum(dim=0, keepdim=True) - own).clamp(0, 1)
-        memory = self._encode_memory(frame, own.contiguous(memory_format=torch.channels_last),
-                                     others.contiguous(memory_format=torch.channels_last))
+        memory = self._encode_memory(frame, own.contiguous(memory_format=self.layout),
+                                     others.contiguous(memory_format=self.layout))
         return tuple(t.unsqueeze(2) for t in memory)  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -240,9 +237,9 @@ class FastHMMN(nn.Module):
         read3, indices, scores = self.Memory_topk3(keys3, values3, k3.expand(n, -1, -1, -1), attention4)
         read2, _, _ = self.Memory_topk2(keys2, values2, k2.expand(n, -1, -1, -1), attention4, indices, scores)
 
-        cl = torch.channels_last
-        logits = self._decode(read4.contiguous(memory_format=cl), r3, r2,
-                              read3.contiguous(memory_format=cl), read2.contiguous(memory_format=cl))
+        layout = self.layout
+        logits = self._decode(read4.contiguous(memory_format=layout), r3, r2,
+                              read3.contiguous(memory_format=layout), read2.contiguous(memory_format=layout))
         return F.softmax(logits, dim=1)[:, 1], padding
 
     @torch.no_grad()

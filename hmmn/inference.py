@@ -1,25 +1,34 @@
-"""HMMN's video loop (upstream `eval_DAVIS.py::Run_video`) with a memory that grows in place.
+"""HMMN's video loop (upstream `eval_DAVIS.py::Run_video`) with a memory that grows in place, and the
+contract's `segment_video` / `make_segmenter` around it.
 
 Schedule, as upstream with `Mem_every=5`: at frame t the previous frame t-1 is memorised with its
 soft prediction (the given mask for t = 1). The /16 memory is [kept frames, frame t-1]; frame t-1
 stays for good when t-1 is a multiple of `mem_every`. The /8 and /4 memories are [frame 0, frame
 t-1]. Upstream re-concatenates the /16 memory every frame (quadratic copying over a video); here it
 lives in a preallocated buffer on the model's device that doubles when full.
+
+`segment_video(model, video)` runs a dataset `Video` (DAVIS, YouTube-VOS, a user's clip) at its stored size:
+HMMN's tester has no resize rule, so the contract's `resize` changes nothing here.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from common.data.datasets import Video
-from common.runtime.errors import UserError
+from common.inference.fast import FastOptions
 from common.inference.video_input import bytes_to_unit_float
-from common.hub.checkpoints import build_with_weights
-from hmmn.model import HMMN, MemoryTensors, crop_padding, soft_aggregate_logits
+from common.runtime.device import device_of
+from common.runtime.errors import UserError
+from hmmn.fast import FastHMMN
+from hmmn.model import HMMN, MemoryTensors, QueryEncoder, crop_padding, load_model, soft_aggregate_logits
+
+FRAME_ENCODER = QueryEncoder  # called once per frame after the first: drives progress bars
 
 
 INITIAL_MEMORY_SLOTS = 8  # /16 slots preallocated per video; doubled when a long video needs more
@@ -146,16 +155,15 @@ def propagate(model: HMMN, frames: Sequence[np.ndarray], first_probs: torch.Tens
 
 
 @torch.no_grad()
-def segment_video(model: HMMN, frames: Sequence[np.ndarray], first_labels: np.ndarray, num_objects: int,
-                  mem_every: int = 5, given: Optional[Mapping[int, np.ndarray]] = None,
-                  object_start: Optional[Sequence[int]] = None,
-                  device: Optional[torch.device] = None) -> Dict[int, np.ndarray]:
+def track(model: nn.Module, frames: Sequence[np.ndarray], first_labels: np.ndarray, num_objects: int,
+          mem_every: int = 5, given: Optional[Mapping[int, np.ndarray]] = None,
+          object_start: Optional[Sequence[int]] = None) -> Dict[int, np.ndarray]:
     """Label maps `{t: uint8 [H, W]}` for every frame of a video (frame 0 = its given labels).
 
     `first_labels` holds object ids 1..num_objects (0 = background); pred = argmax of the soft
-    probabilities, first maximum on ties, as upstream.
+    probabilities, first maximum on ties, as upstream. `given` / `object_start`: see `propagate`.
     """
-    device = device or next(model.parameters()).device
+    device = device_of(model)
     first = one_hot(torch.from_numpy(first_labels.astype(np.int64)).to(device), num_objects + 1)
     given_t = {t: torch.from_numpy(m.astype(np.int64)) for t, m in (given or {}).items()}
     out = {0: first_labels.astype(np.uint8)}
@@ -163,10 +171,6 @@ def segment_video(model: HMMN, frames: Sequence[np.ndarray], first_labels: np.nd
         out[t] = probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
     return out
 
-
-# --------------------------------------------------------------------------------------------
-# Datasets: a `common.inference.runner` segmenter per benchmark
-# --------------------------------------------------------------------------------------------
 
 class LazyFrames:
     """A video's frames read from disk on demand (long YouTube-VOS videos need not sit in memory)."""
@@ -181,52 +185,52 @@ class LazyFrames:
         return self.video.load_frame(index)
 
 
-def load_model(weights: Optional[Union[str, Path]], device: torch.device, seed: int = 0) -> HMMN:
-    """HMMN in eval mode on `device`: a checkpoint (registry name or path; `module.` prefixes are fine),
-    `seeded` (the seeded initialisation, with its notice), or with `weights=None` the seeded initialisation
-    silently (demos and benchmarks print their own)."""
-    return build_with_weights(HMMN, weights, device, paper="HMMN", seed=seed)
+def object_ids(given: Mapping[int, np.ndarray]) -> List[int]:
+    """The object ids of a video's given masks, sorted."""
+    return sorted({int(i) for m in given.values() for i in np.unique(m)} - {0})
 
 
-def davis_segmenter(model: HMMN, device: torch.device, mem_every: int = 5) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """DAVIS: the objects of frame 0 (ids 1..max, as upstream; DAVIS 2016 videos arrive binarised)."""
+@torch.no_grad()
+def segment_video(model: nn.Module, video: Video, *, resize: bool = True, mem_every: int = 5) -> Dict[int, np.ndarray]:
+    """`{frame index: uint8 [H, W] labels}` for every frame of `video`, at its stored size.
 
-    def segment(video: Video) -> Dict[int, np.ndarray]:
-        first = video.load_given_masks()[0]
-        num_objects = int(first.max())
-        if num_objects == 0:
-            raise UserError(f"the first-frame annotation of {video.name} ({video.mask_paths[0]}) has no object")
-        return segment_video(model, LazyFrames(video), first, num_objects, mem_every, device=device)
+    `model`: an `HMMN` or its `FastHMMN` wrapper (frames go to its device). `resize` is the contract's switch
+    for the official evaluator's size rule; HMMN's (`eval_DAVIS.py`) runs every frame at its stored size, so
+    either value gives the same result. `mem_every`: keep every N-th frame in the /16 memory (upstream: 5).
 
-    return segment
-
-
-def ytvos_segmenter(model: HMMN, device: torch.device, mem_every: int = 5) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """YouTube-VOS: objects may enter mid-video (their first annotation is a later PNG).
-
-    Object ids are renumbered 1..N for the network and mapped back for the output. Not in the official
-    code (which only has the DAVIS tester): an object is absent (probability 0) before its first
-    annotation, its annotated pixels replace the prediction there, and that frame joins the /16 memory.
+    The object ids of the given masks are numbered 1..N for the network in id order and mapped back for the
+    output. On DAVIS, whose sequences number their objects 1..N in the first frame, that is the identity and
+    N = the largest id, upstream's `num_objects`: the loop is exactly upstream's. Where objects first appear
+    after frame 0 (YouTube-VOS: a later annotation PNG holds the entering objects), the official code (only
+    a DAVIS tester) has no rule; the reconstruction (hmmn/README.md): an object is absent (probability 0)
+    before its first annotation, its annotated pixels replace the prediction there, and that frame joins
+    the /16 memory for good.
     """
-
-    def segment(video: Video) -> Dict[int, np.ndarray]:
-        given = video.load_given_masks()
-        object_ids = sorted({int(i) for m in given.values() for i in np.unique(m) if i != 0})
-        if not object_ids:
-            raise UserError(f"video {video.name} has no object in its annotations {sorted(video.mask_paths.values())}")
-        to_net = np.zeros(256, dtype=np.uint8)
-        to_net[object_ids] = np.arange(1, len(object_ids) + 1)
-        to_dataset = np.zeros(len(object_ids) + 1, dtype=np.uint8)
-        to_dataset[1:] = object_ids
-        masks = {t: to_net[m] for t, m in given.items()}
-        start = [min(t for t, m in masks.items() if np.any(m == k)) for k in range(1, len(object_ids) + 1)]
+    given = video.load_given_masks()
+    ids = object_ids(given)
+    if not ids:
+        raise UserError(f"the annotations of {video.name} hold no object "
+                        f"({', '.join(str(p) for _, p in sorted(video.mask_paths.items()))})")
+    to_net = np.zeros(256, dtype=np.uint8)
+    to_net[ids] = np.arange(1, len(ids) + 1)
+    to_dataset = np.zeros(len(ids) + 1, dtype=np.uint8)
+    to_dataset[1:] = ids
+    masks = {t: to_net[m] for t, m in given.items()}
+    start = [min(t for t, m in masks.items() if np.any(m == k)) for k in range(1, len(ids) + 1)]
+    first = masks.get(0, np.zeros_like(next(iter(masks.values()))))
+    if any(start):  # objects entering after frame 0
         later = {t: m for t, m in masks.items() if t > 0}
-        first = masks.get(0, np.zeros_like(next(iter(masks.values()))))
-        if any(start):
-            labels = segment_video(model, LazyFrames(video), first, len(object_ids), mem_every,
-                                   given=later, object_start=start, device=device)
-        else:
-            labels = segment_video(model, LazyFrames(video), first, len(object_ids), mem_every, device=device)
-        return {t: to_dataset[m] for t, m in labels.items()}
+        labels = track(model, LazyFrames(video), first, len(ids), mem_every, given=later, object_start=start)
+    else:
+        labels = track(model, LazyFrames(video), first, len(ids), mem_every)
+    return {t: to_dataset[m] for t, m in labels.items()}
 
-    return segment
+
+def make_segmenter(weights: Optional[Union[str, os.PathLike]], device: torch.device, *,
+                   fast: Optional[FastOptions] = None, resize: bool = True,
+                   mem_every: int = 5) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """Video -> label maps with upstream's memory schedule: `load_model(weights, device)`, wrapped in
+    `FastHMMN` when `fast` options are given (else the faithful network); `resize` as in `segment_video`."""
+    model = load_model(weights, device)
+    runner = FastHMMN(model, fast) if fast is not None else model
+    return lambda video: segment_video(runner, video, resize=resize, mem_every=mem_every)

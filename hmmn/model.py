@@ -17,18 +17,23 @@ aggregation.
 
 State_dict keys, shapes and the order of floating-point operations follow the official code
 (Hongje/HMMN, `model.py`) so its checkpoint loads as is and outputs match its parity fixtures.
+`load_model(weights, device)` builds it with the official checkpoint, another one or a seeded initialisation.
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.hub.checkpoints import build_with_weights
 from common.modeling.resnet import resnet50_stages
+from hmmn import TITLE
+from hmmn.checkpoints import OFFICIAL_WEIGHTS
 
 Padding = Tuple[int, int, int, int]  # (left, right, top, bottom), F.pad order
 
@@ -427,3 +432,10 @@ class HMMN(nn.Module):
     def forward(self, *args):
         """Upstream's dispatch: (frame, masks, n) -> memorize; (frame, 6 memories, n) -> segment."""
         return self.segment(*args) if args[1].dim() > 4 else self.memorize(*args)
+
+
+def load_model(weights: Optional[Union[str, os.PathLike]], device: torch.device) -> HMMN:
+    """`HMMN` in eval mode on `device` with `weights`: a registry name (fetched if needed) or a checkpoint file
+    (strict load; `module.` prefixes are fine), "seeded" (a seeded initialisation, with a notice that the
+    numbers are not the paper's); None = the official `HMMN_weights.pth` (`hmmn`)."""
+    return build_with_weights(HMMN, OFFICIAL_WEIGHTS if weights is None else weights, device, paper=TITLE)

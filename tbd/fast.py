@@ -13,10 +13,11 @@ half-precision noise of autocast on CUDA), checked by tests/test_tbd_fast.py:
   * decoder: each `blend` conv sees [shared features (256 ch), per-object maps (12 or 2 ch)]; being linear,
     it splits into a shared conv on the 256 shared channels (once per frame) plus a small per-object conv.
 - The encoder runs on several frames per call on CUDA (it does not depend on the predictions).
-- On CUDA: the encoder under fp16 autocast, channels_last tensors (contiguous on the CPU, see `for_device`). The key, the matching scores (max over
-  reference cells of similarities), the distance scores, the template updates and the soft aggregation stay
-  in float32: they compare values that differ in the 4th digit and clamp at 1e-7. The decoder stays in float32
-  by default too (`amp_decoder=True` / `--amp all` puts it under autocast; see `FastOptions.for_device`).
+- On CUDA: the encoder under fp16 autocast, channels_last tensors (contiguous on the CPU; the reasons are at
+  `FastTBD.__init__`). The key, the matching scores (max over reference cells of similarities), the distance
+  scores, the template updates and the soft aggregation stay in float32: they compare values that differ in
+  the 4th digit and clamp at 1e-7. The decoder stays in float32 by default too (`autocast_decoder=True` /
+  `--autocast-decoder` puts it under the same autocast).
 - Optional `torch.compile` of the encoder and the per-object decoder head.
 
 Only inference (batch size 1) has a fast path; training uses the faithful model.
@@ -25,41 +26,20 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
+from common.inference.fast import FastOptions
 from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
 from common.modeling.padding import centered_padding, pad_video, unpad
+from common.runtime.device import device_of
 from tbd.model import STRIDE, TBD, distance_matrix
 
 EPS = 1e-7  # the soft-aggregation clamp (common.modeling.aggregation)
 MATCH_CHUNK_ELEMENTS = 1 << 26  # bounds the [rows, ref, query] temporary of the max-over-reference matching
-
-
-@dataclass(frozen=True)
-class FastOptions:
-    """Knobs of the fast path; `for_device` picks the defaults."""
-
-    amp_dtype: Optional[torch.dtype] = None  # autocast dtype of the encoder; None = float32
-    amp_decoder: bool = False  # the decoder convolutions under autocast too
-    channels_last: bool = False
-    encoder_batch: int = 1  # frames per encoder call
-    compile: bool = False
-
-    @staticmethod
-    def for_device(device: torch.device, compile: bool = False) -> "FastOptions":
-        if torch.device(device).type == "cuda":
-            # fp16 rather than bf16: 3 more mantissa bits, and TBD's activations (|x| < 1e3) cannot overflow it.
-            # The decoder stays in float32: its logits reach |x| ~ 80, and their fp16 rounding (~0.1) flips
-            # pixels where two objects' probabilities meet the aggregation's 1e-7 clamp (tests/test_tbd_fast.py).
-            return FastOptions(amp_dtype=torch.float16, channels_last=True, encoder_batch=4, compile=compile)
-        # CPU: float32 and the contiguous layout. bf16 autocast is slower than float32 on most CPUs, and
-        # channels_last, though ~13% faster there, reorders oneDNN's sums enough to move J&F on the small
-        # parity video by 0.11 points (0.05% of its pixels), over the 0.1 agreement bound.
-        return FastOptions(compile=compile)
 
 
 class _Objects:
@@ -145,17 +125,34 @@ def _aggregate(probs: torch.Tensor, lookup: torch.Tensor) -> Tuple[torch.Tensor,
     return labels, torch.cat([1 - fg, fg], dim=1)
 
 
-class FastTBD:
+class FastTBD(nn.Module):
     """Batched, mixed-precision inference with the weights of a `TBD` model (which it copies, so the
     original stays in its faithful layout). Call it like `TBD` with batch size 1:
     `fast(imgs, given_masks, dist=None, val_frame_ids=None) -> {'masks': int64 [1, n_out, 1, H, W]}`.
+
+    `options` (`FastOptions`): the encoder's autocast dtype (auto: fp16 on CUDA, float32 on the CPU),
+    channels_last (auto: on CUDA only) and compile. `encoder_batch`: frames per encoder call (default 4 on
+    CUDA, 1 on the CPU). `autocast_decoder`: the decoder convolutions under the encoder's autocast too.
     """
 
-    def __init__(self, model: TBD, options: Optional[FastOptions] = None) -> None:
-        device = next(model.parameters()).device
-        self.options = options or FastOptions.for_device(device)
+    def __init__(self, model: TBD, options: Optional[FastOptions] = None, *, encoder_batch: Optional[int] = None,
+                 autocast_decoder: bool = False) -> None:
+        super().__init__()
+        options = options or FastOptions()
+        cuda = device_of(model).type == "cuda"
+        # CUDA: fp16 rather than bf16: 3 more mantissa bits, and TBD's activations (|x| < 1e3) cannot overflow it.
+        # The decoder stays in float32 unless `autocast_decoder`: its logits reach |x| ~ 80, and their fp16
+        # rounding (~0.1) flips pixels where two objects' probabilities meet the aggregation's 1e-7 clamp
+        # (tests/test_tbd_fast.py).
+        # CPU: float32 and the contiguous layout. bf16 autocast is slower than float32 on most CPUs, and
+        # channels_last, though ~13% faster there, reorders oneDNN's sums enough to move J&F on the small
+        # parity video by 0.11 points (0.05% of its pixels), over the 0.1 agreement bound.
+        self.amp_dtype = options.autocast_dtype(torch.float16 if cuda else None)  # None = float32
+        self.channels_last = options.use_channels_last(cuda)
+        self.encoder_batch = encoder_batch or (4 if cuda else 1)
+        self.autocast_decoder = autocast_decoder
         self.model = copy.deepcopy(model).eval()
-        if self.options.channels_last:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         decoder = self.model.vos.decoder
         # Split each blend conv into its shared (256 feature channels) and per-object input channels.
@@ -166,21 +163,21 @@ class FastTBD:
             self._blend_split.append((weight[:, :256].contiguous(memory_format=self._memory_format),
                                       weight[:, 256:].contiguous(memory_format=self._memory_format),
                                       conv.bias.detach(), conv.padding))
-        self._encode = self.model.vos.encoder
-        self._head = self._decode_objects
-        if self.options.compile:
-            self._encode = torch.compile(self._encode, dynamic=True)
-            self._head = torch.compile(self._head, dynamic=True)
+        # plain (or compiled) callables, not registered submodules: the state_dict stays `model.` + the
+        # official keys, whether compiled or not
+        wrap = (lambda f: torch.compile(f, dynamic=True)) if options.compile else (lambda f: f)
+        self._encode = wrap(self.model.vos.encoder.__call__)
+        self._head = wrap(self._decode_objects)
         self._sds_cache: Dict[Tuple[int, int], torch.Tensor] = {}
 
     @property
     def _memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.options.channels_last else torch.contiguous_format
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def _autocast(self, device: torch.device, decoder: bool = False):
-        if self.options.amp_dtype is None or (decoder and not self.options.amp_decoder):
+        if self.amp_dtype is None or (decoder and not self.autocast_decoder):
             return nullcontext()
-        return torch.autocast(device.type, dtype=self.options.amp_dtype)
+        return torch.autocast(device.type, dtype=self.amp_dtype)
 
     # ------------------------------------------------------------------------------------------
     # Per-frame pieces
@@ -189,11 +186,11 @@ class FastTBD:
     def _frames(self, imgs: torch.Tensor) -> Iterator[Tuple[Dict[str, torch.Tensor], torch.Tensor]]:
         """(features, fp32 key `[C, hw]`) of every frame of `[T, 3, H, W]`, encoding a few frames per call."""
         matcher, decoder = self.model.vos.matcher, self.model.vos.decoder
-        for start in range(0, imgs.shape[0], self.options.encoder_batch):
-            chunk = imgs[start:start + self.options.encoder_batch].contiguous(memory_format=self._memory_format)
+        for start in range(0, imgs.shape[0], self.encoder_batch):
+            chunk = imgs[start:start + self.encoder_batch].contiguous(memory_format=self._memory_format)
             with self._autocast(chunk.device):
                 feats = self._encode(chunk)
-            if not self.options.amp_decoder:
+            if not self.autocast_decoder:
                 feats = {k: v.float() for k, v in feats.items()}
             with self._autocast(chunk.device, decoder=True):
                 # The object-independent halves of the decoder: projections and the shared blend convs.
@@ -295,5 +292,3 @@ class FastTBD:
             elif val_frame_ids is None or val_frame_ids[0] + i in val_frame_ids:
                 masks.append(pred_mask)
         return {"masks": unpad(torch.stack(masks, dim=1), padding)}
-
-    __call__ = forward

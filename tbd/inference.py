@@ -6,29 +6,33 @@ small-object exception, results back at the frame size) is shared with BMVOS and
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, Union
+from typing import Callable, Dict, Optional, Union
 
 import numpy as np
 import torch
 
 from common.data.datasets import Video
-from common.runtime.errors import UserError
+from common.inference.fast import FastOptions
 from common.inference.video_input import SHORT_SIDE, labels_at_frame_size, load_video_inputs
-from tbd.model import TBD, distance_matrix
+from common.modeling.densenet import DenseNetEncoder
+from common.runtime.device import device_of
+from common.runtime.errors import UserError
+from tbd.fast import FastTBD
+from tbd.model import TBD, distance_matrix, load_model
 
-if TYPE_CHECKING:
-    from tbd.fast import FastTBD
+FRAME_ENCODER = DenseNetEncoder  # called once per frame (batch = frames): drives progress bars
 
 
 @torch.no_grad()
-def segment_video(model: Union[TBD, "FastTBD"], video: Video, device: torch.device,
-                  resize: bool = True) -> Dict[int, np.ndarray]:
+def segment_video(model: Union[TBD, FastTBD], video: Video, *, resize: bool = True) -> Dict[int, np.ndarray]:
     """{frame index: uint8 label map at the frame size} for frame 0, given frames and scored frames.
 
-    `model` is the faithful `TBD` or its fast wrapper `tbd.fast.FastTBD` (same call)."""
+    `model` is the faithful `TBD` or its fast wrapper `FastTBD` (same call); it runs on the device it is on.
+    `resize=False` skips the evaluator's 480p rule."""
     if 0 not in video.mask_paths:
         raise UserError(f"video {video.name} has no annotation for its first frame ({video.frame_names[0]}); "
                         f"TBD starts from a given first-frame mask")
+    device = device_of(model)
     imgs, given, frame_size = load_video_inputs(video, device, SHORT_SIDE if resize else None)
     dist = distance_matrix(imgs.shape[-2], imgs.shape[-1], device).unsqueeze(0)
     scored = video.output_frames
@@ -40,6 +44,11 @@ def segment_video(model: Union[TBD, "FastTBD"], video: Video, device: torch.devi
     return {i: labels[n] for n, i in enumerate(out_ids)}
 
 
-def make_segment(model: Union[TBD, "FastTBD"], device: torch.device, resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """`segment(video)` for `common.inference.runner.run_videos`."""
-    return lambda video: segment_video(model, video, device, resize)
+def make_segmenter(weights: Optional[str], device: torch.device, *, fast: Optional[FastOptions] = None,
+                   resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
+    """`segment(video)` with the model of `weights` (`load_model`: None = the official `tbd-davis`) on
+    `device`, in fast mode (`FastTBD` with `fast`) when `fast` is given."""
+    model = load_model(weights, device)
+    if fast is not None:
+        model = FastTBD(model, fast)
+    return lambda video: segment_video(model, video, resize=resize)

@@ -15,22 +15,27 @@ Read top-down like the paper's Fig. 2:
 
 The arithmetic, its order and the state_dict keys follow the official code (`tbd.py`), so official
 checkpoints load unchanged and outputs match it to float32 rounding (see tests/parity/test_tbd.py).
+`load_model(weights, device)` builds it with the official checkpoint, another one or a seeded initialisation.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.hub.checkpoints import build_with_weights
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.cbam_decoder import CBAMDecoder
 from common.modeling.densenet import DenseNetEncoder
 from common.modeling.given_masks import object_ids_in
 from common.modeling.layers import Conv
 from common.modeling.padding import centered_padding, pad_video, unpad
+from tbd import TITLE
+from tbd.checkpoints import OFFICIAL_WEIGHTS
 
 STRIDE = 16
 MATCHING_CHANNELS = 10  # global, local, overall, short-term, long-term; each bg and fg
@@ -281,3 +286,10 @@ class TBD(nn.Module):
         if b != 1:
             return {"scores": unpad(torch.stack(scores, dim=1), padding)}
         return {"masks": unpad(torch.stack(masks, dim=1), padding)}
+
+
+def load_model(weights: Optional[Union[str, os.PathLike]], device: torch.device) -> TBD:
+    """`TBD` in eval mode on `device` with `weights`: a registry name or checkpoint file (strict load),
+    "seeded" (a seeded initialisation, with a notice that the numbers are not the paper's), None = the official
+    `tbd-davis`."""
+    return build_with_weights(TBD, OFFICIAL_WEIGHTS if weights is None else weights, device, paper=TITLE)

@@ -39,7 +39,7 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
     `roots`: 'coco', 'davis', 'ytvos' dataset roots. COCO and DAVIS stages validate on DAVIS 2017 val
     (when a DAVIS root is given); the YouTube-VOS stage on the cho_val list when there is one.
     """
-    return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, device, resize=False),
+    return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, resize=False),
                             stages, roots, out_dir, device, overrides, num_workers=num_workers, resume=resume,
                             bn_train=bn_train, swap_attach_probability=swap_attach_probability,
                             ytvos_train_list=ytvos_train_list, ytvos_val_list=ytvos_val_list)

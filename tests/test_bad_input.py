@@ -236,7 +236,7 @@ def _processes() -> Dict[int, Tuple[int, int]]:
 def test_ctrl_c_during_scoring_workers_prints_one_line(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the J&F worker pool is busy:
     the interrupted message alone, no traceback from the workers or the fork server, status 130."""
-    busy = ("import time; from common.runtime.errors import run_cli; from common.evaluation.evaluate import map_in_workers; "
+    busy = ("import time; from common.runtime.errors import run_cli; from common.evaluation.workers import map_in_workers; "
             "run_cli(lambda argv: map_in_workers(time.sleep, [600, 600], 2, desc='J&F', unit='seq'))")
     child = subprocess.Popen([sys.executable, "-c", busy], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env=_child_env(), start_new_session=True)
@@ -261,11 +261,11 @@ def test_ctrl_c_during_scoring_workers_prints_one_line(tmp_path):
 
 
 def test_output_into_a_closed_pipe_ends_quietly():
-    """`python -m common.hub.checkpoints list | head`: the reader is gone before anything is written."""
+    """`python -m vos.weights list | head`: the reader is gone before anything is written."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        child = subprocess.run([sys.executable, "-m", "common.hub.checkpoints", "list"], stdout=write_end,
+        child = subprocess.run([sys.executable, "-m", "vos.weights", "list"], stdout=write_end,
                                stderr=subprocess.PIPE, text=True, env=_child_env(), cwd=REPO, timeout=120)
     finally:
         os.close(write_end)

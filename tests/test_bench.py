@@ -8,7 +8,6 @@ import pytest
 
 from vos import bench
 from common.runtime.errors import UserError
-from vos.papers import PAPERS
 
 
 def test_speedup_is_against_the_same_methods_faithful_row():
@@ -23,11 +22,6 @@ def test_speedup_is_against_the_same_methods_faithful_row():
     assert table[0].split() == ["method", "mode", "frames/s", "ms/frame", "encoder", "s/round", "speed-up",
                                 "peak", "MiB"]
     assert table[2].split() == ["a", "fast", "-", "10.0", "-", "-", "3.00", "-"]
-
-
-def test_every_paper_offers_all_modes():
-    for paper in PAPERS:
-        assert bench.modes_of(paper) == list(bench.MODES), paper
 
 
 def test_unknown_mode_is_a_user_error(tmp_path):

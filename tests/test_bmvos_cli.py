@@ -1,5 +1,6 @@
 """`python -m bmvos.main_runfile` end to end on the synthetic DAVIS and YouTube-VOS samples, resume,
-and the bad-input errors. Tiny frames, seeded weights saved as a checkpoint file."""
+the bad-input errors, and the package's other entry points (`load_model`, `make_segmenter`, `reproduce`,
+`run_demo`). Tiny frames, seeded weights saved as a checkpoint file."""
 from __future__ import annotations
 
 import zipfile
@@ -122,3 +123,52 @@ def test_reproduce_prints_ours_against_published(sample, capsys):
     assert "DAVIS16_val" in table and "82.2" in table and "82.3" in table
     assert "DAVIS17_val" in table and "72.7" in table and "72.6" in table
     assert (out / "davis17-val" / "global_results-val.csv").is_file()
+
+
+def test_load_model_sources(sample, monkeypatch, capsys):
+    from bmvos import model as bmvos_model
+    from bmvos.checkpoints import OFFICIAL_WEIGHTS
+
+    cpu = torch.device("cpu")
+    from_file = bmvos_model.load_model(str(sample["weights"]), cpu)
+    assert f"weights: {sample['weights']}" in capsys.readouterr().out
+    assert not from_file.training
+    torch.testing.assert_close(from_file.state_dict(), torch.load(sample["weights"], weights_only=True))
+
+    seeded = bmvos_model.load_model("seeded", cpu)
+    assert "the numbers are not the paper's" in capsys.readouterr().out
+    torch.testing.assert_close(seeded.state_dict(), from_file.state_dict())  # seed 0, as the sample's file
+
+    asked = []
+    real = bmvos_model.load_state_dict
+    monkeypatch.setattr(bmvos_model, "load_state_dict",
+                        lambda name: asked.append(name) or real(sample["weights"]))  # no download
+    bmvos_model.load_model(None, cpu)
+    assert asked == [OFFICIAL_WEIGHTS]
+
+
+def test_make_segmenter_binds_weights_fast_mode_and_size(sample):
+    from bmvos.fast import FastBMVOS
+    from bmvos.inference import make_segmenter, segment_video
+    from bmvos.model import load_model
+    from common.data.datasets import DAVIS
+    from common.inference.fast import FastOptions
+
+    video = DAVIS(sample["davis"], 2017, "val").videos()[0]
+    cpu = torch.device("cpu")
+    expected = segment_video(FastBMVOS(load_model(str(sample["weights"]), cpu)), video, resize=False)
+    segment = make_segmenter(str(sample["weights"]), cpu, fast=FastOptions(), resize=False)
+    labels = segment(video)
+    assert sorted(labels) == sorted(expected)
+    for frame in labels:
+        assert labels[frame].shape == (32, 48) and (labels[frame] == expected[frame]).all()
+
+
+def test_run_demo_returns_the_davis_row(sample, tmp_path):
+    from bmvos.demo import run_demo
+    from common.evaluation.evaluate import GLOBAL_COLUMNS
+
+    row = run_demo(sample["davis"], sample["ytvos"], tmp_path / "demo", torch.device("cpu"))
+    assert list(row) == list(GLOBAL_COLUMNS)
+    assert (tmp_path / "demo" / "davis17-val" / "global_results-val.csv").is_file()
+    assert (tmp_path / "demo" / "ytvos18-valid.zip").is_file()

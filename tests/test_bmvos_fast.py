@@ -1,4 +1,4 @@
-"""BMVOS fast mode (`FastBMVOS`) against the faithful forward: J&F within 0.1 (points of %) on the parity
+"""BMVOS fast mode (`bmvos.fast.FastBMVOS`) against the faithful forward: J&F within 0.1 (points of %) on the parity
 videos (fill_ weights) and on the synthetic sample, plus what the fixtures do not reach: objects entering
 mid-video, frame selection, the faithful fallback, the mixed-precision path and the CLI flags."""
 from __future__ import annotations
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import bmvos.model
+import bmvos.fast
+from bmvos.fast import FastBMVOS
 from bmvos.inference import segment_video
-from bmvos.model import BMVOS, FastBMVOS, similarity
+from bmvos.model import BMVOS, similarity
+from common.inference.fast import FastOptions
 from common.runtime.errors import UserError
 from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs, record_top2_gaps
@@ -36,8 +38,8 @@ def seeded(one_thread) -> BMVOS:
 
 
 def fast_twin(model: BMVOS, **options) -> FastBMVOS:
-    """Fast mode on its own copy (channels_last converts the model in place)."""
-    return FastBMVOS(copy.deepcopy(model), **options)
+    """Fast mode with `FastOptions(**options)` on its own copy (channels_last converts the model in place)."""
+    return FastBMVOS(copy.deepcopy(model), FastOptions(**options))
 
 
 @pytest.mark.parametrize("name", ["video_2obj.pt", "video_pad.pt"])
@@ -69,7 +71,7 @@ def test_batched_matching_is_bitwise_the_faithful_one(filled, monkeypatch):
                                 for k in range(n)])
         assert torch.equal(FastBMVOS._match(rule, sim, segs), per_object)
         with monkeypatch.context() as patch:
-            patch.setattr(bmvos.model, "MATCHING_BLOCK_ELEMENTS", 2 * sim.numel())  # blocks of 2 rows
+            patch.setattr(bmvos.fast, "MATCHING_BLOCK_ELEMENTS", 2 * sim.numel())  # blocks of 2 rows
             assert torch.equal(FastBMVOS._match(rule, sim, segs), per_object)
 
 
@@ -80,8 +82,8 @@ def test_synthetic_sample_agrees(tmp_path, seeded):
     dataset = DAVIS(root, 2017, "val")
     fast = fast_twin(seeded)
     for video in dataset.videos():
-        faithful_masks = segment_video(seeded, video, short_side=None)
-        fast_masks = segment_video(fast, video, short_side=None)
+        faithful_masks = segment_video(seeded, video, resize=False)
+        fast_masks = segment_video(fast, video, resize=False)
         assert sorted(fast_masks) == sorted(faithful_masks)
         gt = dataset.gt_masks(video.name)
         a = np.stack([faithful_masks[t] for t in sorted(faithful_masks)])
@@ -99,8 +101,8 @@ def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded):
     given = video.load_given_masks()
     assert any(t > 0 for t in given), "the sample should have an object entering mid-video"
     fast = fast_twin(seeded)
-    a = segment_video(seeded, video, short_side=None)
-    b = segment_video(fast, video, short_side=None)
+    a = segment_video(seeded, video, resize=False)
+    b = segment_video(fast, video, resize=False)
     assert sorted(a) == sorted(b)
     for t in given:  # given frames carry the given objects exactly
         np.testing.assert_array_equal(b[t][given[t] != 0], given[t][given[t] != 0])
@@ -142,12 +144,12 @@ def test_mixed_precision_path(seeded, monkeypatch):
     fp32 = fast_twin(seeded)
     with torch.no_grad():
         with monkeypatch.context() as patch:
-            gaps = record_top2_gaps(patch, bmvos.model)
+            gaps = record_top2_gaps(patch, bmvos.fast)
             reference = fp32(imgs, given, None).masks
         decided = torch.stack(gaps) >= HALF_MARGIN  # frames 1.. (the sizes need no padding)
         assert decided.shape == reference[0, 1:, 0].shape and decided.double().mean() >= 0.3
-        for dtype in (torch.float16, torch.bfloat16):
-            fast = fast_twin(seeded, amp=dtype)
+        for precision, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+            fast = fast_twin(seeded, precision=precision)
             seen = []
             decode = fast._decoder
             fast._decoder = lambda decoder, feats, matching, mask_feats: (
@@ -159,6 +161,21 @@ def test_mixed_precision_path(seeded, monkeypatch):
             if dtype == torch.float16:
                 wrong = (masks[0, 1:, 0] != reference[0, 1:, 0]) & decided
                 assert not wrong.any(), f"fp16 changed {int(wrong.sum())} decided pixels"
+
+
+def test_options_choose_precision_and_layout(seeded):
+    """"auto" is fp16 on CUDA and float32 on the CPU; --precision overrides it on both; channels_last is the
+    default layout unless the options turn it off."""
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    auto = fast_twin(seeded)
+    assert (auto.autocast_dtype(cuda), auto.autocast_dtype(cpu)) == (torch.float16, None)
+    bf16 = fast_twin(seeded, precision="bf16")
+    assert (bf16.autocast_dtype(cuda), bf16.autocast_dtype(cpu)) == (torch.bfloat16, torch.bfloat16)
+    assert fast_twin(seeded, precision="fp32").autocast_dtype(cuda) is None
+    assert auto.channels_last and auto.model.vos.decoder.blend1.conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    assert not fast_twin(seeded, channels_last=False).channels_last
+    assert FastBMVOS(copy.deepcopy(seeded)).options == FastOptions()
 
 
 def test_cli_fast_and_compile_flag(tmp_path, seeded):
@@ -175,8 +192,9 @@ def test_cli_fast_and_compile_flag(tmp_path, seeded):
     faithful = sorted(p.relative_to(out / "faithful") for p in (out / "faithful").rglob("*.png"))
     fast = sorted(p.relative_to(out / "fast") for p in (out / "fast").rglob("*.png"))
     assert faithful == fast and len(fast) == 3
-    with pytest.raises(UserError, match="--fast"):
-        main_runfile.main(args + ["--output", str(out / "x"), "--compile"])
+    for flags in (["--compile"], ["--precision", "bf16"]):
+        with pytest.raises(UserError, match="--fast"):
+            main_runfile.main(args + ["--output", str(out / "x"), *flags])
 
 
 def test_reproduce_fast(tmp_path, seeded, capsys):

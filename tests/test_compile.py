@@ -12,7 +12,6 @@ compiles a single model for minutes; `python -m vos.bench --modes fast,compiled`
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -22,6 +21,9 @@ import torch
 
 from common.data.datasets import DAVIS, Video
 from common.data.synthetic import make_davis_sample
+from common.hub.checkpoints import SEEDED
+from common.inference.fast import FastOptions
+from vos.papers import PAPERS, SEMI_SUPERVISED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -76,70 +78,31 @@ def assert_same_labels(compiled: Labels, plain: Labels) -> None:
         np.testing.assert_array_equal(compiled[frame], plain[frame], err_msg=f"frame {frame}")
 
 
-def seeded(cls, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return cls().eval()
+@pytest.mark.parametrize("paper", SEMI_SUPERVISED)
+def test_semi_supervised(paper, video, traced_compile):
+    """Through the paper's contract: the same seeded model, fast mode with and without `--compile`."""
+    inference = PAPERS[paper].inference
 
+    def labels(fast: FastOptions) -> Labels:
+        return inference.make_segmenter(SEEDED, CPU, fast=fast, resize=False)(video)
 
-def test_bmvos(video, traced_compile):
-    from bmvos.inference import segment_video
-    from bmvos.model import BMVOS, FastBMVOS
-
-    model = seeded(BMVOS)
-    plain = segment_video(FastBMVOS(model), video, short_side=None)
-    compiled = segment_video(FastBMVOS(model, compile=True), video, short_side=None)
-    assert traced_compile and captured_whole_graphs()
-    assert_same_labels(compiled, plain)
-
-
-def test_emvos(video, traced_compile):
-    from emvos.fast import FastEMVOS
-    from emvos.inference import segment_video
-    from emvos.model import EMVOS
-
-    model = seeded(EMVOS)
-    plain = segment_video(FastEMVOS(model), video, CPU, resize=False)
-    compiled = segment_video(FastEMVOS(model, compile=True), video, CPU, resize=False)
-    assert traced_compile and captured_whole_graphs()
-    assert_same_labels(compiled, plain)
-
-
-def test_tbd(video, traced_compile):
-    from tbd.fast import FastOptions, FastTBD
-    from tbd.inference import segment_video
-    from tbd.model import TBD
-
-    model = seeded(TBD)
-    plain = segment_video(FastTBD(model, FastOptions.for_device(CPU)), video, CPU, resize=False)
-    compiled = segment_video(FastTBD(model, FastOptions.for_device(CPU, compile=True)), video, CPU, resize=False)
-    assert traced_compile and captured_whole_graphs()
-    assert_same_labels(compiled, plain)
-
-
-def test_hmmn(video, traced_compile):
-    from hmmn.fast import FastHMMN
-    from hmmn.inference import davis_segmenter
-    from hmmn.model import HMMN
-
-    model = seeded(HMMN)
-    # FastHMMN converts the network to channels_last in place: one copy each
-    plain = davis_segmenter(FastHMMN(copy.deepcopy(model)), CPU)(video)
-    compiled = davis_segmenter(FastHMMN(copy.deepcopy(model), compile=True), CPU)(video)
+    plain = labels(FastOptions())
+    compiled = labels(FastOptions(compile=True))
     assert traced_compile and captured_whole_graphs()
     assert_same_labels(compiled, plain)
 
 
 def test_gis(davis_root, video, traced_compile):
-    from gis.fast import FastGIS, FastOptions
-    from gis.ivos import GISSession
     from gis.davis_frames import load_all_frames
-    from gis.model import load_net
+    from gis.fast import FastGIS
+    from gis.ivos import GISSession
+    from gis.model import load_model
 
     frames = load_all_frames(davis_root, video.name, len(video))
     interaction = np.random.default_rng(0).random((2, 3) + frames.shape[1:3]).astype(np.float32)
 
     def two_rounds(options: FastOptions) -> np.ndarray:
-        net, _ = load_net(None, CPU)
+        net = load_model(SEEDED, CPU)
         session = GISSession(net, frames, 2, fast=FastGIS(net, options))
         labels = []
         for frame in (1, 3):
@@ -149,7 +112,7 @@ def test_gis(davis_root, video, traced_compile):
             labels.append(session.labels())
         return np.stack(labels)
 
-    plain = two_rounds(FastOptions())
-    compiled = two_rounds(FastOptions(compile=True))
+    plain = two_rounds(FastOptions(precision="fp32"))
+    compiled = two_rounds(FastOptions(precision="fp32", compile=True))
     assert traced_compile and captured_whole_graphs()
     np.testing.assert_array_equal(compiled, plain)

@@ -190,7 +190,7 @@ def test_two_process_bmvos_evaluation_matches_single_process(sample, capsys):
 
     assert text.count("Global results for val") == 1, text[-3000:]  # rank 0 alone scores and prints
     assert "[rank 0/2]" in text and "[rank 1/2]" in text
-    jf = [line.split(";")[0] for line in single_text.splitlines() if line.startswith("DAVIS17_val: J&F-Mean")]
+    jf = [line.split(";")[0] for line in single_text.splitlines() if line.startswith("davis17-val: J&F-Mean")]
     assert jf and jf[0] in text  # the same J&F as the single-process run
     videos = sorted(p.name for p in (single / "davis17-val").iterdir() if p.is_dir())
     assert len(videos) == 3

@@ -5,16 +5,18 @@ faithful fallback, the CLI)."""
 from __future__ import annotations
 
 import copy
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pytest
 import torch
 
-from common.modeling.padding import centered_padding, unpad
 from common.data.synthetic import make_davis_sample, make_ytvos_sample
-from emvos.fast import FastEMVOS
-from emvos.inference import segment_video
+from common.inference.fast import FastOptions
+from common.modeling.padding import centered_padding, unpad
+from common.runtime.errors import UserError
+from emvos.fast import FastEMVOS, encoder_autocast_dtype
+from emvos.inference import make_segmenter, segment_video
 from emvos.model import STRIDE, EMVOS
 from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs, record_top2_gaps
 from tests.parity.harness import fill_
@@ -38,9 +40,9 @@ def seeded(one_thread) -> EMVOS:
     return EMVOS().eval()
 
 
-def fast_twin(model: EMVOS, **options) -> FastEMVOS:
+def fast_twin(model: EMVOS, options: Optional[FastOptions] = None) -> FastEMVOS:
     """Fast mode on its own copy (channels_last converts the model in place)."""
-    return FastEMVOS(copy.deepcopy(model), **options)
+    return FastEMVOS(copy.deepcopy(model), options)
 
 
 @pytest.mark.parametrize("name", ["video_2obj.pt", "video_pad.pt"])
@@ -63,7 +65,7 @@ def faithful_with_gaps(model: EMVOS, video, monkeypatch) -> Tuple[Dict[int, np.n
     import emvos.model as faithful_module
 
     gaps = record_top2_gaps(monkeypatch, faithful_module)
-    labels = segment_video(model, video, torch.device("cpu"), resize=False)
+    labels = segment_video(model, video, resize=False)
     monkeypatch.undo()
     height, width = labels[0].shape
     padding = centered_padding(height, width, STRIDE)
@@ -83,7 +85,7 @@ def test_synthetic_sample_agrees(tmp_path, seeded, monkeypatch):
     fast = fast_twin(seeded)
     for video in dataset.videos():
         faithful_masks, gaps = faithful_with_gaps(seeded, video, monkeypatch)
-        fast_masks = segment_video(fast, video, torch.device("cpu"), resize=False)
+        fast_masks = segment_video(fast, video, resize=False)
         assert sorted(fast_masks) == sorted(faithful_masks)
         a = np.stack([faithful_masks[t] for t in range(len(video))])
         b = np.stack([fast_masks[t] for t in range(len(video))])
@@ -106,7 +108,7 @@ def test_objects_entering_mid_video_and_frame_selection(tmp_path, seeded, monkey
     assert any(0 < t < len(video) - 1 for t in given), "the sample should have an object entering mid-video"
     fast = fast_twin(seeded)
     a, gaps = faithful_with_gaps(seeded, video, monkeypatch)
-    b = segment_video(fast, video, torch.device("cpu"), resize=False)
+    b = segment_video(fast, video, resize=False)
     for t in given:  # given frames carry the given objects exactly
         np.testing.assert_array_equal(b[t][given[t] != 0], given[t][given[t] != 0])
     decided = gaps >= TIE_MARGIN
@@ -131,7 +133,7 @@ def test_unorganisable_inputs_fall_back_to_faithful(seeded):
     again = torch.zeros_like(first)
     again[..., 20:30, 30:40] = 1
     with torch.no_grad():
-        fast = fast_twin(seeded, channels_last=False)(imgs, [first, None, again], None)["masks"]
+        fast = fast_twin(seeded, FastOptions(channels_last=False))(imgs, [first, None, again], None)["masks"]
         faithful = seeded(imgs, [first, None, again], None)["masks"]
     assert torch.equal(fast, faithful)
 
@@ -144,7 +146,7 @@ def test_autocast_encoder(filled, monkeypatch):
 
     imgs, given = parity_video_inputs("emvos", "video_2obj.pt")
     with torch.no_grad():
-        fp16 = fast_twin(filled, amp=torch.float16)(imgs, given, None)["masks"]
+        fp16 = fast_twin(filled, FastOptions(precision="fp16"))(imgs, given, None)["masks"]
         gaps = record_top2_gaps(monkeypatch, fast_module)
         fp32 = fast_twin(filled)(imgs, given, None)["masks"]
     assert fp16.dtype == torch.int64 and fp16.shape == fp32.shape
@@ -170,3 +172,30 @@ def test_cli_fast(tmp_path, seeded):
     fast = sorted((out / "fast" / "davis17-val").rglob("*.png"))
     assert [p.relative_to(out / "faithful") for p in faithful] == [p.relative_to(out / "fast") for p in fast]
     assert len(fast) == 3
+    with pytest.raises(UserError, match="--precision apply to fast mode only"):
+        run.main(common + ["--output", str(out / "refused"), "--precision", "fp16"])
+
+
+def test_wrapper_is_a_module_over_the_model(seeded):
+    """`FastEMVOS` is an `nn.Module` holding the model and nothing else: its state_dict is the official keys
+    under `model.` (compiled stages stay out of the module tree), and the device default is EMVOS's."""
+    fast = fast_twin(seeded, FastOptions(compile=True))
+    assert isinstance(fast, torch.nn.Module) and not fast.training
+    assert list(fast.state_dict()) == [f"model.{k}" for k in seeded.state_dict()]
+    assert encoder_autocast_dtype(torch.device("cuda")) == torch.float16
+    assert encoder_autocast_dtype(torch.device("cpu")) is None
+
+
+def test_make_segmenter(tmp_path, seeded):
+    """Weights loaded, fast mode wrapped and the settings bound: the same labels as the call by hand."""
+    root = make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=3, height=64, width=96)
+    from common.data.datasets import DAVIS
+
+    video = DAVIS(root, 2017, "val").videos()[0]
+    weights = tmp_path / "seeded.pth"
+    torch.save(seeded.state_dict(), weights)
+    segment = make_segmenter(str(weights), torch.device("cpu"), fast=FastOptions(), resize=False)
+    expected = segment_video(fast_twin(seeded, FastOptions()), video, resize=False)
+    got = segment(video)
+    assert sorted(got) == sorted(expected)
+    assert all(np.array_equal(got[t], expected[t]) for t in expected)

@@ -48,5 +48,6 @@ def test_training_path(model):
     assert scores.shape == (2, 2, 2, 32, 32)
     scores.sum().backward()
     assert all(p.grad is None for p in model.vos.encoder.parameters())  # the encoder runs without gradients
-    assert model.vos.matcher.conv1.conv.weight.grad is not None and model.vos.decoder.deconv3.deconv.weight.grad is not None
+    assert model.vos.matcher.conv1.conv.weight.grad is not None
+    assert model.vos.decoder.deconv3.deconv.weight.grad is not None
     model.zero_grad(set_to_none=True)

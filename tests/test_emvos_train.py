@@ -13,7 +13,6 @@ from common.data.synthetic import make_coco_sample, make_davis_sample
 from emvos.run import main
 
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -58,7 +57,9 @@ def test_train_resume_then_test(roots, tmp_path):
           "--weights", str(ckpt / "coco_davis_0002.pth"), "--output", str(out), "--device", "cpu", "--no-resize"])
     assert sorted(p.name for p in (out / "davis17-val" / "synth-val-00").iterdir()) == [
         f"{i:05d}.png" for i in range(4)]
-    assert (out / "davis17-val_scores").is_dir() and any((out / "davis17-val_scores").iterdir())
+    # the J&F CSVs beside the masks, where davis2017-evaluation writes them
+    assert sorted(p.name for p in (out / "davis17-val").glob("*.csv")) == [
+        "global_results-val.csv", "per-sequence_results-val.csv"]
     with zipfile.ZipFile(out / "davis17-test-dev.zip") as archive:
         assert "synth-test-00/00003.png" in archive.namelist()
 

@@ -30,6 +30,41 @@ def test_propagation_order_and_recommendation():
     assert recommend_frames(scores, "wo_RS") is None
 
 
+def test_load_model_weights(tmp_path: Path, monkeypatch, capsys):
+    """A checkpoint file (its path printed), None (the official DAVIS checkpoint) and `seeded` or its older
+    spelling `none` (the seeded initialisation, with the notice that the numbers are not the paper's)."""
+    import torch
+
+    import gis.model
+    from common.hub.checkpoints import load_state_dict
+    from gis.checkpoints import OFFICIAL_WEIGHTS
+    from gis.model import GISNet, load_model
+
+    cpu = torch.device("cpu")
+    seeded = load_model("seeded", cpu)
+    assert isinstance(seeded, GISNet) and not seeded.training
+    assert "seeded random initialisation" in capsys.readouterr().out
+    load_model("none", cpu)
+    assert "seeded random initialisation" in capsys.readouterr().out
+    checkpoint = tmp_path / "gis.pth"
+    torch.save(seeded.state_dict(), checkpoint)
+    loaded = load_model(str(checkpoint), cpu)
+    assert f"weights: {checkpoint}" in capsys.readouterr().out
+    for key, value in seeded.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    requested = []
+    monkeypatch.setattr(gis.model, "load_state_dict", lambda name: requested.append(name) or load_state_dict(checkpoint))
+    load_model(None, cpu)
+    assert requested == [OFFICIAL_WEIGHTS]
+
+
+def test_published_table_is_keyed_by_the_result_folder_set():
+    from gis.reproduce import DAVIS_SET, PUBLISHED
+
+    assert DAVIS_SET == "davis17-val" and list(PUBLISHED) == [DAVIS_SET]
+    assert PUBLISHED[DAVIS_SET][("J_AND_F", "RS4")] == (0.856, 0.866)
+
+
 def test_davis_session_two_rounds(tmp_path: Path):
     from common.data.scribbles import write_robot_scribbles
     from gis.ivos_main_davis import main
@@ -123,6 +158,6 @@ def test_davis_cli_names_what_the_data_is_missing(tmp_path: Path):
         main([*common, "--output", str(tmp_path / "absent")])
     listing.write_text("synth-val-00\n")
     shutil.rmtree(davis / "Scribbles" / "synth-val-00")
-    with pytest.raises(UserError, match=r"no scribble files in .*Scribbles/synth-val-00.*common\.synthetic"):
+    with pytest.raises(UserError, match=r"no scribble files in .*Scribbles/synth-val-00.*common\.data\.synthetic"):
         main([*common, "--output", str(tmp_path / "no-scribbles")])
     assert not (tmp_path / "no-scribbles").exists() and not (tmp_path / "absent").exists()

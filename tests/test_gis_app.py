@@ -24,7 +24,7 @@ from gis.app.evaluation import ResultsFolder, RoundClock  # noqa: E402
 from gis.app.server import DavisSource, VideoSource, create_app  # noqa: E402
 from gis.app.session import Model, Video  # noqa: E402
 from gis.ivos import GISSession, scribble_channels  # noqa: E402
-from gis.model import load_net  # noqa: E402
+from gis.model import load_model  # noqa: E402
 
 H, W, FRAMES = 64, 96, 4
 STROKE = {"frame": 1, "object_id": 1, "path": [[0.2, 0.3], [0.5, 0.6]], "duration": 0.4}
@@ -32,7 +32,7 @@ STROKE = {"frame": 1, "object_id": 1, "path": [[0.2, 0.3], [0.5, 0.6]], "duratio
 
 @pytest.fixture(scope="module")
 def net(one_thread):
-    return load_net(None, torch.device("cpu"))[0]
+    return load_model("seeded", torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +80,11 @@ def test_round_clock_follows_write_in_csv():
 @pytest.mark.parametrize("fast", [False, True], ids=["faithful", "fast"])
 def test_preview_is_the_next_rounds_annotated_frame(net, davis, fast):
     """Each stroke's re-segmentation shows exactly what Run will give the annotated frame (round 1, no blending)."""
-    from gis.fast import fast_engine
+    from common.inference.fast import FastOptions
+    from gis.fast import FastGIS
 
     frames = np.stack([np.asarray(DAVIS(davis).video("synth-val-00").load_frame(i)) for i in range(FRAMES)])
-    engine = fast_engine(net, torch.device("cpu"), precision="fp32") if fast else None
+    engine = FastGIS(net, FastOptions(precision="fp32")) if fast else None
     state = GISSession(net, frames, 2, fast=engine)
     scribbles = [{"path": STROKE["path"], "object_id": 1}, {"path": [[0.7, 0.2], [0.9, 0.3]], "object_id": 2}]
     iact = scribble_channels(scribbles, 2, state.labels()[1], first_round=True)

@@ -53,12 +53,12 @@ def server(sync_api, tmp_path, one_thread):
     from gis.app.evaluation import ResultsFolder
     from gis.app.server import DavisSource, create_app
     from gis.app.session import Model
-    from gis.model import load_net
+    from gis.model import load_model
 
     davis = make_davis_sample(tmp_path / "DAVIS", seed=1, n_videos=2, n_frames=FRAMES, height=H, width=W, n_objects=2)
     dataset = DAVIS(davis, 2017, "val")
     results = ResultsFolder(tmp_path / "results", "GIS-RAmap_RS4", "browser")
-    app = create_app(Model(load_net(None, torch.device("cpu"))[0]),
+    app = create_app(Model(load_model("seeded", torch.device("cpu"))),
                      DavisSource(dataset.names, _davis_loader(dataset), results, save_masks=True), "RS4")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -37,14 +37,15 @@ def _jf(gt: np.ndarray, masks: np.ndarray, n_obj: int) -> float:
 NATIVE_BF16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-@pytest.mark.parametrize("amp", [None, pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.skipif(
     not NATIVE_BF16, reason="no native bf16 on this CPU: emulated bf16 kernels take minutes"))], ids=["fp32", "bf16-head"])
-def test_fast_rounds_agree_with_the_reference(amp):
+def test_fast_rounds_agree_with_the_reference(precision):
     """rounds.pt replayed on the fast path: same visit order, scores and recommendations; masks within
     the flips float rounding causes (bf16 head: a little more), J&F within 0.1 of the reference's."""
     from davisinteractive.utils.scribbles import fuse_scribbles
 
-    from gis.fast import FastGIS, FastOptions
+    from common.inference.fast import FastOptions
+    from gis.fast import FastGIS
     from gis.ivos import GISSession, annotated_frame_of, scribble_channels
     from tests.parity.test_gis import _net
 
@@ -53,8 +54,8 @@ def test_fast_rounds_agree_with_the_reference(amp):
     frames, gt = inputs["frames"].numpy(), inputs["gt"].numpy()
     n_obj = int(meta["n_objects"])
     session = GISSession(_net(), frames, n_obj, proportion=float(meta["propagation_proportion"]), max_rounds=8,
-                         fast=FastGIS(_net(), FastOptions(amp_dtype=amp)))
-    allowed = [0.001, 0.02, 0.02] if amp is None else [0.01, 0.03, 0.03]
+                         fast=FastGIS(_net(), FastOptions(precision=precision)))
+    allowed = [0.001, 0.02, 0.02] if precision == "fp32" else [0.01, 0.03, 0.03]
     fused = None
     for r, new in enumerate(json.loads(meta["round_scribbles_json"])):
         fused = copy.deepcopy(new) if fused is None else fuse_scribbles(fused, copy.deepcopy(new))
@@ -66,8 +67,8 @@ def test_fast_rounds_agree_with_the_reference(amp):
         assert np.mean(masks != ref) <= allowed[r], (r, int((masks != ref).sum()))
         assert abs(_jf(gt, masks, n_obj) - _jf(gt, ref, n_obj)) <= 0.1
         recommended = session.finish_round(meta["guide_method"])
-        np.testing.assert_allclose(session.scores[r], out["scores"][r].numpy(), atol=1e-6 if amp is None else 1e-3)
-        if amp is None:
+        np.testing.assert_allclose(session.scores[r], out["scores"][r].numpy(), atol=1e-6 if precision == "fp32" else 1e-3)
+        if precision == "fp32":
             assert set(recommended) == set(out["recommended_frames"][r])
 
 
@@ -76,12 +77,13 @@ def test_fast_session_replay_agrees_with_the_reference(monkeypatch, tmp_path):
     default is a bf16 head on AMX CPUs only): the framework's J&F curve within 0.1 of the reference's,
     masks within 2 % of its pixels."""
     import gis.ivos_main_davis as davis_main
-    from gis.fast import fast_engine
+    from common.inference.fast import FastOptions
+    from gis.fast import FastGIS
     from tests.parity.test_gis import _net, replay_session_fixture
 
     case = H.load_case(H.parity_dir("gis") / "session.pt")
     real_run_ivos = davis_main.run_ivos
-    engine = fast_engine(_net(), torch.device("cpu"), precision="fp32")
+    engine = FastGIS(_net(), FastOptions(precision="fp32"))
     monkeypatch.setattr(davis_main, "run_ivos", lambda *a, **k: real_run_ivos(*a, fast=engine, **k))
     result = replay_session_fixture(case, tmp_path)
     expected = json.loads(case["meta"]["global_summary_json"])
@@ -148,7 +150,8 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
     gap is at least TIE_MARGIN (checked to be most pixels, so the test cannot pass vacuously), and the
     reliability scores; kernel rounding (~1e-6) cannot move a label across such a gap. Also: later rounds
     reusing the cached image features give exactly what recomputing them gives (same kernels, same inputs)."""
-    from gis.fast import FastGIS, FastOptions
+    from common.inference.fast import FastOptions
+    from gis.fast import FastGIS
     from gis.ivos import GISSession, crop
     from gis.davis_frames import load_all_frames
     from tests.parity.test_gis import _net
@@ -158,8 +161,9 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
     net = _net()
     iact = np.random.default_rng(0).random((2, 3) + SIZE).astype(np.float32)
     results = {}
-    for key, fast in [("faithful", None), ("no cache", FastGIS(net, FastOptions(feature_cache_mib=0))),
-                      ("cache", FastGIS(net, FastOptions(feature_cache_mib=64)))]:
+    fp32 = FastOptions(precision="fp32")
+    for key, fast in [("faithful", None), ("no cache", FastGIS(net, fp32, feature_cache_mib=0)),
+                      ("cache", FastGIS(net, fp32, feature_cache_mib=64))]:
         session = GISSession(net, frames, 2, fast=fast)
         labels, margins = [], []
         for frame in (2, 4):  # the second round revisits frames 3 and 4 (cached features)
@@ -171,7 +175,7 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
             margins.append((top2[:, 0] - top2[:, 1]).cpu().numpy())
         results[key] = (np.stack(labels), session.scores.copy(), np.stack(margins))
         if fast is not None:
-            assert (len(session.feature_cache) > 0) == (fast.options.feature_cache_mib > 0)
+            assert (len(session.feature_cache) > 0) == (fast.feature_cache_mib > 0)
     np.testing.assert_array_equal(results["cache"][0], results["no cache"][0])
     np.testing.assert_array_equal(results["cache"][1], results["no cache"][1])
     (fast_masks, fast_scores, _), (faithful_masks, faithful_scores, margin) = results["cache"], results["faithful"]
@@ -182,12 +186,35 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
     np.testing.assert_allclose(fast_scores, faithful_scores, atol=1e-3)
 
 
+def test_fast_options_choose_the_head_precision_and_layout():
+    """`FastOptions` picks the per-object head's autocast dtype ("auto": the device's default) and the layout
+    (channels_last by default on CUDA only); the wrapper is an `nn.Module` whose state_dict is the network's,
+    compiled or not."""
+    from common.inference.fast import FastOptions
+    from gis.fast import FastGIS, default_autocast_dtype
+    from gis.model import GISNet
+
+    net = GISNet().eval()
+    expected = {"auto": default_autocast_dtype(torch.device("cpu")), "fp32": None, "bf16": torch.bfloat16,
+                "fp16": torch.float16}
+    for precision, dtype in expected.items():
+        assert FastGIS(net, FastOptions(precision=precision)).amp_dtype == dtype, precision
+    fast = FastGIS(net)
+    assert isinstance(fast, torch.nn.Module) and not fast.channels_last and fast.options == FastOptions()
+    keys = {f"net.{key}" for key in net.state_dict()}
+    assert set(fast.state_dict()) == keys
+    assert set(FastGIS(net, FastOptions(compile=True)).state_dict()) == keys
+    assert FastGIS(net, FastOptions(channels_last=True)).channels_last
+    assert net.encoder_3ch.conv0_3ch.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_compile_needs_fast(davis_sample, tmp_path):
     from common.runtime.errors import UserError
     from gis.ivos_main_davis import main
 
     davis, name = davis_sample
-    for flags, message in ((["--compile"], "--compile needs --fast"), (["--precision", "bf16"], "--precision needs")):
+    for flags, message in ((["--compile"], "--compile apply to fast mode only"),
+                           (["--precision", "bf16"], "--precision apply to fast mode only")):
         with pytest.raises(UserError, match=message):
             main(["--davis", str(davis), "--output", str(tmp_path), "--weights", "none", "--sequences", name,
                   "--device", "cpu", *flags])

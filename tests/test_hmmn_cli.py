@@ -1,9 +1,11 @@
-"""`python -m hmmn.eval_davis` end to end on tiny synthetic DAVIS / YouTube-VOS trees (seeded weights).
+"""`python -m hmmn.eval_davis` end to end on tiny synthetic DAVIS / YouTube-VOS trees (seeded weights), and the
+contract's `segment_video` / `make_segmenter` on one of their videos.
 
 Frames are 64x128, the smallest size HMMN accepts (its 1/16 grid needs 32 cells for the top-32).
 """
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -12,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.runtime.errors import UserError
-from common.data.palette import read_label_png
+from common.data.datasets import DAVIS
+from common.data.palette import read_label_png, write_label_png
 from common.data.synthetic import make_davis_sample, make_ytvos_sample
+from common.runtime.errors import UserError
 from hmmn import eval_davis
-from hmmn.model import HMMN
+from hmmn.inference import make_segmenter, segment_video
+from hmmn.model import HMMN, load_model
 
 H, W = 64, 128
 
@@ -100,3 +104,36 @@ def test_youtube_vos_submission_with_objects_entering_later(data, tmp_path) -> N
 def test_bad_year_is_a_user_error(data, tmp_path) -> None:
     with pytest.raises(UserError, match="-y must be"):
         run(data, tmp_path, "-s", "val", "-y", "15", "-D", str(data["davis"]))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-s", "test", "-y", "17"], "DAVIS 2017 has no set -s test"),
+    (["-s", "val", "-y", "18"], None),  # YouTube-VOS accepts val for valid, as before
+    (["-s", "train", "-y", "18"], "only the 'valid' set"),
+])
+def test_set_names(argv, message) -> None:
+    args = eval_davis.build_parser().parse_args(argv)
+    if message is None:
+        assert eval_davis.set_name(args.y, args.s) == "ytvos18-valid"
+    else:
+        with pytest.raises(UserError, match=message):
+            eval_davis.set_name(args.y, args.s)
+
+
+def test_segment_video_maps_object_ids_back_and_make_segmenter_binds_it(data, tmp_path) -> None:
+    video = DAVIS(data["davis"], year=2017, split="val").videos()[0]
+    cpu = torch.device("cpu")
+    model = load_model(str(data["weights"]), cpu)
+    plain = segment_video(model, video)
+    assert sorted(plain) == list(range(4))
+    # make_segmenter: the same weights and schedule; resize changes nothing (HMMN runs at the stored size)
+    bound = make_segmenter(str(data["weights"]), cpu, resize=False)(video)
+    assert all(np.array_equal(bound[t], plain[t]) for t in plain)
+
+    # The same objects under ids 3 and 7: numbered 1, 2 for the network, written back as 3, 7.
+    relabel = np.zeros(256, dtype=np.uint8)
+    relabel[[1, 2]] = [3, 7]
+    mask = tmp_path / "00000.png"
+    write_label_png(mask, relabel[video.load_given_masks()[0]])
+    relabelled = segment_video(model, dataclasses.replace(video, mask_paths={0: mask}))
+    assert all(np.array_equal(relabelled[t], relabel[plain[t]]) for t in plain)

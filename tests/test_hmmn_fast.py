@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from common.runtime.errors import UserError
-from common.evaluation.evaluate import evaluate
-from common.evaluation.metrics import object_scores
 from common.data.palette import read_label_png
 from common.data.synthetic import make_davis_sample, make_ytvos_sample
+from common.evaluation.evaluate import evaluate
+from common.evaluation.metrics import object_scores
+from common.inference.fast import FastOptions
+from common.runtime.errors import UserError
 from hmmn import eval_davis
 from hmmn.fast import FastHMMN, FastKernelGuidedMemory, FastTopkGuidedMemory
 from hmmn.inference import propagate
@@ -44,8 +45,11 @@ def jf_percent(gt: np.ndarray, pred: np.ndarray, num_objects: int) -> float:
     return 100 * (j.mean() + f.mean()) / 2
 
 
-@pytest.mark.parametrize("name", VIDEO_CASES)
-def test_fast_mode_matches_parity_videos(name: str, filled_model: HMMN) -> None:
+@pytest.mark.parametrize("name, options", [
+    *(pytest.param(name, None, id=name) for name in VIDEO_CASES),
+    pytest.param("video_pad_scaled", FastOptions(channels_last=False), id="video_pad_scaled-contiguous"),
+])
+def test_fast_mode_matches_parity_videos(name: str, options, filled_model: HMMN) -> None:
     case = load_case(PARITY_ROOT / "hmmn" / f"{name}.pt")
     model = copy.deepcopy(filled_model)
     with torch.no_grad():
@@ -53,7 +57,7 @@ def test_fast_mode_matches_parity_videos(name: str, filled_model: HMMN) -> None:
         for prefix, factor in case["meta"].get("post_fill_scale", {}).items():
             params[f"{prefix}.weight"].mul_(factor)
             params[f"{prefix}.bias"].mul_(factor)
-    fast = FastHMMN(model)
+    fast = FastHMMN(model, options)
     inputs = case["inputs"]
     frames = inputs["Fs"][0].permute(1, 2, 3, 0).numpy()
     first = inputs["M0"].float()
@@ -65,6 +69,21 @@ def test_fast_mode_matches_parity_videos(name: str, filled_model: HMMN) -> None:
     pred = torch.stack(preds).numpy()
     jf = jf_percent(case["outputs"]["pred"].numpy(), pred, n)
     assert jf >= 100 - JF_TOLERANCE, f"{name}: fast-mode J&F {jf:.3f} against the official pred"
+
+
+def test_fast_options_choose_precision_layout_and_compile() -> None:
+    """`--precision auto` is float32 (the verified setting); bf16/fp16 autocast the convolutions."""
+    net = HMMN()
+    default = FastHMMN(copy.deepcopy(net))
+    assert default.dtype is None
+    assert default.describe() == "fast mode: float32 convolutions, channels_last, float32 matching"
+    assert default.net.Encoder_Q.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert FastHMMN(copy.deepcopy(net), FastOptions(precision="fp32")).dtype is None
+    half = FastHMMN(copy.deepcopy(net), FastOptions(precision="fp16", channels_last=False, compile=True))
+    assert half.dtype == torch.float16
+    assert half.describe() == "fast mode: fp16 autocast convolutions, contiguous, float32 matching, torch.compile"
+    assert half.net.Encoder_Q.conv1.weight.is_contiguous()
+    assert FastHMMN(copy.deepcopy(net), FastOptions(precision="bf16")).dtype == torch.bfloat16
 
 
 def test_fast_topk_matching_equals_faithful() -> None:
@@ -150,9 +169,10 @@ def test_fast_cli_youtube_vos_objects_entering_later(data, tmp_path) -> None:
     assert min(agree) >= 0.999
 
 
-def test_compile_without_fast_is_a_user_error(data, tmp_path) -> None:
+@pytest.mark.parametrize("flags", [["--compile"], ["--precision", "fp32"]])
+def test_fast_flags_without_fast_are_a_user_error(data, tmp_path, flags) -> None:
     with pytest.raises(UserError, match="--fast"):
-        run(data, tmp_path / "out", "-s", "val", "-y", "17", "-D", str(data["davis"]), "--compile")
+        run(data, tmp_path / "out", "-s", "val", "-y", "17", "-D", str(data["davis"]), *flags)
 
 
 def test_two_process_torchrun_writes_the_single_process_pngs(data, tmp_path, capsys) -> None:

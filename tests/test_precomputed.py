@@ -12,10 +12,12 @@ import gdown
 import numpy as np
 import pytest
 
+import gis.checkpoints
 from common.hub import results as precomputed
 from common.runtime.errors import UserError, run_cli
 from common.data.palette import write_label_png
-from common.hub.results import DAVIS16_VAL, DAVIS17_VAL, RESULTS, fetch
+from common.hub.results import DAVIS16_VAL, DAVIS17_VAL, RESULTS_REGISTRY as RESULTS, fetch
+from vos import precomputed as precomputed_cli
 from tests.test_weights import HTML, cache, files_in, server  # noqa: F401  (cache, server: fixtures)
 
 # Every pre-computed-results link of the official READMEs (the seeds of this project).
@@ -75,13 +77,13 @@ def fake_drive(monkeypatch, answers: dict):
 def test_registry_names_every_seed_link_with_its_source():
     for name, drive_id in SEED_LINKS.items():
         assert drive_id in RESULTS[name].drive_ids, name
-    for spec in RESULTS.values():
+    for spec in RESULTS:
         assert spec.paper in {"bmvos", "emvos", "tbd", "hmmn", "gis"} and spec.source and spec.description
         assert bool(spec.sets) != bool(spec.summary_files)
         assert set(spec.sets) <= set(precomputed.SETS)
         assert all(re.fullmatch(r"[\w-]{25,}", i) for i in spec.drive_ids)
         assert spec.page_urls and all(u.startswith("https://") for u in spec.page_urls)
-    assert RESULTS["gis"].url.endswith(precomputed._GIS_COMMIT)
+    assert RESULTS["gis"].url.endswith(gis.checkpoints.GIS_COMMIT)
     assert set(DAVIS16_VAL) < set(DAVIS17_VAL) and (len(DAVIS16_VAL), len(DAVIS17_VAL)) == (20, 30)
 
 
@@ -175,7 +177,7 @@ def test_tar_archives_and_links(cache, monkeypatch, tmp_path):
 
 
 def test_gis_summaries_from_a_local_server(cache, monkeypatch, tmp_path, server):  # noqa: F811
-    top = f"GIS-RAmap-{precomputed._GIS_COMMIT}"
+    top = f"GIS-RAmap-{gis.checkpoints.GIS_COMMIT}"
     files = {f"{top}/{name}": b"{}" for name in RESULTS["gis"].summary_files}
     server.routes["/gis.zip"] = (200, results_zip(tmp_path, {}, files), None)
     monkeypatch.setitem(RESULTS, "gis", dataclasses.replace(RESULTS["gis"], url=server.url("/gis.zip")))
@@ -191,11 +193,11 @@ def test_gis_summaries_from_a_local_server(cache, monkeypatch, tmp_path, server)
 
 def test_cli(cache, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(precomputed.main, ["list"])
+        run_cli(precomputed_cli.main, ["list"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in RESULTS) and "source: Hongje/HMMN README" in out
+    assert all(name in out for name in RESULTS.names()) and "source: Hongje/HMMN README" in out
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(precomputed.main, ["fetch", "hmmn-davis16-val", "nope"])
+        run_cli(precomputed_cli.main, ["fetch", "hmmn-davis16-val", "nope"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == ("error: unknown results 'nope'; known: " + ", ".join(RESULTS))
+    assert capsys.readouterr().err.strip() == ("error: unknown results 'nope'; known: " + ", ".join(sorted(RESULTS.names())))

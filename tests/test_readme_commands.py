@@ -28,7 +28,7 @@ CPU = ["--device", "cpu"]
 
 # README command prefix -> flags appended for the run on the sample ({points}: the YouTube-IVOS click files).
 RUN: Dict[str, List[str]] = {
-    "python -m common.hub.checkpoints list": [],
+    "python -m vos.weights list": [],
     "python -m common.data.synthetic": [],
     "python -m bmvos.main_runfile": [*SEEDED, "--native-size", "--eval-workers", "1", *CPU],
     "python -m emvos.run --test": [*SEEDED, "--no-resize", *CPU],
@@ -40,7 +40,7 @@ RUN: Dict[str, List[str]] = {
     "python -m common.evaluation.evaluate": [],
     "python -m vos.segment": [*CPU],
     "python -m vos.compare": [*CPU],
-    "python -m common.hub.results list": [],
+    "python -m vos.precomputed list": [],
     "python -m common.evaluation.agree": [],
 }
 
@@ -48,7 +48,7 @@ RUN: Dict[str, List[str]] = {
 NOT_RUN: Dict[str, str] = {
     "make setup": "creates the environment these tests run in",
     "make test": "the test suite itself",
-    "python -m common.hub.checkpoints fetch": "downloads official weights (no network in CI; tests/test_weights.py "
+    "python -m vos.weights fetch": "downloads official weights (no network in CI; tests/test_weights.py "
                                       "checks the download code against a local server)",
     "python -m bmvos.train": "training on full data (tests/test_bmvos_train.py trains on the sample)",
     "python -m emvos.run --train": "training on full data (tests/test_emvos_train.py trains on the sample)",
@@ -57,7 +57,7 @@ NOT_RUN: Dict[str, str] = {
     "make gui": "a server that runs until stopped (tests/test_gis_app_browser.py drives the same app in Chromium)",
     "python -m gis.app": "a server that runs until stopped (tests/test_gis_app.py drives its API, "
                          "tests/test_gis_app_browser.py its page)",
-    "python -m common.hub.results fetch": "downloads the authors' results (tests/test_precomputed.py fetches fake "
+    "python -m vos.precomputed fetch": "downloads the authors' results (tests/test_precomputed.py fetches fake "
                                           "archives from a local server)",
     "make verify-hmmn": "downloads the authors' results and needs DAVIS (tests/test_verify.py runs vos.verify "
                         "on a fake archive)",

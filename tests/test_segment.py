@@ -20,6 +20,7 @@ from PIL import Image
 from vos import compare
 
 from vos import segment
+from vos.papers import SEMI_SUPERVISED
 
 from common.data import synthetic
 from common.data.clip import read_mask
@@ -62,7 +63,7 @@ def video_frames(path: Path) -> List[np.ndarray]:
 def compared(sample, tmp_path_factory, one_thread) -> Path:
     """Each method through `vos.segment` from the frame folder, then `vos.compare --gt` on the same out."""
     out = tmp_path_factory.mktemp("compare")
-    for method in segment.METHODS:
+    for method in SEMI_SUPERVISED:
         assert segment.main(["--method", method, "--frames", str(frames_of(sample)),
                              "--mask", str(masks_of(sample) / "00000.png"), "--out", str(out / method),
                              *SEEDED_CPU]) == 0
@@ -73,7 +74,7 @@ def compared(sample, tmp_path_factory, one_thread) -> Path:
 
 def test_each_method_writes_a_palette_png_per_frame_and_an_overlay(compared, sample):
     given = read_label_png(masks_of(sample) / "00000.png")
-    for method in segment.METHODS:
+    for method in SEMI_SUPERVISED:
         folder = compared / method
         pngs = sorted(folder.glob("*.png"))
         assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(FRAMES)], method
@@ -97,7 +98,7 @@ def test_compare_table_plot_and_grid(compared, sample, tmp_path):
     assert markdown[0] == "| method | frames/s | ms/frame | peak memory (MiB) | J | F | J&F |" and len(markdown) == 6
 
     # The table's J&F is the DAVIS protocol's: common.evaluation.evaluate on the same PNGs gives the same number.
-    for row, method in zip(rows, segment.METHODS):
+    for row, method in zip(rows, SEMI_SUPERVISED):
         results = tmp_path / method
         results.mkdir()
         (results / VIDEO).symlink_to(compared / method)

@@ -73,7 +73,7 @@ def test_train_smoke_then_test_run(tmp_path: Path):
           "--output", str(out), "--no-resize"] + common)
     pngs = sorted((out / "davis17-val").rglob("*.png"))
     assert len(pngs) == 4
-    assert (out / "davis17-val_scores").is_dir()
+    assert list((out / "davis17-val").glob("*.csv"))  # the J&F tables beside the masks
 
     # Resume: a rerun of the finished stages only reloads them.
     main(["--train", "--coco", str(data["coco"]), "--davis", str(data["davis"]), "--output-dir", str(ckpt),
@@ -135,7 +135,36 @@ def test_ytvos_custom_split_training(tmp_path: Path):
 
 
 def test_reproduce_table_lists_published_numbers():
-    from tbd.reproduce import format_table
+    from tbd.reproduce import PUBLISHED, PUBLISHED_WITHOUT_COCO, format_table
 
+    assert PUBLISHED["davis17-val"] == 80.0 and set(PUBLISHED_WITHOUT_COCO) == set(PUBLISHED)
     table = format_table({"davis17-val": 79.5}, {"davis17-test-dev": "x.zip"})
     assert "80.0" in table and "-0.5" in table and "server" in table and "77.8" in table
+
+
+def test_load_model_and_segmenter(tmp_path: Path, capsys, monkeypatch):
+    """`load_model` names: None is the official checkpoint, "seeded" the seeded initialisation with its notice;
+    `make_segmenter` binds the model (faithful or fast) and its settings; `segment_video` runs where the model
+    is."""
+    import tbd.model
+    from common.data.datasets import DAVIS
+    from common.inference.fast import FastOptions
+    from tbd.inference import make_segmenter, segment_video
+    from tbd.model import load_model
+
+    seeded = load_model("seeded", torch.device("cpu"))
+    assert isinstance(seeded, TBD) and not seeded.training
+    assert "--weights seeded" in capsys.readouterr().out
+    with monkeypatch.context() as patch:  # None: the official weights (not fetched here)
+        patch.setattr(tbd.model, "build_with_weights", lambda build, weights, device, paper: weights)
+        assert load_model(None, torch.device("cpu")) == "tbd-davis"
+
+    davis = synthetic.make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=3, height=32, width=48,
+                                        n_train=0, n_test_dev=0)
+    video = DAVIS(davis, year=2017, split="val").videos()[0]
+    faithful = segment_video(seeded, video, resize=False)
+    assert sorted(faithful) == [0, 1, 2] and faithful[0].shape == (32, 48)
+    for fast in (None, FastOptions()):
+        labels = make_segmenter("seeded", torch.device("cpu"), fast=fast, resize=False)(video)
+        assert sorted(labels) == [0, 1, 2]
+        assert all(labels[i].shape == (32, 48) and labels[i].dtype == faithful[i].dtype for i in labels)

@@ -19,7 +19,8 @@ from common.data import synthetic
 from common.runtime.errors import UserError
 from common.evaluation.metrics import object_scores
 from common.data.palette import read_label_png
-from tbd.fast import FastOptions, FastTBD
+from common.inference.fast import FastOptions
+from tbd.fast import FastTBD
 from tbd.model import TBD
 from tests.agreement import record_top2_gaps
 from tests.parity.harness import case_files, fill_, load_case
@@ -77,14 +78,13 @@ def assert_agree(fast: torch.Tensor, faithful: torch.Tensor, reference: torch.Te
 
 
 @pytest.mark.parametrize("case_path", video_cases(), ids=lambda p: p.stem)
-@pytest.mark.parametrize("options", [FastOptions.for_device(torch.device("cpu")), FastOptions(encoder_batch=3)],
-                         ids=["cpu-default", "batched-encoder"])
-def test_fast_agrees_on_parity_videos(case_path: Path, options: FastOptions):
+@pytest.mark.parametrize("encoder_batch", [None, 3], ids=["cpu-default", "batched-encoder"])
+def test_fast_agrees_on_parity_videos(case_path: Path, encoder_batch: Optional[int]):
     case, imgs, given, dist = video_inputs(case_path)
     model = filled_model()
     with torch.no_grad():
         faithful = model(imgs, given, dist, None)["masks"]
-    fast = FastTBD(model, options)(imgs, given, dist, None)["masks"]
+    fast = FastTBD(model, encoder_batch=encoder_batch)(imgs, given, dist, None)["masks"]
     # J&F against the official outputs, so the comparison is on the benchmark's own scale.
     assert_agree(fast, faithful, case["outputs"]["masks"].long())
 
@@ -98,7 +98,7 @@ def test_channels_last_stays_within_the_parity_pixel_budget(case_path: Path):
     model = filled_model()
     with torch.no_grad():
         faithful = model(imgs, given, dist, None)["masks"]
-    fast = FastTBD(model, FastOptions(channels_last=True, encoder_batch=2))(imgs, given, dist, None)["masks"]
+    fast = FastTBD(model, FastOptions(channels_last=True), encoder_batch=2)(imgs, given, dist, None)["masks"]
     assert torch.equal(fast[:, 0], faithful[:, 0])
     assert (fast != faithful).flatten(-2).double().mean(-1).max().item() <= PIXEL_BUDGET
 
@@ -183,12 +183,13 @@ def test_reannotated_id_falls_back_to_the_faithful_path():
     assert torch.equal(fast, faithful)
 
 
-@pytest.mark.parametrize("amp_decoder", [False, True], ids=["encoder", "all"])
-def test_autocast_paths_run(amp_decoder: bool):
+@pytest.mark.parametrize("autocast_decoder", [False, True], ids=["encoder", "decoder-too"])
+def test_autocast_paths_run(autocast_decoder: bool):
     """The autocast plumbing (fp16 on CUDA) via CPU bfloat16: key, matching and aggregation stay float32."""
     case, imgs, given, dist = video_inputs(video_cases()[0])
-    fast = FastTBD(filled_model(), FastOptions(amp_dtype=torch.bfloat16, amp_decoder=amp_decoder,
-                                               channels_last=True, encoder_batch=2))
+    fast = FastTBD(filled_model(), FastOptions(precision="bf16", channels_last=True), encoder_batch=2,
+                   autocast_decoder=autocast_decoder)
+    assert fast.amp_dtype == torch.bfloat16
     keys = []
     hook = fast.model.vos.matcher.conv.register_forward_hook(lambda m, a, out: keys.append(out.dtype))
     masks = fast(imgs, given, dist, None)["masks"]
@@ -204,12 +205,26 @@ def test_fast_is_inference_only():
         FastTBD(seeded_model())(torch.rand(2, 2, 3, 32, 32), [torch.zeros(2, 1, 32, 32, dtype=torch.long), None])
 
 
-def test_default_options_per_device():
-    cpu = FastOptions.for_device(torch.device("cpu"))
-    assert cpu.amp_dtype is None and not cpu.amp_decoder and not cpu.channels_last and not cpu.compile
-    cuda = FastOptions.for_device(torch.device("cuda"), compile=True)
-    assert cuda.amp_dtype == torch.float16 and not cuda.amp_decoder and cuda.channels_last and cuda.compile
-    assert cuda.encoder_batch > 1
+def test_default_options_per_device(monkeypatch):
+    """`FastOptions()` ("auto") resolves to TBD's verified choice for the model's device; explicit options win."""
+    import tbd.fast
+
+    cpu = FastTBD(seeded_model())
+    assert cpu.amp_dtype is None and not cpu.autocast_decoder and not cpu.channels_last and cpu.encoder_batch == 1
+    monkeypatch.setattr(tbd.fast, "device_of", lambda model: torch.device("cuda"))  # the choice, not the kernels
+    cuda = FastTBD(seeded_model())
+    assert cuda.amp_dtype == torch.float16 and not cuda.autocast_decoder and cuda.channels_last
+    assert cuda.encoder_batch == 4
+    chosen = FastTBD(seeded_model(), FastOptions(precision="fp32", channels_last=False), encoder_batch=2)
+    assert chosen.amp_dtype is None and not chosen.channels_last and chosen.encoder_batch == 2
+
+
+def test_fast_is_a_module_with_the_official_keys_under_model():
+    """An `nn.Module` (the contract), its state_dict `model.` + the official keys, compiled or not."""
+    model = seeded_model()
+    fast = FastTBD(model)
+    assert isinstance(fast, torch.nn.Module)
+    assert set(fast.state_dict()) == {f"model.{k}" for k in model.state_dict()}
 
 
 def test_cli_fast_agrees_on_synthetic_sample(tmp_path: Path, monkeypatch):
@@ -235,9 +250,18 @@ def test_cli_fast_agrees_on_synthetic_sample(tmp_path: Path, monkeypatch):
         differ = (read_label_png(png) != read_label_png(other)).mean()
         assert differ <= PIXEL_BUDGET, f"{png.name}: {differ:.4%}"
 
-    with pytest.raises(UserError, match="--fast"):
-        tbd.run.main(["--test", "--davis", str(davis), "--sets", "davis17-val", "--weights", str(weights),
-                      "--output", str(tmp_path / "x"), "--compile", "--device", "cpu"])
+    # --precision and --autocast-decoder reach FastTBD (CPU bfloat16 here: a run, not an agreement check)
+    built = []
+    monkeypatch.setattr(tbd.run, "FastTBD", lambda *args, **kwargs: built.append(FastTBD(*args, **kwargs)) or built[-1])
+    tbd.run.main(["--test", "--davis", str(davis), "--sets", "davis17-val", "--weights", str(weights),
+                  "--output", str(tmp_path / "bf16"), "--no-resize", "--device", "cpu", "--fast", "--precision", "bf16",
+                  "--autocast-decoder"])
+    assert len(built) == 1 and built[0].amp_dtype == torch.bfloat16 and built[0].autocast_decoder
+
+    for flag in (["--compile"], ["--precision", "bf16"], ["--autocast-decoder"]):
+        with pytest.raises(UserError, match=f"{flag[0]} .*add --fast"):
+            tbd.run.main(["--test", "--davis", str(davis), "--sets", "davis17-val", "--weights", str(weights),
+                          "--output", str(tmp_path / "x"), "--device", "cpu"] + flag)
 
 
 def _recording(run_sets, rows: dict, mode: str):
@@ -265,7 +289,7 @@ def test_two_process_torchrun_test_run_matches_single_process(tmp_path: Path, mo
     tbd.run.main(common + ["--output", str(single)])
     text = torchrun("tbd.run", *common, "--output", str(multi))
 
-    assert text.count("J&F-Mean") == 1, text[-3000:]  # rank 0 alone scores and prints the table
+    assert text.count("Global results for val") == 1, text[-3000:]  # rank 0 alone scores and prints the table
     files = sorted(p.relative_to(single) for p in single.rglob("*") if p.is_file())
     assert len([f for f in files if f.suffix == ".png"]) == 3 * 3
     assert sorted(p.relative_to(multi) for p in multi.rglob("*") if p.is_file()) == files

@@ -13,18 +13,15 @@ from vos import verify
 from common.runtime.errors import run_cli
 from common.evaluation.evaluate import evaluate
 from common.data.palette import read_label_png, write_label_png
-from common.hub.results import RESULTS
+from common.hub.results import RESULTS_REGISTRY as RESULTS
 from common.data.synthetic import make_davis_sample
 from tests.test_precomputed import cache, fake_drive  # noqa: F401  (cache is a fixture)
 
 
-def test_benchmark_labels_of_the_reproduce_modules_map_to_set_names():
-    assert [verify.set_name(k) for k in ("DAVIS16_val", "DAVIS 2017 val", "DAVIS 2017 test-dev",
-                                         "YouTube-VOS 2019 valid", "ytvos18-valid", "davis17-test-dev")] == [
-        "davis16-val", "davis17-val", "davis17-test-dev", "ytvos19-valid", "ytvos18-valid", "davis17-test-dev"]
-    assert verify.set_name("COCO") is None
-    assert verify.published_jf("bmvos") == {k: v[0] for k, v in zip(("davis16-val", "davis17-val"),
-                                                                     bmvos.reproduce.PUBLISHED.values())}
+def test_published_numbers_and_archives_are_the_papers_own():
+    assert verify.published_jf("bmvos") == {"davis16-val": 82.2, "davis17-val": 72.7}
+    assert verify.archives_for("hmmn", ["davis17-val"]) == ["hmmn-davis17-val"]
+    assert verify.archives_for("tbd", ["davis16-val", "ytvos18-valid"]) == ["tbd"]
 
 
 @pytest.fixture
@@ -70,7 +67,7 @@ def test_verify_scores_theirs_against_published_and_ours_against_theirs(sample, 
     # Published numbers equal to the evaluator's score of their masks, to the printed precision: a match.
     theirs = cache / "precomputed" / "bmvos" / "BMVOS" / "DAVIS16_val"
     score = 100 * evaluate(davis, theirs, "val", 2016, progress=False).global_row["J&F-Mean"]
-    monkeypatch.setattr(bmvos.reproduce, "PUBLISHED", {"DAVIS16_val": (round(score, 1), 0.0)})
+    monkeypatch.setattr(bmvos.reproduce, "PUBLISHED", {"davis16-val": round(score, 1)})
     assert run(["bmvos", "--davis", str(davis), "--output", str(out), "--no-run", "--sets", "davis16-val"]) == 0
     assert any(line.split()[-1:] == ["match"] for line in capsys.readouterr().out.splitlines())
 

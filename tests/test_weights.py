@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from common.hub import checkpoints as weights
-from common.runtime.errors import UserError
-from common.hub.checkpoints import (WEIGHTS, WeightSpec, build_with_weights, cache_dir, cached_path, fetch, is_seeded,
+from common.runtime.errors import UserError, run_cli
+from vos import weights as weights_cli
+from vos.papers import PAPERS
+from common.hub.checkpoints import (CHECKPOINT_REGISTRY, WeightSpec, build_with_weights, cache_dir, cached_path, fetch, is_seeded,
                             load_into, load_state_dict, official_or_seeded, seeded_init, seeded_notice)
 
 REQUIRED = {"bmvos-davis", "bmvos-ytvos", "emvos-coco_davis", "emvos-coco_ytvos", "tbd-davis", "tbd-ytvos",
@@ -70,7 +72,7 @@ def register(monkeypatch, name="test-url", **fields) -> WeightSpec:
     fields = {"paper": "testpaper", "dataset": "davis", "description": "test checkpoint",
               "filename": "test.pth", "source": "tests", **fields}
     spec = WeightSpec(name=name, **fields)
-    monkeypatch.setitem(WEIGHTS, name, spec)
+    monkeypatch.setitem(CHECKPOINT_REGISTRY, name, spec)
     return spec
 
 
@@ -124,11 +126,11 @@ def server():
 # ----------------------------------------------------------------------------- registry
 
 def test_registry_is_complete_and_well_formed():
-    assert REQUIRED <= set(WEIGHTS)
+    assert REQUIRED <= set(CHECKPOINT_REGISTRY.names())
     seen = set()
-    for name, spec in WEIGHTS.items():
-        assert spec.name == name
-        assert spec.paper in {"bmvos", "emvos", "tbd", "hmmn", "gis"}
+    for spec in CHECKPOINT_REGISTRY:
+        name = spec.name
+        assert spec in PAPERS[spec.paper].checkpoints.CHECKPOINTS  # registered by its own paper, beside its model
         assert name == spec.paper or name.startswith(spec.paper + "-")
         assert spec.dataset in {"davis", "ytvos"}
         assert spec.description and spec.source
@@ -146,7 +148,7 @@ def test_registry_is_complete_and_well_formed():
             assert spec.manual, f"{name} has no link, so it must say how to get the file by hand"
         assert spec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
         assert spec.git_blob_sha1 is None or re.fullmatch(r"[0-9a-f]{40}", spec.git_blob_sha1)
-    assert WEIGHTS["hmmn"].module_prefix  # the official script loads it into nn.DataParallel
+    assert CHECKPOINT_REGISTRY["hmmn"].module_prefix  # the official script loads it into nn.DataParallel
 
 
 def test_cache_dir_follows_env(tmp_path, monkeypatch):
@@ -389,7 +391,7 @@ def test_official_or_seeded_uses_the_cache_only(cache, monkeypatch, capsys, ckpt
     register(monkeypatch, name="test-drive", drive_id=DRIVE_ID)
     fake_gdown(monkeypatch, cache, lambda out: pytest.fail("a demo must not download"))
     seeded = official_or_seeded("test-drive", Tiny, torch.device("cpu"))
-    assert "testpaper: official weights not in the cache (python -m common.hub.checkpoints fetch test-drive)" \
+    assert "testpaper: official weights not in the cache (python -m vos.weights fetch test-drive)" \
         in capsys.readouterr().out
     assert not seeded.training
     assert torch.equal(seeded.conv.weight, seeded_init(Tiny, torch.device("cpu")).conv.weight)  # reproducible
@@ -424,10 +426,10 @@ def test_build_with_weights_seeded_or_checkpoint(tmp_path, capsys, model):
 # ----------------------------------------------------------------------------- CLI
 
 def test_cli_list_and_errors(cache, capsys):
-    assert weights.main(["list"]) == 0
+    assert weights_cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in REQUIRED)
     with pytest.raises(SystemExit) as exit_info:
-        weights.run_cli(weights.main, ["fetch", "nope"])
+        run_cli(weights_cli.main, ["fetch", "nope"])
     assert exit_info.value.code == 2
     assert "unknown weights 'nope'" in capsys.readouterr().err

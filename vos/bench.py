@@ -1,7 +1,7 @@
 """`make bench`: one speed table for every method on a generated 480p multi-object video.
 
-For each paper package and mode (faithful, and `--fast` where the package has it),
-`make_segmenter(device, fast)` gives a seeded model wrapped as `segment(video) -> {frame: labels}`.
+For each paper package and mode (faithful, fast, compiled), the package's
+`inference.make_segmenter("seeded", device, fast=...)` gives a seeded model as `segment(video) -> {frame: labels}`.
 One warm-up run is discarded, then the median of `--runs` CUDA-synchronised runs is reported as
 frames/s and ms/frame. One further run with timing hooks on every `*Encoder*` module splits
 ms/frame into encoder and the rest (hooks synchronise CUDA, so that run is not the timed one).
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import platform
 import statistics
@@ -33,7 +32,9 @@ from common.runtime.device import (Stopwatch, add_device_argument, peak_memory_m
                            reset_peak_memory, synchronize)
 from common.runtime.errors import UserError, run_cli
 from common.evaluation.evaluate import evaluate
-from vos.papers import PAPERS, demo_hooks
+from common.hub.checkpoints import SEEDED
+from common.inference.fast import FastOptions
+from vos.papers import INTERACTIVE, PAPERS
 
 MODES = ("faithful", "fast", "compiled")  # compiled = fast + torch.compile (opt-in: compiling takes minutes)
 DEFAULT_MODES = ("faithful", "fast")
@@ -80,15 +81,14 @@ def encoder_time(device: torch.device) -> Iterator[Dict[str, float]]:
             hook.remove()
 
 
-def _mode_kwargs(mode: str) -> Dict[str, bool]:
-    """The hooks' keyword arguments for `mode` (the faithful mode passes none)."""
-    return {"faithful": {}, "fast": {"fast": True}, "compiled": {"fast": True, "compile": True}}[mode]
+def fast_options(mode: str) -> Optional[FastOptions]:
+    """What `mode` asks of the paper (None: the faithful model)."""
+    return {"faithful": None, "fast": FastOptions(), "compiled": FastOptions(compile=True)}[mode]
 
 
 def bench_video_method(paper: str, mode: str, davis_root: Path, device: torch.device, runs: int) -> Dict[str, Any]:
-    hooks = demo_hooks(paper)
     video = DAVIS(davis_root, 2017, "val").videos()[0]
-    segment = hooks.make_segmenter(device, **_mode_kwargs(mode))
+    segment = PAPERS[paper].inference.make_segmenter(SEEDED, device, fast=fast_options(mode))
     reset_peak_memory(device)
     seconds = _median_seconds(lambda: segment(video), device, runs)
     with encoder_time(device) as enc:
@@ -100,9 +100,8 @@ def bench_video_method(paper: str, mode: str, davis_root: Path, device: torch.de
 
 
 def bench_interactive(paper: str, mode: str, davis_root: Path, device: torch.device) -> Dict[str, Any]:
-    bench_round = demo_hooks(paper).bench_round
     reset_peak_memory(device)
-    seconds = bench_round(davis_root, device, **_mode_kwargs(mode))
+    seconds = PAPERS[paper].demo.bench_round(davis_root, device, fast=fast_options(mode))
     return {"method": paper, "mode": mode, "seconds_per_round": seconds, "peak_memory_mib": peak_memory_mib(device)}
 
 
@@ -111,15 +110,6 @@ def bench_evaluator(davis_root: Path) -> Dict[str, Any]:
     start = time.perf_counter()
     evaluate(davis_root, davis_root / "Annotations" / "480p", split="val", year=2017, progress=False)
     return {"method": "J&F evaluator", "mode": "-", "frames": frames, "fps": frames / (time.perf_counter() - start)}
-
-
-def modes_of(paper: str) -> List[str]:
-    hooks = demo_hooks(paper)
-    if hooks is None:
-        return []
-    entry = getattr(hooks, "bench_round", None) or hooks.make_segmenter
-    parameters = inspect.signature(entry).parameters
-    return [m for m in MODES if all(k in parameters for k in _mode_kwargs(m))]
 
 
 def _cpu_name() -> str:
@@ -163,7 +153,7 @@ def _run_worker(args: argparse.Namespace) -> int:
     """Child process: benchmark one (paper, mode) and print its row as JSON."""
     paper, mode = args.worker.split(":")
     device = pick_device(args.device)
-    if hasattr(demo_hooks(paper), "bench_round"):
+    if paper in INTERACTIVE:
         row = bench_interactive(paper, mode, args.davis_root, device)
     else:
         row = bench_video_method(paper, mode, args.davis_root, device, args.runs)
@@ -215,10 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"median of {args.runs} runs after one warm-up; each method in its own process\n")
         print(format_rows([]))
         for paper in papers:
-            available = modes_of(paper)
-            if not available:
-                print(f"{paper}: not implemented yet, skipped")
-            for mode in (m for m in modes if m in available):
+            for mode in modes:
                 rows.append(_run_in_child(paper, mode, davis_root, args))
                 add_speedups(rows)
                 print(format_rows(rows[-1:]).splitlines()[-1], flush=True)

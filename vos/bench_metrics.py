@@ -23,7 +23,8 @@ import numpy as np
 
 from common.evaluation import metrics
 from common.runtime.errors import UserError, run_cli
-from common.evaluation.evaluate import GLOBAL_COLUMNS, _default_workers, evaluate
+from common.evaluation.evaluate import GLOBAL_COLUMNS, evaluate
+from common.evaluation.workers import default_workers
 from common.data.palette import read_label_png, write_label_png
 
 
@@ -93,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--objects", type=int, default=3)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
-    parser.add_argument("--workers", type=int, default=_default_workers(),
+    parser.add_argument("--workers", type=int, default=default_workers(),
                         help="worker processes for the parallel run (default min(cpu_count, 8))")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the best is reported")
     parser.add_argument("--data", type=Path, default=None, help="keep the generated set here (default: temporary)")

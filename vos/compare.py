@@ -1,7 +1,7 @@
 """BMVOS, EMVOS, TBD and HMMN on one footing: the same clip, one grid video, one table, one scatter plot.
 
     python -m vos.compare (--video clip.mp4 | --frames DIR) --mask first.png [--gt DIR]
-        [--methods bmvos,emvos,tbd,hmmn] [--weights seeded] [--fast] [--out DIR] [--device cuda]
+        [--methods bmvos,emvos,tbd,hmmn] [--weights seeded] [--fast [--precision P]] [--out DIR] [--device cuda]
     python -m vos.compare --davis data/DAVIS [--results outputs] [--methods ...] [--fast]   (make compare)
 
 Clip mode runs `vos.segment` once per method, each in its own process (so the CPU peak memory is that
@@ -31,25 +31,26 @@ import numpy as np
 from common.evaluation import metrics
 from common.data.clip import Clip, list_frames, load_clip, object_ids_of
 from common.data.datasets import DAVIS, Video
-from vos.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
 from common.runtime.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
 from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import write_text_atomic
 from common.data.overlay import overlay
 from common.data.palette import read_label_png
-from vos.papers import demo_hooks
-from vos.segment import (METHODS, add_input_arguments, build_segmenter, frame_progress, is_finished, read_result,
-                            read_stats, result_settings, settings_differ)
+from vos.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
 from common.hub.checkpoints import SEEDED
+from common.inference.fast import FastOptions, fast_arguments, fast_options_from_args
+from vos.papers import PAPERS, SEMI_SUPERVISED
+from vos.segment import (add_input_arguments, frame_progress, is_finished, official_weights, read_result, read_stats,
+                         result_settings, settings_differ)
 
 DAVIS_SET = "davis17-val"  # the result-folder name of DAVIS 2017 val, `<root>/<paper>/davis17-val`
 
 
 def parse_methods(text: str) -> List[str]:
     methods = [m for m in text.split(",") if m]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in SEMI_SUPERVISED]
     if unknown or not methods:
-        raise UserError(f"--methods takes a comma-separated subset of {','.join(METHODS)}; got {text!r}")
+        raise UserError(f"--methods takes a comma-separated subset of {','.join(SEMI_SUPERVISED)}; got {text!r}")
     return list(dict.fromkeys(methods))
 
 
@@ -87,8 +88,8 @@ def clip_scores(gt: np.ndarray, pred: np.ndarray, object_ids: Sequence[int]) -> 
 def segment_args(args: argparse.Namespace, method: str, out: Path) -> List[str]:
     """The `vos.segment` command line for one method on the clip."""
     source = ["--video", str(args.video)] if args.video is not None else ["--frames", str(args.frames)]
-    flags = [f for f, on in (("--fast", args.fast), ("--native-size", args.native_size),
-                             ("--overwrite", args.overwrite)) if on]
+    flags = fast_arguments(args.fast_options) + [f for f, on in (("--native-size", args.native_size),
+                                                                  ("--overwrite", args.overwrite)) if on]
     command = [sys.executable, "-m", "vos.segment", "--method", method, *source, "--mask", str(args.mask),
                "--mask-frame", str(args.mask_frame), "--out", str(out), *flags]
     if args.weights:
@@ -109,7 +110,7 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
     for method in methods:
         print(f"== {method} ==", flush=True)
         folder = out / method
-        settings = result_settings(method, args.weights, args.fast, args.native_size, clip)
+        settings = result_settings(method, args.weights, args.fast_options, args.native_size, clip)
         if not args.overwrite and is_finished(folder) and not settings_differ(folder, settings):
             print(f"reusing the finished {folder}")
             code = 0
@@ -145,19 +146,20 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
 
 # ------------------------------------------------------------------------------------------- DAVIS mode
 
-def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Optional[str], fast: bool,
-              weights: Optional[str] = None, resize: bool = True, overwrite: bool = False) -> Row:
+def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Optional[str],
+              fast: Optional[FastOptions], weights: Optional[str] = None, resize: bool = True,
+              overwrite: bool = False) -> Row:
     """One method on DAVIS 2017 val (in this process; default: its official weights): timing, memory, J&F."""
     from common.evaluation.evaluate import evaluate
     from common.inference.runner import run_videos
 
     device = pick_device(device_name)
-    hooks = demo_hooks(method)
+    paper = PAPERS[method]
     videos = DAVIS(davis_root, 2017, "val").videos()
-    model = build_segmenter(method, device, weights or hooks.OFFICIAL_WEIGHTS, fast, resize)
+    model = paper.inference.make_segmenter(weights or official_weights(method), device, fast=fast, resize=resize)
 
     def segment(video: Video) -> Dict[int, np.ndarray]:
-        with frame_progress(hooks.FRAME_ENCODER, len(video), f"{method} {video.name}"):
+        with frame_progress(paper.inference.FRAME_ENCODER, len(video), f"{method} {video.name}"):
             return model(video)
 
     results = results_root / method / DAVIS_SET
@@ -174,7 +176,7 @@ def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Op
     scores = evaluate(davis_root, results, split="val", year=2017, progress=False).global_row
     return {"method": method, "fps": frames / seconds, "ms_per_frame": 1000 * seconds / frames,
             "peak_memory_mib": peak, **scores_percent(scores["J-Mean"], scores["F-Mean"]),
-            "published_JF": hooks.PUBLISHED_DAVIS17_VAL}
+            "published_JF": paper.reproduce.PUBLISHED.get(DAVIS_SET)}
 
 
 def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
@@ -186,8 +188,8 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
     rows: List[Row] = []
     for method in methods:  # each in its own process, so that the CPU peak memory is its own
         command = [sys.executable, "-m", "vos.compare", "--worker", method, "--davis", str(args.davis),
-                   "--results", str(results)] + [f for f, on in (("--fast", args.fast), ("--native-size",
-                   args.native_size), ("--overwrite", args.overwrite)) if on] + \
+                   "--results", str(results)] + fast_arguments(args.fast_options) + \
+                  [f for f, on in (("--native-size", args.native_size), ("--overwrite", args.overwrite)) if on] + \
                   (["--device", args.device] if args.device else []) + \
                   (["--weights", args.weights] if args.weights else [])
         proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
@@ -209,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_input_arguments(parser, required=False)
     parser.add_argument("--gt", type=Path, default=None, help="ground truth of the clip: one PNG per frame")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset (default: all four)")
+    parser.add_argument("--methods", default=",".join(SEMI_SUPERVISED), help="comma-separated subset (default: all four)")
     parser.add_argument("--weights", default=None, choices=[SEEDED],
                         help=f"'{SEEDED}': seeded initialisation for every method (default: each paper's official "
                              f"DAVIS weights)")
@@ -220,10 +222,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="DAVIS mode: results root, <results>/<paper>/davis17-val (default: outputs)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.fast_options = fast_options_from_args(args)
     methods = parse_methods(args.methods)
 
     if args.worker:
-        row = davis_row(args.worker, args.davis, args.results, args.device, args.fast, args.weights,
+        row = davis_row(args.worker, args.davis, args.results, args.device, args.fast_options, args.weights,
                         not args.native_size, args.overwrite)
         print("COMPARE-ROW " + json.dumps(row), flush=True)
         return 0

@@ -13,8 +13,10 @@ A paper package `P` (bmvos, emvos, tbd, hmmn; gis where an interactive method al
     P/fast.py         Fast<TITLE>(model, options: FastOptions = None): an `nn.Module` around the loaded
                       network, called like it, with the same results up to float rounding
                       (`common.inference.fast.FastOptions`: --fast / --precision / --compile)
-    P/reproduce.py    PUBLISHED: {result-folder set name ("davis17-val", ...): {column: value in %}},
-                      the paper's own table
+    P/reproduce.py    PUBLISHED: {result-folder set name ("davis17-val", ...): the paper's number}, its own
+                      table: J&F-Mean in % for the semi-supervised papers (YouTube-VOS: the overall score),
+                      {(metric, guide): (AUC, J&F@60s)} for the interactive one; further columns (training
+                      logs, variants) go into tables of their own
     P/demo.py         run_demo(davis_root, ytvos_root, out_dir, device) -> {"J&F-Mean": ..., ...}
 
 and, for the semi-supervised papers (a video from its first-frame mask):
@@ -34,7 +36,6 @@ A paper may add keyword-only options with defaults (HMMN's `mem_every`); the too
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 from types import ModuleType
 from typing import Callable, List, Sequence
@@ -68,7 +69,10 @@ def missing(name: str, package: ModuleType, *, interactive: bool = False) -> Lis
     """What `package` lacks of the contract (an empty list when it fulfils it)."""
     problems: List[str] = []
     for module_name, attribute, params in COMMON + (INTERACTIVE if interactive else SEMI_SUPERVISED):
-        module = importlib.import_module(f"{name}.{module_name}") if module_name else package
+        module = getattr(package, module_name, None) if module_name else package
+        if module is None:
+            problems.append(f"{name}.{module_name} is missing (or `vos.papers` does not import it)")
+            continue
         where = f"{name}.{module_name}.{attribute}" if module_name else f"{name}.{attribute}"
         if not hasattr(module, attribute):
             problems.append(f"{where} is missing")
@@ -78,7 +82,7 @@ def missing(name: str, package: ModuleType, *, interactive: bool = False) -> Lis
             if got[:len(params)] != list(params):
                 problems.append(f"{where} takes ({', '.join(got)}), the contract says ({', '.join(params)}, ...)")
     problems += _fast_class(name, package)
-    published = getattr(importlib.import_module(f"{name}.reproduce"), "PUBLISHED", {})
+    published = getattr(getattr(package, "reproduce", None), "PUBLISHED", {})
     problems += [f"{name}.reproduce.PUBLISHED key {key!r} is not a result-folder set name ({', '.join(SET_NAMES)})"
                  for key in published if key not in SET_NAMES]
     return problems
@@ -87,7 +91,9 @@ def missing(name: str, package: ModuleType, *, interactive: bool = False) -> Lis
 def _fast_class(name: str, package: ModuleType) -> List[str]:
     import torch
 
-    fast = importlib.import_module(f"{name}.fast")
+    fast = getattr(package, "fast", None)
+    if fast is None:
+        return [f"{name}.fast is missing (or `vos.papers` does not import it)"]
     class_name = f"Fast{getattr(package, 'TITLE', name).split('-')[0]}"
     cls = getattr(fast, class_name, None)
     if cls is None:

@@ -1,9 +1,9 @@
 """`make demo`: the main job on an embedded default.
 
-Generates the synthetic DAVIS-format sample, runs every paper package end to end on it (official
-weights when they are already in the weights cache, a seeded initialisation otherwise), writes
-palette PNGs and prints one J&F table. Without any paper package it still runs the metric pipeline
-(ground truth scored against itself).
+Generates the synthetic DAVIS-format sample, runs every paper package end to end on it through its
+`demo.run_demo` (official weights when they are already in the weights cache, a seeded initialisation
+otherwise), writes palette PNGs and prints one J&F table, below the metric pipeline's own check (ground
+truth scored against itself).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from common.data import synthetic
 from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
 from common.evaluation.evaluate import evaluate
-from vos.papers import PAPERS, demo_hooks
+from vos.papers import PAPERS
 
 COLUMNS = ("J&F-Mean", "J-Mean", "F-Mean")
 
@@ -52,12 +52,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     rows: List[tuple] = [("ground truth (metric check)", _metric_pipeline_only(davis_root, args.out))]
     for paper in papers:
-        hooks = demo_hooks(paper)
-        if hooks is None:
-            print(f"{paper}: not implemented yet, skipped")
-            continue
         print(f"\n== {paper} ==")
-        rows.append((paper, hooks.run_demo(davis_root, ytvos_root, args.out / paper, device)))
+        rows.append((paper, PAPERS[paper].demo.run_demo(davis_root, ytvos_root, args.out / paper, device)))
 
     print("\nDemo results on the synthetic DAVIS 2017 sample (synthetic data; not benchmark numbers)")
     print(f"{'method':<30}" + "".join(f"{c:>10}" for c in COLUMNS))

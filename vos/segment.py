@@ -1,7 +1,7 @@
 """Segment your own clip with BMVOS, EMVOS, TBD or HMMN, from one first-frame mask.
 
     python -m vos.segment --method tbd --video clip.mp4 --mask first.png [--mask-frame N]
-        [--weights NAME|FILE|seeded] [--out DIR] [--fast] [--native-size] [--device cuda]
+        [--weights NAME|FILE|seeded] [--out DIR] [--fast [--precision P] [--compile]] [--native-size] [--device cuda]
 
 Writes into --out a palette PNG per frame (`00000.png`, ... holding the mask's object ids), `overlay.mp4`
 (the frames with the objects tinted, OpenCV's mp4v writer) and `stats.json` (frames/s, ms/frame, peak
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
+import dataclasses
 import json
 import os
 import shutil
@@ -34,11 +34,11 @@ from common.runtime.device import Stopwatch, add_device_argument, peak_memory_mi
 from common.runtime.errors import UserError, run_cli
 from common.data.overlay import overlay, write_mp4
 from common.data.palette import read_label_png, write_label_png
-from vos.papers import demo_hooks
+from common.inference.fast import FastOptions, add_fast_arguments, fast_options_from_args
+from vos.papers import PAPERS, SEMI_SUPERVISED
 from common.inference.runner import TMP_PREFIX
 from common.hub.checkpoints import SEEDED
 
-METHODS = ("bmvos", "emvos", "tbd", "hmmn")  # the semi-supervised papers of `vos.papers.PAPERS`
 STATS = "stats.json"
 OVERLAY = "overlay.mp4"
 
@@ -52,7 +52,7 @@ def add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="first mask: DAVIS palette PNG (ids 1..N) or 0/255 binary PNG, at the frames' size")
     parser.add_argument("--mask-frame", type=int, default=0,
                         help="frame the mask belongs to (default 0); earlier frames are written as background")
-    parser.add_argument("--fast", action="store_true", help="the paper package's fast mode (see README)")
+    add_fast_arguments(parser, fast_help="the paper package's fast mode (see README)")
     parser.add_argument("--native-size", action="store_true",
                         help="skip the 480p rule of BMVOS/EMVOS/TBD (HMMN always runs at the stored size)")
     parser.add_argument("--overwrite", action="store_true", help="redo finished result folders")
@@ -82,20 +82,14 @@ def read_result(out: Path, frames: int) -> Iterator[np.ndarray]:
         yield read_label_png(out / frame_file(index))
 
 
-def build_segmenter(method: str, device: torch.device, weights: Optional[str], fast: bool, resize: bool):
-    """The paper package's `make_segmenter` hook (the one `make bench` uses) with these settings."""
-    hooks = demo_hooks(method)
-    assert hooks is not None, method
-    kwargs: Dict[str, Any] = {"fast": fast, "weights": weights or hooks.OFFICIAL_WEIGHTS}
-    if "resize" in inspect.signature(hooks.make_segmenter).parameters:
-        kwargs["resize"] = resize  # HMMN's tester has no resize rule
-    return hooks.make_segmenter(device, **kwargs)
+def official_weights(method: str) -> str:
+    return PAPERS[method].checkpoints.OFFICIAL_WEIGHTS
 
 
 @contextlib.contextmanager
 def frame_progress(encoder: Type[torch.nn.Module], total: int, desc: str) -> Iterator[tqdm]:
     """A frames progress bar that advances whenever a module of class `encoder` (the paper's per-frame image
-    encoder, `<paper>.demo.FRAME_ENCODER`) encodes frames; the models run whole videos in one call."""
+    encoder, `<paper>.inference.FRAME_ENCODER`) encodes frames; the models run whole videos in one call."""
     bar = tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True)
 
     def count(module: torch.nn.Module, inputs: Tuple[Any, ...], _output: Any) -> None:
@@ -112,15 +106,16 @@ def frame_progress(encoder: Type[torch.nn.Module], total: int, desc: str) -> Ite
 
 
 def segment_clip(clip: Clip, method: str, device: torch.device, weights: Optional[str] = None,
-                 fast: bool = False, resize: bool = True) -> Dict[str, Any]:
+                 fast: Optional[FastOptions] = None, resize: bool = True) -> Dict[str, Any]:
     """Run `method` on the clip: `{"labels": {frame: uint8 [H, W] original ids}, "seconds": model time,
-    "peak_memory_mib": ...}` (frames before the mask frame have no entry)."""
-    segment = build_segmenter(method, device, weights, fast, resize)
+    "peak_memory_mib": ...}` (frames before the mask frame have no entry). `fast`: the paper's fast mode."""
+    inference = PAPERS[method].inference
+    segment = inference.make_segmenter(weights or official_weights(method), device, fast=fast, resize=resize)
     video = clip.video()
     reset_peak_memory(device)
     print(f"{method}: segmenting {len(video)} frames of {clip.size[1]}x{clip.size[0]} "
           f"({len(clip.object_ids)} object(s)) on {device}", flush=True)
-    with frame_progress(demo_hooks(method).FRAME_ENCODER, len(video), method), torch.no_grad(), \
+    with frame_progress(inference.FRAME_ENCODER, len(video), method), torch.no_grad(), \
             Stopwatch(device) as watch:
         out = segment(video)
     missing = [t for t in range(len(video)) if t not in out]
@@ -150,9 +145,11 @@ def write_result(clip: Clip, labels: Dict[int, np.ndarray], out: Path, stats: Di
     os.replace(tmp, out)
 
 
-def result_settings(method: str, weights: Optional[str], fast: bool, native_size: bool, clip: Clip) -> Dict[str, Any]:
-    """What a finished folder must have been made with to be reused."""
-    return {"method": method, "weights": weights or demo_hooks(method).OFFICIAL_WEIGHTS, "fast": fast,
+def result_settings(method: str, weights: Optional[str], fast: Optional[FastOptions], native_size: bool,
+                    clip: Clip) -> Dict[str, Any]:
+    """What a finished folder must have been made with to be reused (`fast`: False, or the fast options)."""
+    return {"method": method, "weights": weights or official_weights(method),
+            "fast": dataclasses.asdict(fast) if fast is not None else False,
             "native_size": native_size, "frames_total": len(clip), "mask_frame": clip.mask_frame,
             "object_ids": clip.object_ids}
 
@@ -186,7 +183,7 @@ def summary(stats: Dict[str, Any]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vos.segment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--method", required=True, choices=SEMI_SUPERVISED)
     add_input_arguments(parser)
     parser.add_argument("--weights", default=None,
                         help="registry name or checkpoint file (default: the paper's official DAVIS weights); "
@@ -195,14 +192,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="result folder (default: outputs/segment/<clip name>/<method>)")
     args = parser.parse_args(argv)
 
+    fast = fast_options_from_args(args)
     clip = load_clip(args.video, args.frames, args.mask, args.mask_frame)
     out = args.out or Path("outputs") / "segment" / clip.name / args.method
-    settings = result_settings(args.method, args.weights, args.fast, args.native_size, clip)
+    settings = result_settings(args.method, args.weights, fast, args.native_size, clip)
     if check_out(out, settings, args.overwrite):
         print(f"{out} is finished (--overwrite redoes it)\n{summary(read_stats(out))}")
         return 0
     device = pick_device(args.device)
-    result = segment_clip(clip, args.method, device, args.weights, args.fast, not args.native_size)
+    result = segment_clip(clip, args.method, device, args.weights, fast, not args.native_size)
     frames = len(clip) - clip.mask_frame
     stats = {**settings, "device": str(device), "frames": frames, "seconds": result["seconds"], "fps": frames / result["seconds"],
              "ms_per_frame": 1000 * result["seconds"] / frames, "peak_memory_mib": result["peak_memory_mib"],

@@ -16,56 +16,35 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from common.hub import results as precomputed
+from common.hub import results as released
 from common.evaluation.agree import compare
 from common.runtime.device import add_device_argument
 from common.runtime.errors import UserError, run_cli
-from common.hub.results import RESULTS, SETS
+from common.hub.results import SETS
 from common.inference.reproduce import text_table
+from vos.papers import PAPERS, SEMI_SUPERVISED
 
-VERIFIABLE = ("bmvos", "emvos", "tbd", "hmmn")  # papers with released result masks
 DEFAULT_SETS = ("davis16-val", "davis17-val")
 
 
-def set_name(key: str) -> Optional[str]:
-    """A benchmark label of a reproduce module ('DAVIS16_val', 'DAVIS 2016 val', 'YouTube-VOS 2018 valid',
-    'davis17-test-dev') as a set name of `common.hub.results.SETS`, or None."""
-    k = key.lower().replace("youtube-vos", "ytvos").replace(" ", "").replace("_", "-")
-    m = re.fullmatch(r"(davis|ytvos)(?:20)?(\d\d)-?(val|valid|test-dev)", k)
-    if m is None:
-        return None
-    family, year, split = m.groups()
-    name = f"{family}{year}-{'valid' if family == 'ytvos' else split}"
-    return name if name in SETS else None
-
-
 def published_jf(paper: str) -> Dict[str, float]:
-    """{set: J&F in %} as the paper publishes it, read from `<paper>.reproduce.PUBLISHED`; where an entry
-    holds several numbers (paper, released logs, ...) the first, the paper's, is taken."""
-    module = importlib.import_module(f"{paper}.reproduce")
-    out: Dict[str, float] = {}
-    for key, value in getattr(module, "PUBLISHED", {}).items():
-        name = set_name(key) if isinstance(key, str) else None
-        if name is not None:
-            out[name] = float(value[0] if isinstance(value, (tuple, list)) else value)
-    return out
+    """{set: J&F in %} as the paper publishes it (`<paper>.reproduce.PUBLISHED`)."""
+    return dict(PAPERS[paper].reproduce.PUBLISHED)
 
 
 def archives_for(paper: str, sets: Sequence[str]) -> List[str]:
     """The registry names of the paper's archives that (are expected to) hold any of `sets`."""
-    return [spec.name for spec in RESULTS.values() if spec.paper == paper and set(spec.sets) & set(sets)]
+    return [spec.name for spec in PAPERS[paper].checkpoints.RELEASED_RESULTS if set(spec.sets) & set(sets)]
 
 
 def _complete(folder: Path, benchmark: str, davis_root: Path) -> bool:
     """Whether `folder` holds masks for every sequence of `benchmark` (YouTube-VOS: for any sequence)."""
-    names = precomputed.expected_sequences(benchmark, davis_root)
+    names = released.expected_sequences(benchmark, davis_root)
     if not folder.is_dir():
         return False
     present = {p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.png"))}
@@ -89,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv = argv[:argv.index("--")]
     parser = argparse.ArgumentParser(prog="python -m vos.verify", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("paper", choices=VERIFIABLE)
+    parser.add_argument("paper", choices=SEMI_SUPERVISED)
     parser.add_argument("--davis", type=Path, required=True, help="DAVIS 2017 root (ImageSets/, Annotations/)")
     parser.add_argument("--output", type=Path, default=None, help="our results root (default: outputs/<paper>)")
     parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), choices=list(SETS),
@@ -101,14 +80,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.davis.is_dir():
         raise UserError(f"DAVIS root not found: {args.davis}; pass --davis (make: DATA=...)")
     for s in args.sets:
-        precomputed.expected_sequences(s, args.davis)  # a DAVIS root without its ImageSets fails here, first
+        released.expected_sequences(s, args.davis)  # a DAVIS root without its ImageSets fails here, first
     names = archives_for(args.paper, args.sets)
     if not names:
         raise UserError(f"no released results of {args.paper} are registered for {', '.join(args.sets)}")
 
     theirs: Dict[str, Path] = {}
     for name in names:
-        layout = precomputed.fetch(name, davis_root=args.davis)
+        layout = released.fetch(name, davis_root=args.davis)
         print(layout.report())
         theirs.update({s: p for s, p in layout.sets.items() if s in args.sets})
 
@@ -149,7 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             continue
         davis_set = SETS[s].davis
         agreement = compare(output / s, theirs[s], binary=davis_set is not None and davis_set[0] == 2016,
-                            only=precomputed.expected_sequences(s, args.davis), progress=True)
+                            only=released.expected_sequences(s, args.davis), progress=True)
         csv_path = agreement.write_csv(output / s)
         summary = agreement.format_table().split("\n\n", 1)[1]  # the summary, without the per-sequence rows
         print("  " + summary.replace("\n", "\n  ") + f"\n  per sequence and object: {csv_path}")

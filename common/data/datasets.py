@@ -27,8 +27,8 @@ import numpy as np
 
 from common.runtime.errors import UserError
 from common.data.palette import VOID_LABEL, image_size, read_label_png, read_rgb
+from common.data.paths import PathLike
 
-PathLike = Union[str, Path]
 
 DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
 YTVOS_URL = "https://youtube-vos.org/dataset/"
@@ -163,13 +163,13 @@ def _frame_order(stem: str) -> Tuple[float, str]:
     return (int(stem) if stem.isdigit() else float("inf"), stem)
 
 
-def _read_list(path: Path, fix: str) -> List[str]:
+def read_list(path: Path, fix: str, what: str = "sequence") -> List[str]:
+    """The non-empty lines of a name list (ImageSets, a custom split); one UserError, ending in `fix`, if absent."""
     if not path.is_file():
-        raise UserError(f"sequence list not found: {path}; {fix}")
-    names = [line.strip() for line in path.read_text().splitlines()]
-    names = [n for n in names if n]
+        raise UserError(f"{what} list not found: {path}; {fix}")
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:
-        raise UserError(f"sequence list {path} is empty; it should name one sequence per line")
+        raise UserError(f"{what} list {path} is empty; it should name one {what} per line")
     return names
 
 
@@ -230,7 +230,7 @@ class DAVIS(_VideoSet):
         list_path = self.root / "ImageSets" / str(self.year) / f"{split}.txt"
         fix = (f"DAVIS {self.year} has no {split} split" if (self.year, split) == (2016, "test-dev")
                else f"it ships with the DAVIS 2017 release ({DAVIS_URL}); test-dev comes in the test-dev download")
-        self.names: List[str] = sorted(set(_read_list(list_path, fix)))
+        self.names: List[str] = sorted(set(read_list(list_path, fix)))
         self._videos = {name: self._scan(name) for name in self.names}
 
     def _scan(self, name: str) -> Video:

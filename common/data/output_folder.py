@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
 
 from common.runtime.errors import UserError
+from common.data.paths import PathLike
 
-PathLike = Union[str, Path]
 
 
 def _nearest_existing(path: Path) -> Path:

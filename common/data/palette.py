@@ -10,14 +10,14 @@ davis2017-evaluation does).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Tuple
 
 import numpy as np
 from PIL import Image
 
 from common.runtime.errors import UserError
+from common.data.paths import PathLike
 
-PathLike = Union[str, Path]
 
 VOID_LABEL = 255
 

@@ -21,15 +21,15 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
 from common.runtime.errors import UserError, run_cli
 from common.data.palette import write_label_png
+from common.data.paths import PathLike
 
-PathLike = Union[str, Path]
 
 MARKER = "SYNTHETIC.json"  # marks a folder as ours, so a rerun may replace it
 JPEG_QUALITY = 92

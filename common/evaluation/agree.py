@@ -26,15 +26,15 @@ import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import write_text_atomic
 from common.data.palette import read_label_png
+from common.data.paths import PathLike
 
-PathLike = Union[str, Path]
 CSV_NAME = "agreement.csv"
 CSV_COLUMNS = ("sequence", "object", "frames", "iou", "identical_frames", "identical_pixels")
 

@@ -34,31 +34,25 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import multiprocessing as mp
-import multiprocessing.forkserver as forkserver
 import os
 import re
-import signal
 import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from common.evaluation import metrics
+from common.evaluation.workers import default_workers, map_in_workers
 from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import write_temp
+from common.data.palette import VOID_LABEL
+from common.data.paths import PathLike
 
-PathLike = Union[str, Path]
-T = TypeVar("T")
-R = TypeVar("R")
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
-VOID_LABEL = 255
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +165,7 @@ def evaluate(davis_root: PathLike, results_dir: PathLike, split: str = "val", ye
                         f"sequence (<results>/<sequence>/00000.png ...)")
     jobs = [_SequenceJob(name, tuple(gt_paths), results_dir / name, int(year) == 2016, bound_th)
             for name, gt_paths in sequences]
-    scored = _run_jobs(jobs, _default_workers() if workers is None else workers, progress)
+    scored = _run_jobs(jobs, default_workers() if workers is None else workers, progress)
 
     per_object: List[ObjectScores] = []
     for (name, _), (j, f) in zip(sequences, scored):
@@ -219,78 +213,10 @@ def _list_sequences(davis_root: PathLike, split: str, year: int) -> List[Tuple[s
     return out
 
 
-def _default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
 def _run_jobs(jobs: Sequence[_SequenceJob], workers: int, progress: bool) -> List[Tuple[np.ndarray, np.ndarray]]:
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     return map_in_workers(score_sequence, jobs, workers, desc="J&F", unit="seq", progress=progress)
-
-
-def map_in_workers(func: Callable[[T], R], items: Sequence[T], workers: int, *, desc: str, unit: str,
-                   progress: bool = True) -> List[R]:
-    """`[func(item) for item in items]` in a pool of `workers` processes (in-process for one), in order.
-
-    Ctrl-C reaches every process of the group. The helper processes start with SIGINT ignored (a
-    disposition that survives exec) and the workers keep ignoring it, so only the parent gets the
-    KeyboardInterrupt; it terminates the pool when leaving it, and the user sees one line instead of a
-    traceback per process (the fork server's would come from the middle of its imports).
-    """
-    from tqdm import tqdm
-
-    workers = min(workers, len(items))
-    bar = dict(total=len(items), desc=desc, unit=unit, disable=not progress, leave=False)
-    if workers <= 1:
-        return [func(item) for item in tqdm(items, **bar)]
-    with _start_pool(workers) as pool:
-        return list(tqdm(pool.imap(func, items), **bar))
-
-
-def _start_pool(workers: int) -> "mp.pool.Pool":
-    """A pool whose processes all ignore SIGINT; a Ctrl-C while it starts is held back until it is complete
-    and then terminates it (stopping a half-built pool makes its new workers fail with tracebacks)."""
-    held: List[int] = []
-    # forkserver/spawn, not fork: the caller may hold CUDA or OpenMP state that a fork would copy.
-    if "forkserver" in mp.get_all_start_methods():
-        context = mp.get_context("forkserver")
-        # Imported once by the server and inherited by every worker (skimage alone takes ~1 s). Not
-        # common.evaluation.evaluate itself: under `python -m common.evaluation.evaluate` workers re-run it as their main.
-        context.set_forkserver_preload(["common.evaluation.metrics", "common.data.palette", "skimage.morphology", "tqdm"])
-        with _sigint_held():
-            forkserver.ensure_running()  # the server forks the workers: they inherit its disposition
-        with _sigint_held(record=held):  # workers are forked by the server, so a recording handler is fine
-            pool = context.Pool(workers, initializer=_init_worker)
-    else:
-        context = mp.get_context("spawn")
-        with _sigint_held():  # new interpreters keep an ignored SIGINT from the start
-            pool = context.Pool(workers, initializer=_init_worker)
-    if held:
-        pool.terminate()
-        raise KeyboardInterrupt
-    return pool
-
-
-@contextmanager
-def _sigint_held(record: Optional[List[int]] = None) -> Iterator[None]:
-    """SIGINT ignored during the block (inherited by processes started in it), or noted in `record`."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if record is None else
-                             lambda signum, frame: record.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _init_worker() -> None:
-    import cv2
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already inherited, unless the pool was started off the main thread
-    cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only compete
 
 
 def score_sequence(job: _SequenceJob) -> Tuple[np.ndarray, np.ndarray]:
@@ -423,7 +349,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--year", type=int, default=2017, choices=(2016, 2017), help="DAVIS year (default 2017)")
     parser.add_argument("--workers", type=int, default=None,
                         help=f"processes scoring sequences in parallel (default min(cpu_count, 8) = "
-                             f"{_default_workers()}; 1 = in-process)")
+                             f"{default_workers()}; 1 = in-process)")
     parser.add_argument("--csv-dir", default=None,
                         help="where to write the two CSVs (default: the results folder, like the official script)")
     args = parser.parse_args(argv)

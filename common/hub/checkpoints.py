@@ -17,7 +17,6 @@ Command line (every paper's entries): `python -m vos.weights list` and `python -
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import inspect
 import os
@@ -25,7 +24,7 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 

@@ -20,7 +20,6 @@ official repository; their check is the list of those files.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import stat
@@ -200,7 +199,7 @@ class Layout:
     missing: Tuple[str, ...]        # expected sets not found (only for unconfirmed layouts)
 
     def report(self) -> str:
-        spec = RESULTS[self.name]
+        spec = RESULTS_REGISTRY[self.name]
         if spec.summary_files:
             return f"{self.name}: {self.root} ({len(spec.summary_files)} summary files checked)"
         lines = [f"{self.name}: {self.root}"]
@@ -260,7 +259,7 @@ def fetch(name: str, *, cache: Optional[Path] = None, davis_root: Optional[Path]
             return verify_layout(name, final, davis_root)
         except UserError as err:
             raise UserError(f"{err}. This copy is in the cache; delete {final}, or download it again with "
-                            f"`python -m common.hub.results fetch --force {name}`") from None
+                            f"`python -m vos.precomputed fetch --force {name}`") from None
     hint = (f"Download it by hand from {' or '.join(spec.page_urls)}, extract it into an empty folder and "
             f"move that folder to {final}.")
     with staging_folder(final.parent, fix="set $VOS_WEIGHTS to a writable folder") as staging:

@@ -20,12 +20,12 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from common.data.datasets import Video
+from common.data.datasets import DAVIS, Video, YouTubeVOS
 from common.runtime.device import add_device_argument
 from common.runtime.distributed import DistContext
 from common.data.output_folder import check_output_folder
@@ -46,6 +46,8 @@ _CODALAB = "https://codalab.lisn.upsaclay.fr"
 BENCHMARK_SETS: Dict[str, BenchmarkSet] = {
     "davis16-val": BenchmarkSet("davis16-val", "davis", 2016, "val", True),
     "davis17-val": BenchmarkSet("davis17-val", "davis", 2017, "val", True),
+    "davis16-train": BenchmarkSet("davis16-train", "davis", 2016, "train", True),  # HMMN's upstream `-s train`
+    "davis17-train": BenchmarkSet("davis17-train", "davis", 2017, "train", True),
     "davis17-test-dev": BenchmarkSet("davis17-test-dev", "davis", 2017, "test-dev", False,
                                      f"the DAVIS 2017 test-dev server ({_CODALAB})"),
     "ytvos18-valid": BenchmarkSet("ytvos18-valid", "ytvos", 2018, "valid", False,
@@ -118,6 +120,11 @@ def add_test_arguments(parser: argparse.ArgumentParser, *, weights_help: str, ou
     return t
 
 
+def load_dataset(s: BenchmarkSet, root: Path) -> Union[DAVIS, YouTubeVOS]:
+    """The set's dataset; the loader checks the whole layout now and names what is missing."""
+    return DAVIS(root, year=s.year, split=s.split) if s.family == "davis" else YouTubeVOS(root, year=s.year, split=s.split)
+
+
 @dataclass(frozen=True)
 class SetLayout:
     """Where a set's files go under the output folder, as functions of (output, set). The defaults are the scheme
@@ -143,7 +150,6 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
     scores and zips (after run_videos' barrier), the others return fps/frames only.
     Returns {set: {'fps', 'frames', 'results', J&F global row for scored sets, 'zip' for server sets}}.
     """
-    from common.data.datasets import DAVIS, YouTubeVOS
     from common.evaluation.evaluate import evaluate
     from common.inference.runner import run_videos, zip_submission
 
@@ -154,8 +160,7 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
         root = roots.get(s.family)
         if root is None:
             raise UserError(f"test set {name} needs --{s.family} PATH")
-        datasets[name] = (DAVIS(root, year=s.year, split=s.split) if s.family == "davis"
-                          else YouTubeVOS(root, year=s.year, split=s.split))
+        datasets[name] = load_dataset(s, root)
     check_output_folder(output)
     summary: Dict[str, dict] = {}
     models: Dict[str, torch.nn.Module] = {}

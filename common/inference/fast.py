@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -66,3 +66,10 @@ def fast_options_from_args(args: argparse.Namespace) -> Optional[FastOptions]:
             raise UserError(f"{' and '.join(used)} apply to fast mode only; add --fast")
         return None
     return FastOptions(precision=args.precision or "auto", compile=args.compile)
+
+
+def fast_arguments(options: Optional[FastOptions]) -> List[str]:
+    """The command-line flags that `fast_options_from_args` turns back into `options` (for child processes)."""
+    if options is None:
+        return []
+    return ["--fast", "--precision", options.precision] + (["--compile"] if options.compile else [])

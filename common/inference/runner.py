@@ -31,8 +31,8 @@ from common.runtime.device import Stopwatch
 from common.runtime.distributed import DistContext, shard
 from common.runtime.errors import UserError
 from common.data.palette import write_label_png
+from common.data.paths import PathLike
 
-PathLike = Union[str, Path]
 Segmenter = Callable[[Video], Mapping[int, np.ndarray]]
 
 TMP_PREFIX = ".tmp-"

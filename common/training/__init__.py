@@ -15,8 +15,7 @@ Public interface (what a paper package uses)::
   logits `[B, L-1, 2, H, W]` of frames 1..L-1 (EMVOS: `model(imgs, masks[:, :1], None)['scores']`; TBD feeds its
   distance matrix). Everything else — swap-and-attach (p=0.2), the skip rule, the loss, the IoU statistic, Adam,
   checkpoints (`<save_name>_{NNNN,best,last}.pth`), validation, NaN checks, resume — is shared.
-- `davis_validator` scores with `common.evaluation.evaluate` (davis2017-evaluation J&F-Mean, in [0, 1] like upstream); only
-  if that module is missing does it fall back to per-object mean IoU (J) and say so.
+- `davis_validator` scores with `common.evaluation.evaluate` (davis2017-evaluation J&F-Mean, in [0, 1] like upstream).
 - A NaN/inf loss raises `LossNotFinite` (a `UserError`) naming the epoch and the checkpoint to resume from; a
   `Trainer` refuses to start over an existing `<save_name>_last.pth` unless `resume=True`.
 - BatchNorm stays in eval() during training by default, as the official code does (`TrainConfig.bn_train`).

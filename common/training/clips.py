@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 from PIL import Image
 from torch.utils.data import Dataset
 
+from common.data.datasets import read_list
 from common.runtime.errors import UserError
 from common.training.augment import ClipAugmenter, ClipRecipe
+from common.data.paths import PathLike
 
-PathLike = Union[str, Path]
 
 
 def _open_pair(img_path: Path, mask_path: Path) -> Tuple[Image.Image, Image.Image]:
@@ -42,15 +43,6 @@ def _keep_rng(rng) -> Optional[random.Random]:
     """A private `random.Random` is kept; the `random` module (the default, as upstream) is looked up at
     call time so the dataset stays picklable for DataLoader workers, which reseed it per worker."""
     return rng if isinstance(rng, random.Random) else None
-
-
-def _read_list(path: Path, fix: str) -> List[str]:
-    if not path.is_file():
-        raise UserError(f"video list not found: {path}; {fix}")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not names:
-        raise UserError(f"video list {path} is empty; it should name one video per line")
-    return names
 
 
 class COCOClips(Dataset):
@@ -118,8 +110,8 @@ def davis_train_clips(root: PathLike, recipe: ClipRecipe, clips_per_epoch: int =
     if not root.is_dir():
         raise UserError(f"DAVIS root not found: {root}; pass the DAVIS 2017 folder (JPEGImages/, Annotations/, "
                         f"ImageSets/)")
-    names = _read_list(root / "ImageSets" / str(year) / f"{split}.txt",
-                       "the DAVIS 2017 trainval release contains ImageSets/2017/train.txt")
+    names = read_list(root / "ImageSets" / str(year) / f"{split}.txt",
+                      "the DAVIS 2017 trainval release contains ImageSets/2017/train.txt", "video")
     videos = [(n, _files(root / "JPEGImages" / "480p" / n, ".jpg"), _files(root / "Annotations" / "480p" / n, ".png"))
               for n in names]
     return VideoClips(videos, recipe, clips_per_epoch, rng)
@@ -140,7 +132,7 @@ def ytvos_train_clips(root: PathLike, recipe: ClipRecipe, clips_per_epoch: int =
                         f"that contains {split_dir}/JPEGImages and {split_dir}/Annotations")
     list_path = root / "ImageSets" / f"{video_list}.txt" if video_list else None
     if list_path is not None and (list_path.is_file() or video_list != "train"):
-        names = _read_list(list_path, "put the video list there (one video name per line)")
+        names = read_list(list_path, "put the video list there (one video name per line)", "video")
     else:
         if list_path is not None:
             print(f"notice: {list_path} not found; training on every video in {base / 'JPEGImages'}")

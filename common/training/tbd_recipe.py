@@ -22,7 +22,8 @@ import torch.nn as nn
 from common.data.datasets import Video
 from common.runtime.errors import UserError
 from common.training.augment import TBD_COCO, TBD_DAVIS, TBD_YTVOS
-from common.training.clips import COCOClips, VideoClips, _read_list, davis_train_clips
+from common.data.datasets import read_list
+from common.training.clips import COCOClips, VideoClips, davis_train_clips
 from common.training.schedule import Overrides, Stage, check_stages, save_name, stage_plan
 from common.training.trainer import ForwardClip, Trainer, Validate
 from common.training.validation import Segment, davis_validator
@@ -54,8 +55,8 @@ def add_custom_split_arguments(group) -> None:
 # --- YouTube-VOS custom split (cho_train / cho_val, both inside the official train set) ------------------------------
 
 def read_video_list(path: Path) -> List[str]:
-    return _read_list(path, "download the authors' custom split (cho_train.txt, cho_val.txt, linked from the TBD "
-                            "and BMVOS READMEs) or pass the file with --ytvos-train-list / --ytvos-val-list")
+    return read_list(path, "download the authors' custom split (cho_train.txt, cho_val.txt, linked from the TBD "
+                            "and BMVOS READMEs) or pass the file with --ytvos-train-list / --ytvos-val-list", "video")
 
 
 def _sorted_files(folder: Path, suffix: str) -> List[Path]:

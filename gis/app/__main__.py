@@ -19,12 +19,12 @@ from typing import Optional, Sequence
 from common.data.datasets import DAVIS
 from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
-from common.hub.checkpoints import is_seeded
+from common.inference.fast import add_fast_arguments, fast_options_from_args
 from gis.app.evaluation import ResultsFolder, remaining
 from gis.app.session import MAX_OBJECTS, Model, Video
-from gis.fast import add_fast_arguments, check_fast_arguments, engine_from_args
+from gis.fast import FAST_HELP, FastGIS
 from gis.ivos import GUIDE_METHODS
-from gis.model import load_net
+from gis.model import load_model
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gis.app", description=__doc__.split("\n\n")[0],
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint path or registry name; 'seeded' (or 'none') = seeded random weights")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes the app to the network)")
     p.add_argument("--port", type=int, default=7860)
-    add_fast_arguments(p)
+    add_fast_arguments(p, fast_help=FAST_HELP)
     add_device_argument(p)
     return p
 
@@ -87,7 +87,7 @@ def _check_port(host: str, port: int) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    check_fast_arguments(args)
+    fast_options = fast_options_from_args(args)
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be 1..65535, got {args.port}")
     if not 1 <= args.objects <= MAX_OBJECTS:
@@ -118,10 +118,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"exports go to {args.output / name}")
 
     device = pick_device(args.device)
-    seeded = is_seeded(args.weights, aliases=("none",))  # `none`: the older spelling of GIS's seeded weights
-    net, origin = load_net(None if seeded else args.weights, device)
-    model = Model(net, engine_from_args(args, net, device))
-    print(f"GIS-RAmap on {device}{' (fast mode)' if model.fast else ''}; {origin}")
+    net = load_model(args.weights, device)
+    model = Model(net, FastGIS(net, fast_options) if fast_options is not None else None)
+    print(f"GIS-RAmap on {device}{' (fast mode)' if model.fast is not None else ''}")
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: --host {args.host} makes the app reachable from other machines, without any login; "
