@@ -12,7 +12,7 @@ decoder's 1x1 projections of s16/s8/s4 do not depend on the object. Fast mode
   object-independent projections, and their share of each blend convolution (by linearity), once
   per frame; keeps the coordinate channels cached per size;
 * runs encoder, mask embedder and decoder under autocast (by default fp16 on CUDA, none on the CPU, see
-  `amp_dtype_for`; `--precision` chooses another), while the key, the similarity volumes, the top-K
+  `default_autocast_dtype`; `--precision` chooses another), while the key, the similarity volumes, the top-K
   matching, the softmax and the odds aggregation stay in float32: top-K selection and the clamped-odds
   division are where rounding would change decisions rather than values;
 * keeps the convolution stacks in `channels_last` (by default); `--compile` wraps them in `torch.compile`.
@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bmvos.model import STRIDE, BMVOS, Decoder, VideoOutput, add_coordinates, similarity
+from bmvos.model import STRIDE, BMVOS, Decoder, VideoOutput, add_coordinates, keep_output, similarity
 from common.inference.fast import FastOptions
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
@@ -44,7 +44,7 @@ from common.runtime.device import device_of
 MATCHING_BLOCK_ELEMENTS = 64 * 2 ** 20
 
 
-def amp_dtype_for(device: torch.device) -> Optional[torch.dtype]:
+def default_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     """Fast mode's default autocast dtype on `device`.
 
     None (float32) on the CPU: the faithful arithmetic, and what the agreement tests run. fp16 on
@@ -83,7 +83,7 @@ class FastBMVOS(nn.Module):
     """Fast inference around a `BMVOS`: `fast(imgs, given_masks, val_frame_ids) -> VideoOutput`, batch 1.
 
     options (`FastOptions`, default: all defaults): the autocast dtype of the convolution stacks ("auto":
-    `amp_dtype_for` the device), channels_last (default on) and compile. channels_last converts `model` in
+    `default_autocast_dtype` the device), channels_last (default on) and compile. channels_last converts `model` in
     place, so give fast mode its own model: the faithful numbers assume the default memory format.
     frame_chunk: frames per encoder call (default 4 on CUDA, 1 on the CPU, where batching frames gains
     nothing and costs memory).
@@ -110,8 +110,8 @@ class FastBMVOS(nn.Module):
     # -- helpers -------------------------------------------------------------------------------
     def autocast_dtype(self, device: torch.device) -> Optional[torch.dtype]:
         """The convolution stacks' autocast dtype on `device` (None: float32): the chosen precision, or for
-        "auto" `amp_dtype_for(device)`."""
-        return self.options.autocast_dtype(amp_dtype_for(device))
+        "auto" `default_autocast_dtype(device)`."""
+        return self.options.autocast_dtype(default_autocast_dtype(device))
 
     def _autocast(self, device: torch.device):
         dtype = self.autocast_dtype(device)
@@ -219,11 +219,6 @@ class FastBMVOS(nn.Module):
                 history = history[1:] + [segs]
                 mask_feats = self._embed_masks(history)
 
-            if given is not None:
-                masks.append(labels.masked_fill(given != 0, 0) + given)
-                frame_ids.append(i)
-            elif val_frame_ids is None or val_frame_ids[0] + i in val_frame_ids:
-                masks.append(labels)
-                frame_ids.append(i)
+            keep_output(masks, frame_ids, i, labels, given, val_frame_ids)
 
         return VideoOutput(unpad(torch.stack(masks, dim=1), padding), frame_ids)

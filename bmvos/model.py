@@ -194,6 +194,18 @@ class VOS(nn.Module):
 # Whole video
 # --------------------------------------------------------------------------------------------
 
+def keep_output(masks: List[torch.Tensor], frame_ids: List[int], i: int, labels: torch.Tensor,
+                given: Optional[torch.Tensor], val_frame_ids: Optional[Sequence[int]]) -> None:
+    """Append frame `i`'s labels if the benchmark outputs it, as the official loop does: every frame with a given
+    mask (its given pixels win) and, of the others, those `val_frame_ids` lists (all when None)."""
+    if given is not None:
+        masks.append(labels.masked_fill(given != 0, 0) + given)
+        frame_ids.append(i)
+    elif val_frame_ids is None or val_frame_ids[0] + i in val_frame_ids:
+        masks.append(labels)
+        frame_ids.append(i)
+
+
 @dataclass
 class VideoOutput:
     masks: torch.Tensor   # long [B, L', 1, H, W], hard label maps at the input size
@@ -256,12 +268,7 @@ class BMVOS(nn.Module):
                 for k in object_ids:
                     states[k] = self.vos.update_state(key, segs[k], states[k])
 
-            if given is not None:
-                masks.append(labels.masked_fill(given != 0, 0) + given)
-                frame_ids.append(i)
-            elif val_frame_ids is None or val_frame_ids[0] + i in val_frame_ids:
-                masks.append(labels)
-                frame_ids.append(i)
+            keep_output(masks, frame_ids, i, labels, given, val_frame_ids)
 
         return VideoOutput(unpad(torch.stack(masks, dim=1), padding), frame_ids)
 

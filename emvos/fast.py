@@ -66,7 +66,7 @@ class _Stages(NamedTuple):
     decode: Callable[..., torch.Tensor]
 
 
-def encoder_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+def default_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     """EMVOS's verified encoder autocast dtype on `device` (`--precision auto`): fp16 on CUDA (8x finer than
     bf16; DenseNet activations stay far below its range), none on the CPU (float32 is as fast there without
     AMX)."""
@@ -76,7 +76,7 @@ def encoder_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
 class FastEMVOS(nn.Module):
     """Drop-in for `model(imgs, given_masks, val_frame_ids)` at inference (batch 1); returns `{'masks': ...}`.
 
-    `options.precision`: autocast dtype of the encoder ("auto": `encoder_autocast_dtype(device)`; "fp32": none).
+    `options.precision`: autocast dtype of the encoder ("auto": `default_autocast_dtype(device)`; "fp32": none).
     `options.channels_last` (default on) converts `model` in place, so give fast mode its own model (faithful
     mode's numbers assume the default memory format). `options.compile` compiles encoder and decoder.
     `frame_chunk`: frames per encoder call (default 4 on CUDA, 1 on CPU).
@@ -99,7 +99,7 @@ class FastEMVOS(nn.Module):
 
     # ----------------------------------------------------------------------------------------------------
     def _autocast(self, device: torch.device):
-        dtype = self.options.autocast_dtype(encoder_autocast_dtype(device))
+        dtype = self.options.autocast_dtype(default_autocast_dtype(device))
         if dtype is None:
             return nullcontext()
         return torch.autocast(device_type=device.type, dtype=dtype)

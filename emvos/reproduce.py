@@ -22,7 +22,7 @@ from common.inference.reproduce import reproduce_parser
 from emvos import run
 
 # {result-folder set name: {column: J&F etc. in %}}: the paper's own table, not transcribed yet
-PUBLISHED: Dict[str, Dict[str, float]] = {}
+PUBLISHED: Dict[str, float] = {}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -125,6 +125,15 @@ def _aggregate(probs: torch.Tensor, lookup: torch.Tensor) -> Tuple[torch.Tensor,
     return labels, torch.cat([1 - fg, fg], dim=1)
 
 
+def default_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """TBD's verified autocast dtype on `device` (`--precision auto`). CUDA: fp16 rather than bf16, 3 more mantissa
+    bits, and TBD's activations (|x| < 1e3) cannot overflow it. The decoder stays in float32 unless
+    `autocast_decoder`: its logits reach |x| ~ 80, and their fp16 rounding (~0.1) flips pixels where two objects'
+    probabilities meet the aggregation's 1e-7 clamp (tests/test_tbd_fast.py). CPU: float32; bf16 autocast is
+    slower than float32 on most CPUs."""
+    return torch.float16 if device.type == "cuda" else None
+
+
 class FastTBD(nn.Module):
     """Batched, mixed-precision inference with the weights of a `TBD` model (which it copies, so the
     original stays in its faithful layout). Call it like `TBD` with batch size 1:
@@ -140,14 +149,9 @@ class FastTBD(nn.Module):
         super().__init__()
         options = options or FastOptions()
         cuda = device_of(model).type == "cuda"
-        # CUDA: fp16 rather than bf16: 3 more mantissa bits, and TBD's activations (|x| < 1e3) cannot overflow it.
-        # The decoder stays in float32 unless `autocast_decoder`: its logits reach |x| ~ 80, and their fp16
-        # rounding (~0.1) flips pixels where two objects' probabilities meet the aggregation's 1e-7 clamp
-        # (tests/test_tbd_fast.py).
-        # CPU: float32 and the contiguous layout. bf16 autocast is slower than float32 on most CPUs, and
-        # channels_last, though ~13% faster there, reorders oneDNN's sums enough to move J&F on the small
-        # parity video by 0.11 points (0.05% of its pixels), over the 0.1 agreement bound.
-        self.amp_dtype = options.autocast_dtype(torch.float16 if cuda else None)  # None = float32
+        # CPU: the contiguous layout. channels_last, though ~13% faster there, reorders oneDNN's sums enough to
+        # move J&F on the small parity video by 0.11 points (0.05% of its pixels), over the 0.1 agreement bound.
+        self.amp_dtype = options.autocast_dtype(default_autocast_dtype(device_of(model)))  # None = float32
         self.channels_last = options.use_channels_last(cuda)
         self.encoder_batch = encoder_batch or (4 if cuda else 1)
         self.autocast_decoder = autocast_decoder

@@ -15,7 +15,7 @@ from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from common.inference.fast import FastOptions
 from common.modeling.padding import centered_padding, unpad
 from common.runtime.errors import UserError
-from emvos.fast import FastEMVOS, encoder_autocast_dtype
+from emvos.fast import FastEMVOS, default_autocast_dtype
 from emvos.inference import make_segmenter, segment_video
 from emvos.model import STRIDE, EMVOS
 from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs, record_top2_gaps
@@ -182,8 +182,8 @@ def test_wrapper_is_a_module_over_the_model(seeded):
     fast = fast_twin(seeded, FastOptions(compile=True))
     assert isinstance(fast, torch.nn.Module) and not fast.training
     assert list(fast.state_dict()) == [f"model.{k}" for k in seeded.state_dict()]
-    assert encoder_autocast_dtype(torch.device("cuda")) == torch.float16
-    assert encoder_autocast_dtype(torch.device("cpu")) is None
+    assert default_autocast_dtype(torch.device("cuda")) == torch.float16
+    assert default_autocast_dtype(torch.device("cpu")) is None
 
 
 def test_make_segmenter(tmp_path, seeded):

@@ -1,6 +1,6 @@
-"""Official checkpoints: where each one lives, how to fetch it into a local cache, and how to load it.
+"""Official checkpoints: the registry each paper fills (its `checkpoints.py`), the cache, and loading.
 
-    CHECKPOINT_REGISTRY['bmvos-davis']   registry entry (a frozen `WeightSpec`), registered by bmvos/checkpoints.py
+    CHECKPOINT_REGISTRY['bmvos-davis']  a frozen `WeightSpec`, registered by bmvos/checkpoints.py
     fetch('bmvos-davis')              -> Path in the cache, downloaded and checked on first use
     load_state_dict('bmvos-davis')    -> {key: Tensor}, `torch.load(weights_only=True)`, `module.` stripped
     load_into(model, state_dict)      strict load; one `UserError` naming the first mismatching key
@@ -13,7 +13,7 @@ A download goes to a private temporary folder inside the cache and is moved into
 has been checked (not an HTML page, loadable by `torch.load(weights_only=True)`, hash when known), so
 an interrupted or refused download never leaves a file that looks like a checkpoint.
 
-Command line (every paper's entries): `python -m vos.weights list` and `python -m vos.weights fetch NAME [NAME ...]`.
+Command line (every paper's entries): `python -m vos.weights list` and `python -m vos.weights fetch NAME ...`.
 """
 from __future__ import annotations
 
