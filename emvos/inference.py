@@ -38,11 +38,17 @@ def segment_video(model: nn.Module, video: Video, *, resize: bool = True) -> Dic
     return {t: labels[t] for t in range(len(labels))}
 
 
+def load_segmenter(weights: Optional[Union[str, os.PathLike]], device: torch.device,
+                   fast: Optional[FastOptions] = None) -> nn.Module:
+    """`load_model(weights, device)`, wrapped in `FastEMVOS` when `fast` options are given (else the faithful
+    per-object loop)."""
+    model = load_model(weights, device)
+    return model if fast is None else FastEMVOS(model, fast)
+
+
 def make_segmenter(weights: Optional[Union[str, os.PathLike]], device: torch.device, *,
                    fast: Optional[FastOptions] = None,
                    resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with the official evaluator's settings: `load_model(weights, device)`, wrapped in
-    `FastEMVOS` when `fast` options are given (else the faithful per-object loop)."""
-    model = load_model(weights, device)
-    runner = FastEMVOS(model, fast) if fast is not None else model
-    return lambda video: segment_video(runner, video, resize=resize)
+    """Video -> label maps with the official evaluator's settings (`load_segmenter`, then `segment_video`)."""
+    model = load_segmenter(weights, device, fast)
+    return lambda video: segment_video(model, video, resize=resize)

@@ -32,9 +32,8 @@ from common.training.schedule import (Overrides, add_schedule_arguments, add_tra
                                       build_training_model, parse_stages)
 from emvos import TITLE
 from emvos.checkpoints import OFFICIAL_WEIGHTS
-from emvos.fast import FastEMVOS
-from emvos.inference import segment_video
-from emvos.model import EMVOS, load_model
+from emvos.inference import load_segmenter, segment_video
+from emvos.model import EMVOS
 from emvos.train import OFFICIAL, SEED, train
 
 DEFAULT_WEIGHTS = {"davis": OFFICIAL_WEIGHTS, "ytvos": "emvos-coco_ytvos"}
@@ -63,14 +62,10 @@ def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> 
     """Segment, then score or zip each set; under torchrun (`dist` enabled) each rank segments its share of
     the videos and only rank 0 scores and zips (after run_videos' barrier)."""
     fast = fast_options_from_args(args)
-
-    def load(name_or_path: str) -> torch.nn.Module:
-        model = load_model(name_or_path, device)
-        return FastEMVOS(model, fast) if fast is not None else model
-
     roots = {"davis": args.davis, "ytvos": args.ytvos}
     return run_sets(args.sets or default_sets(roots), roots, args.output, device, title=TITLE,
-                    weights=args.weights, default_weights=DEFAULT_WEIGHTS, load_model=load,
+                    weights=args.weights, default_weights=DEFAULT_WEIGHTS,
+                    load_model=lambda name: load_segmenter(name, device, fast),
                     segment=lambda model, video: segment_video(model, video, resize=not args.no_resize),
                     fast=fast is not None, dist=dist)
 

@@ -40,9 +40,7 @@ from common.runtime.distributed import init_distributed
 from common.runtime.errors import UserError, run_cli
 from hmmn import TITLE
 from hmmn.checkpoints import OFFICIAL_WEIGHTS
-from hmmn.fast import FastHMMN
-from hmmn.inference import LazyFrames, object_ids, segment_video
-from hmmn.model import load_model
+from hmmn.inference import LazyFrames, load_segmenter, object_ids, segment_video
 from hmmn.viz import save_visualization
 
 OUTPUT_ROOT = Path("outputs/hmmn")
@@ -140,11 +138,9 @@ def model_loader(device: torch.device, fast: Optional[FastOptions]) -> Callable[
 
     def load(name: str) -> torch.nn.Module:
         print(f"loading weights: {name}")
-        model = load_model(name, device)
-        if fast is None:
-            return model
-        model = FastHMMN(model, fast)
-        print(model.describe())
+        model = load_segmenter(name, device, fast)
+        if fast is not None:
+            print(model.describe())
         return model
 
     return load

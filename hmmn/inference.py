@@ -226,11 +226,18 @@ def segment_video(model: nn.Module, video: Video, *, resize: bool = True, mem_ev
     return {t: to_dataset[m] for t, m in labels.items()}
 
 
+def load_segmenter(weights: Optional[Union[str, os.PathLike]], device: torch.device,
+                   fast: Optional[FastOptions] = None) -> torch.nn.Module:
+    """`load_model(weights, device)`, wrapped in `FastHMMN` when `fast` options are given (else the faithful
+    network)."""
+    model = load_model(weights, device)
+    return model if fast is None else FastHMMN(model, fast)
+
+
 def make_segmenter(weights: Optional[Union[str, os.PathLike]], device: torch.device, *,
                    fast: Optional[FastOptions] = None, resize: bool = True,
                    mem_every: int = 5) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """Video -> label maps with upstream's memory schedule: `load_model(weights, device)`, wrapped in
-    `FastHMMN` when `fast` options are given (else the faithful network); `resize` as in `segment_video`."""
-    model = load_model(weights, device)
-    runner = FastHMMN(model, fast) if fast is not None else model
-    return lambda video: segment_video(runner, video, resize=resize, mem_every=mem_every)
+    """Video -> label maps with upstream's memory schedule (`load_segmenter`, then `segment_video`; `resize` as
+    there)."""
+    model = load_segmenter(weights, device, fast)
+    return lambda video: segment_video(model, video, resize=resize, mem_every=mem_every)

@@ -10,6 +10,7 @@ from typing import Callable, Dict, Optional, Union
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from common.data.datasets import Video
 from common.inference.fast import FastOptions
@@ -44,11 +45,16 @@ def segment_video(model: Union[TBD, FastTBD], video: Video, *, resize: bool = Tr
     return {i: labels[n] for n, i in enumerate(out_ids)}
 
 
+def load_segmenter(weights: Optional[str], device: torch.device, fast: Optional[FastOptions] = None, *,
+                   autocast_decoder: bool = False) -> nn.Module:
+    """`load_model(weights, device)` (None = the official `tbd-davis`), wrapped in `FastTBD` when `fast` options
+    are given (`autocast_decoder`: TBD's one extra fast-mode option)."""
+    model = load_model(weights, device)
+    return model if fast is None else FastTBD(model, fast, autocast_decoder=autocast_decoder)
+
+
 def make_segmenter(weights: Optional[str], device: torch.device, *, fast: Optional[FastOptions] = None,
                    resize: bool = True) -> Callable[[Video], Dict[int, np.ndarray]]:
-    """`segment(video)` with the model of `weights` (`load_model`: None = the official `tbd-davis`) on
-    `device`, in fast mode (`FastTBD` with `fast`) when `fast` is given."""
-    model = load_model(weights, device)
-    if fast is not None:
-        model = FastTBD(model, fast)
+    """`segment(video)`: `load_segmenter(weights, device, fast)`, then `segment_video`."""
+    model = load_segmenter(weights, device, fast)
     return lambda video: segment_video(model, video, resize=resize)

@@ -34,9 +34,8 @@ from common.training.schedule import (Overrides, add_schedule_arguments, add_tra
 from common.training.tbd_recipe import TBD_SCHEDULE, TBD_SCHEDULE_HELP, add_custom_split_arguments
 from tbd import TITLE
 from tbd.checkpoints import OFFICIAL_WEIGHTS
-from tbd.fast import FastTBD
-from tbd.inference import segment_video
-from tbd.model import TBD, load_model
+from tbd.inference import load_segmenter, segment_video
+from tbd.model import TBD
 
 DEFAULT_WEIGHTS = {"davis": OFFICIAL_WEIGHTS, "ytvos": "tbd-ytvos"}
 SEED = 19971007  # the authors' seed in their other trainers; TBD's run.py itself does not seed
@@ -78,13 +77,9 @@ def run_test_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], outp
     """`common.inference.benchmark_sets.run_sets` with TBD: segment each set (resuming finished videos), score
     the val sets, zip the server sets. `weights` None: `DEFAULT_WEIGHTS` of each set's dataset; `fast`: the
     `FastTBD` options (None: the faithful model)."""
-
-    def load(name_or_path: str) -> torch.nn.Module:
-        model = load_model(name_or_path, device)
-        return model if fast is None else FastTBD(model, fast, autocast_decoder=autocast_decoder)
-
     return run_sets(sets, roots, output, device, title=TITLE, weights=weights, default_weights=DEFAULT_WEIGHTS,
-                    load_model=load, segment=lambda model, video: segment_video(model, video, resize=resize),
+                    load_model=lambda name: load_segmenter(name, device, fast, autocast_decoder=autocast_decoder),
+                    segment=lambda model, video: segment_video(model, video, resize=resize),
                     fast=fast is not None, dist=dist)
 
 

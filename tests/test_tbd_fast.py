@@ -229,6 +229,7 @@ def test_fast_is_a_module_with_the_official_keys_under_model():
 
 def test_cli_fast_agrees_on_synthetic_sample(tmp_path: Path, monkeypatch):
     """`python -m tbd.run --test --fast` vs the faithful run on the synthetic DAVIS sample (seeded weights)."""
+    import tbd.inference
     import tbd.run
 
     davis = synthetic.make_davis_sample(tmp_path / "DAVIS", n_videos=2, n_frames=5, height=64, width=112,
@@ -252,7 +253,7 @@ def test_cli_fast_agrees_on_synthetic_sample(tmp_path: Path, monkeypatch):
 
     # --precision and --autocast-decoder reach FastTBD (CPU bfloat16 here: a run, not an agreement check)
     built = []
-    monkeypatch.setattr(tbd.run, "FastTBD", lambda *args, **kwargs: built.append(FastTBD(*args, **kwargs)) or built[-1])
+    monkeypatch.setattr(tbd.inference, "FastTBD", lambda *args, **kwargs: built.append(FastTBD(*args, **kwargs)) or built[-1])
     tbd.run.main(["--test", "--davis", str(davis), "--sets", "davis17-val", "--weights", str(weights),
                   "--output", str(tmp_path / "bf16"), "--no-resize", "--device", "cpu", "--fast", "--precision", "bf16",
                   "--autocast-decoder"])

@@ -24,8 +24,10 @@ and, for the semi-supervised papers (a video from its first-frame mask):
     P/inference.py    segment_video(model, video, *, resize=True) -> {frame index: uint8 [H, W] labels}
                       `model` is the network or its fast wrapper; `resize=True` applies the paper's official
                       evaluator size rule (HMMN's is the stored size, so there it changes nothing)
+                      load_segmenter(weights, device, fast: FastOptions = None) -> `load_model`'s network,
+                          wrapped in Fast<TITLE> when `fast` is given (what the benchmark runners load)
                       make_segmenter(weights, device, *, fast: FastOptions = None, resize=True)
-                          -> segment(video): the model loaded, wrapped for fast mode, bound to its settings
+                          -> segment(video): `load_segmenter`'s model bound to `segment_video` and its settings
                       FRAME_ENCODER: the module class that encodes each frame (drives progress bars)
 
 The interactive paper instead provides `P.demo.bench_round(davis_root, device, fast: FastOptions = None)`,
@@ -52,6 +54,7 @@ COMMON = (
 )
 SEMI_SUPERVISED = (
     ("inference", "segment_video", ("model", "video", "resize")),
+    ("inference", "load_segmenter", ("weights", "device", "fast")),
     ("inference", "make_segmenter", ("weights", "device", "fast", "resize")),
     ("inference", "FRAME_ENCODER", None),
 )

@@ -196,3 +196,20 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
             print(f"{name}: no public ground truth; upload the submission {zip_path} to {s.server}")
             summary[name]["zip"] = zip_path
     return summary
+
+
+def run_sample(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device, *, title: str,
+               build: Callable[[], torch.nn.Module], default_weights: Mapping[str, str], segment: Segment,
+               layout: SetLayout = SetLayout()) -> Dict[str, float]:
+    """`make demo`'s run of one paper on a generated sample: its DAVIS 2017 val (scored) and, when given, its
+    YouTube-VOS 2018 valid (zipped), redone from scratch. The official weights when they are already cached,
+    else `build()`'s seeded initialisation: a demo never downloads. Returns the DAVIS J&F row."""
+    from common.evaluation.evaluate import GLOBAL_COLUMNS
+    from common.hub.checkpoints import official_or_seeded
+
+    sets = ["davis17-val"] + (["ytvos18-valid"] if ytvos_root is not None else [])
+    summary = run_sets(sets, {"davis": davis_root, "ytvos": ytvos_root}, Path(out_dir), device, title=title,
+                       weights=None, default_weights=default_weights,
+                       load_model=lambda name: official_or_seeded(name, build, device), segment=segment,
+                       overwrite=True, layout=layout)
+    return {column: summary["davis17-val"][column] for column in GLOBAL_COLUMNS}
