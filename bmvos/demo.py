@@ -7,11 +7,11 @@ from typing import Dict, Optional
 
 import torch
 
-from common.inference.benchmark_sets import run_sample
 from bmvos import TITLE
 from bmvos.inference import segment_video
 from bmvos.main_runfile import MODELS
 from bmvos.model import BMVOS
+from common.inference.benchmark_sets import run_sample
 
 
 def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bmvos.model import STRIDE, BMVOS, Decoder, VideoOutput, add_coordinates, keep_output, similarity
+from bmvos.model import BMVOS, STRIDE, Decoder, VideoOutput, add_coordinates, keep_output, similarity
 from common.inference.fast import FastOptions
 from common.modeling.aggregation import aggregate_by_odds
 from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs

@@ -28,8 +28,8 @@ from bmvos.inference import segment_video
 from bmvos.model import BMVOS
 from common.runtime.device import add_device_argument, pick_device, seed_everything
 from common.runtime.errors import run_cli
-from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments,
-                                      build_training_model, parse_stages)
+from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments, build_training_model,
+                                      parse_stages)
 from common.training.tbd_recipe import TBD_SCHEDULE, TBD_SCHEDULE_HELP, add_custom_split_arguments, train_tbd_recipe
 
 SEED = 19971007  # upstream does not seed; a fixed seed makes runs repeatable

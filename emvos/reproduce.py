@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
 
+from common.inference.fast import add_fast_arguments
+from common.inference.reproduce import reproduce_parser
 from common.runtime.device import pick_device
 from common.runtime.distributed import init_distributed
 from common.runtime.errors import run_cli
-from common.inference.fast import add_fast_arguments
-from common.inference.reproduce import reproduce_parser
 from emvos import run
 
 # {result-folder set name: {column: J&F etc. in %}}: the paper's own table, not transcribed yet

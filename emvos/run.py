@@ -28,8 +28,8 @@ from common.inference.fast import fast_options_from_args
 from common.runtime.device import pick_device, seed_everything
 from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError, run_cli
-from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments,
-                                      build_training_model, parse_stages)
+from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments, build_training_model,
+                                      parse_stages)
 from emvos import TITLE
 from emvos.checkpoints import OFFICIAL_WEIGHTS
 from emvos.inference import load_segmenter, segment_video

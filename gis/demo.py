@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common.runtime.device import Stopwatch
 from common.data.palette import read_label_png
 from common.hub.checkpoints import official_or_seeded, seeded_init
 from common.inference.fast import FastOptions
+from common.runtime.device import Stopwatch
 from gis.model import GISNet
 
 DEMO_INTERACTIONS = 3
@@ -99,9 +99,9 @@ def bench_round(davis_root: Path, device: torch.device, fast: Optional[FastOptio
     with these options; None: the faithful path.
     """
     from common.data.scribbles import write_robot_scribbles
-    from gis.ivos import GISSession, annotated_frame_of, scribble_channels
     from gis.davis_frames import load_all_frames
     from gis.fast import FastGIS
+    from gis.ivos import GISSession, annotated_frame_of, scribble_channels
 
     davis_root = Path(davis_root)
     name = (davis_root / "ImageSets" / "2017" / "val.txt").read_text().split()[0]

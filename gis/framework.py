@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
 from common.data.davisinteractive_compat import import_davisinteractive
-from common.runtime.errors import UserError
 from common.data.palette import read_label_png
+from common.runtime.errors import UserError
 
 
 def _sequence_info(davis_root: Path, name: str, subset: str) -> dict:

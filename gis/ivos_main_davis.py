@@ -39,11 +39,11 @@ from tqdm import tqdm
 
 from common.data.datasets import check_sequence_sizes
 from common.data.davisinteractive_compat import import_davisinteractive
-from common.runtime.device import add_device_argument, pick_device
-from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import check_output_folder
 from common.data.palette import write_label_png
 from common.inference.fast import add_fast_arguments, fast_options_from_args
+from common.runtime.device import add_device_argument, pick_device
+from common.runtime.errors import UserError, run_cli
 from gis.davis_frames import DavisFrames, check_frames, load_all_frames
 from gis.fast import FAST_HELP, FastGIS
 from gis.framework import registered_sequences

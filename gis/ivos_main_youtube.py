@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common.runtime.device import add_device_argument, pick_device
-from common.runtime.distributed import DistContext, init_distributed, shard
-from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import check_output_folder
 from common.data.palette import write_label_png
 from common.inference.fast import add_fast_arguments, fast_options_from_args
+from common.runtime.device import add_device_argument, pick_device
+from common.runtime.distributed import DistContext, init_distributed, shard
+from common.runtime.errors import UserError, run_cli
 from gis.fast import FAST_HELP, FastGIS
 from gis.ivos import GUIDE_METHODS, GISSession, crop, point_channels, scribble_channels
 from gis.model import GISNet, load_model

@@ -38,9 +38,9 @@ from PIL import Image
 
 from common.data.datasets import check_sequence_sizes
 from common.data.davisinteractive_compat import import_davisinteractive
-from common.runtime.errors import UserError
 from common.data.palette import read_label_png
 from common.data.scribbles import ROBOT_PARAMETERS
+from common.runtime.errors import UserError
 
 PACKAGED_POINTS_DIR = Path(__file__).resolve().parent / "data"
 VALIDATION_LIST = "youtube_ivos_validation_list.json"

@@ -36,8 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.inference.fast import FastOptions, precision_name
-from hmmn.model import (HMMN, KernelGuidedMemory, MemoryTensors, Padding, Refine, crop_padding,
-                        padding_to_multiple, soft_aggregate_logits)
+from hmmn.model import (HMMN, KernelGuidedMemory, MemoryTensors, Padding, Refine, crop_padding, padding_to_multiple,
+                        soft_aggregate_logits)
 
 FLOAT32_TINY = torch.finfo(torch.float32).tiny  # smallest normal float32
 VERIFIED_AUTOCAST = None  # `--precision auto`: float32 convolutions on every device (J&F within 0.1)

@@ -29,8 +29,8 @@ from common.inference.fast import FastOptions, fast_options_from_args
 from common.runtime.device import pick_device, seed_everything
 from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError, run_cli
-from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments,
-                                      build_training_model, parse_stages)
+from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments, build_training_model,
+                                      parse_stages)
 from common.training.tbd_recipe import TBD_SCHEDULE, TBD_SCHEDULE_HELP, add_custom_split_arguments
 from tbd import TITLE
 from tbd.checkpoints import OFFICIAL_WEIGHTS

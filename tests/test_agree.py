@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common.data.palette import write_label_png
+from common.data.synthetic import make_davis_sample
 from common.evaluation import agree
 from common.evaluation.agree import compare
 from common.runtime.errors import UserError, run_cli
-from common.data.palette import write_label_png
-from common.data.synthetic import make_davis_sample
 
 H, W = 20, 30
 

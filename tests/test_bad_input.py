@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from common.inference.benchmark_sets import default_sets
 from common.runtime.device import NO_GPU_NOTICE
 from common.runtime.errors import run_cli
-from common.data.synthetic import make_davis_sample, make_ytvos_sample
 
 H, W = 32, 48
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from vos import bench
 from common.runtime.errors import UserError
+from vos import bench
 
 
 def test_speedup_is_against_the_same_methods_faithful_row():

@@ -13,8 +13,8 @@ from bmvos import main_runfile
 from bmvos.model import BMVOS
 from common.data import synthetic
 from common.data.datasets import YouTubeVOS
-from common.runtime.errors import UserError
 from common.data.palette import read_label_png
+from common.runtime.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

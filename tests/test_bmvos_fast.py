@@ -13,9 +13,9 @@ import bmvos.fast
 from bmvos.fast import FastBMVOS
 from bmvos.inference import segment_video
 from bmvos.model import BMVOS, similarity
+from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from common.inference.fast import FastOptions
 from common.runtime.errors import UserError
-from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs, record_top2_gaps
 from tests.parity.harness import fill_
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from common.data.datasets import COCO, DAVIS, YouTubeVOS
-from common.runtime.errors import UserError
 from common.data.palette import read_label_png, write_label_png
 from common.data.synthetic import make_coco_sample, make_davis_sample, make_ytvos_sample
+from common.runtime.errors import UserError
 
 
 @pytest.fixture(scope="module")

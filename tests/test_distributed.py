@@ -26,10 +26,10 @@ import torch.nn as nn
 
 from common.data import synthetic
 from common.data.datasets import DAVIS
-from common.runtime.distributed import DistContext, init_distributed, shard, single_process
-from common.runtime.errors import UserError
 from common.data.palette import read_label_png
 from common.inference.runner import run_videos
+from common.runtime.distributed import DistContext, init_distributed, shard, single_process
+from common.runtime.errors import UserError
 from common.training import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]

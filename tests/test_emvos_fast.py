@@ -17,7 +17,7 @@ from common.modeling.padding import centered_padding, unpad
 from common.runtime.errors import UserError
 from emvos.fast import FastEMVOS, default_autocast_dtype
 from emvos.inference import make_segmenter, segment_video
-from emvos.model import STRIDE, EMVOS
+from emvos.model import EMVOS, STRIDE
 from tests.agreement import JF_TOLERANCE, jf_percent, parity_video_inputs, record_top2_gaps
 from tests.parity.harness import fill_
 

@@ -7,7 +7,6 @@ import torch
 
 from emvos.model import EMVOS
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

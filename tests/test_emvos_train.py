@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.runtime.errors import UserError
 from common.data.synthetic import make_coco_sample, make_davis_sample
+from common.runtime.errors import UserError
 from emvos.run import main
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

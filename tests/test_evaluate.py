@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.evaluation import evaluate as evaluate_module
-from vos.bench_metrics import write_perturbed_results
-from common.runtime.errors import UserError
-from common.evaluation.evaluate import EvalResult, ObjectScores, evaluate, main
 from common.data.palette import write_label_png
 from common.data.synthetic import make_davis_sample
+from common.evaluation import evaluate as evaluate_module
+from common.evaluation.evaluate import EvalResult, ObjectScores, evaluate, main
+from common.runtime.errors import UserError
+from vos.bench_metrics import write_perturbed_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_FRAMES = 6

@@ -145,8 +145,8 @@ def test_youtube_ivos(tmp_path: Path):
 def test_davis_cli_names_what_the_data_is_missing(tmp_path: Path):
     """On `python -m common.data.synthetic` output (its own sequence list; tests/test_readme_commands.py runs the
     CLI on it): a listed sequence that is absent, or one without scribbles, is named before any work."""
-    from common.runtime.errors import UserError
     from common.data.synthetic import make_sample
+    from common.runtime.errors import UserError
     from gis.ivos_main_davis import main
 
     davis = make_sample(tmp_path / "sample", n_videos=1, n_frames=3, height=H, width=W, coco_images=1)["davis"]

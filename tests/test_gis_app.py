@@ -16,9 +16,9 @@ pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 from common.data.datasets import DAVIS  # noqa: E402
-from common.runtime.errors import UserError  # noqa: E402
 from common.data.palette import read_label_png  # noqa: E402
 from common.data.synthetic import make_davis_sample  # noqa: E402
+from common.runtime.errors import UserError  # noqa: E402
 from gis.app.__main__ import _davis_loader, main  # noqa: E402
 from gis.app.evaluation import ResultsFolder, RoundClock  # noqa: E402
 from gis.app.server import DavisSource, VideoSource, create_app  # noqa: E402

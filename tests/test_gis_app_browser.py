@@ -167,8 +167,9 @@ def test_evaluation_in_a_real_browser(sync_api, server):
     rows = list(csv.DictReader(open(results.csv_path)))
     assert [(r["sequence"], r["obj_id"], r["N_rounds"]) for r in rows] == [("synth-val-00", "1", "2"),
                                                                           ("synth-val-00", "2", "2")]
-    from common.data.palette import read_label_png
     from davisinteractive.metrics import batched_f_measure, batched_jaccard
+
+    from common.data.palette import read_label_png
 
     masks = np.stack([read_label_png(p) for p in sorted(results.masks_dir("synth-val-00").glob("*.png"))])
     j = batched_jaccard(gt, masks, average_over_objects=False, nb_objects=2).mean(axis=0)

@@ -97,8 +97,8 @@ def test_fast_session_replay_agrees_with_the_reference(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def davis_sample(tmp_path_factory):
-    from common.data.synthetic import make_davis_sample
     from common.data.scribbles import write_robot_scribbles
+    from common.data.synthetic import make_davis_sample
 
     davis = make_davis_sample(tmp_path_factory.mktemp("gisfast") / "DAVIS", seed=3, n_videos=1, n_frames=5,
                               height=SIZE[0], width=SIZE[1], n_objects=2)
@@ -151,9 +151,9 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
     reliability scores; kernel rounding (~1e-6) cannot move a label across such a gap. Also: later rounds
     reusing the cached image features give exactly what recomputing them gives (same kernels, same inputs)."""
     from common.inference.fast import FastOptions
+    from gis.davis_frames import load_all_frames
     from gis.fast import FastGIS
     from gis.ivos import GISSession, crop
-    from gis.davis_frames import load_all_frames
     from tests.parity.test_gis import _net
 
     davis, name = davis_sample

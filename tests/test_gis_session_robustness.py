@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.runtime.errors import UserError, run_cli
 from common.data.synthetic import make_davis_sample
+from common.runtime.errors import UserError, run_cli
 from gis.ivos import GISSession
 
 H, W = 64, 96

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.runtime.errors import UserError
 from common.data.palette import DAVIS_PALETTE, read_label_png, read_rgb, write_label_png
+from common.runtime.errors import UserError
 
 
 def test_davis_palette_matches_the_dataset_colours():

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import gis.checkpoints
-from common.hub import results as precomputed
-from common.runtime.errors import UserError, run_cli
 from common.data.palette import write_label_png
+from common.hub import results as precomputed
 from common.hub.results import DAVIS16_VAL, DAVIS17_VAL, RESULTS_REGISTRY as RESULTS, fetch
-from vos import precomputed as precomputed_cli
+from common.runtime.errors import UserError, run_cli
 from tests.test_weights import HTML, cache, files_in, server  # noqa: F401  (cache, server: fixtures)
+from vos import precomputed as precomputed_cli
 
 # Every pre-computed-results link of the official READMEs (the seeds of this project).
 SEED_LINKS = {

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from common.data.datasets import DAVIS, YouTubeVOS
-from common.runtime.errors import UserError
 from common.data.palette import read_label_png
-from common.inference.runner import run_videos, zip_submission
 from common.data.synthetic import make_davis_sample, make_ytvos_sample
+from common.inference.runner import run_videos, zip_submission
+from common.runtime.errors import UserError
 
 CPU = torch.device("cpu")
 

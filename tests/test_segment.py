@@ -17,16 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vos import compare
-
-from vos import segment
-from vos.papers import SEMI_SUPERVISED
-
 from common.data import synthetic
 from common.data.clip import read_mask
-from common.runtime.errors import run_cli
-from common.evaluation.evaluate import evaluate
 from common.data.palette import read_label_png, read_rgb
+from common.evaluation.evaluate import evaluate
+from common.runtime.errors import run_cli
+from vos import compare, segment
+from vos.papers import SEMI_SUPERVISED
 
 FRAMES, HEIGHT, WIDTH = 4, 64, 128  # HMMN needs a 1/16 grid of at least 32 cells
 VIDEO = "synth-val-00"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from common.data.datasets import COCO, DAVIS, YouTubeVOS
-from common.runtime.errors import UserError
 from common.data.synthetic import make_coco_sample, make_davis_sample, make_sample, make_ytvos_sample
+from common.runtime.errors import UserError
 
 SMALL = dict(n_videos=2, n_frames=6, height=64, width=96, n_objects=2)
 

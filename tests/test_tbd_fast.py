@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from common.data import synthetic
-from common.runtime.errors import UserError
-from common.evaluation.metrics import object_scores
 from common.data.palette import read_label_png
+from common.evaluation.metrics import object_scores
 from common.inference.fast import FastOptions
+from common.runtime.errors import UserError
 from tbd.fast import FastTBD
 from tbd.model import TBD
 from tests.agreement import record_top2_gaps

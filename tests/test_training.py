@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from common.runtime.errors import UserError
 from common.data.synthetic import make_coco_sample, make_davis_sample
+from common.runtime.errors import UserError
 from common.training import (EMVOS_COCO, EMVOS_VIDEO, TBD_COCO, TBD_DAVIS, COCOClips, LossNotFinite, TrainConfig,
                              Trainer, davis_train_clips, fg_iou, maybe_swap_and_attach, swap_and_attach,
                              ytvos_train_clips)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import bmvos.reproduce
-from vos import verify
-from common.runtime.errors import run_cli
-from common.evaluation.evaluate import evaluate
 from common.data.palette import read_label_png, write_label_png
-from common.hub.results import RESULTS_REGISTRY as RESULTS
 from common.data.synthetic import make_davis_sample
+from common.evaluation.evaluate import evaluate
+from common.hub.results import RESULTS_REGISTRY as RESULTS
+from common.runtime.errors import run_cli
 from tests.test_precomputed import cache, fake_drive  # noqa: F401  (cache is a fixture)
+from vos import verify
 
 
 def test_published_numbers_and_archives_are_the_papers_own():

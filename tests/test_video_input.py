@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
 from common.inference.video_input import (frames_to_tensor, given_mask_list, labels_at_frame_size, load_video_inputs,
-                                resize_like_evaluator, resized_size)
+                                          resize_like_evaluator, resized_size)
+from common.modeling.given_masks import each_id_given_once, object_ids_in, two_channel_segs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from common.hub import checkpoints as weights
+from common.hub.checkpoints import (CHECKPOINT_REGISTRY, WeightSpec, build_with_weights, cache_dir, cached_path, fetch,
+                                    is_seeded, load_into, load_state_dict, official_or_seeded, seeded_init,
+                                    seeded_notice)
 from common.runtime.errors import UserError, run_cli
 from vos import weights as weights_cli
 from vos.papers import PAPERS
-from common.hub.checkpoints import (CHECKPOINT_REGISTRY, WeightSpec, build_with_weights, cache_dir, cached_path, fetch, is_seeded,
-                            load_into, load_state_dict, official_or_seeded, seeded_init, seeded_notice)
 
 REQUIRED = {"bmvos-davis", "bmvos-ytvos", "emvos-coco_davis", "emvos-coco_ytvos", "tbd-davis", "tbd-ytvos",
             "hmmn", "gis-davis", "gis-youtube"}

@@ -28,12 +28,12 @@ import torch
 
 from common.data import synthetic
 from common.data.datasets import DAVIS
-from common.runtime.device import (Stopwatch, add_device_argument, peak_memory_mib, pick_device,
-                           reset_peak_memory, synchronize)
-from common.runtime.errors import UserError, run_cli
 from common.evaluation.evaluate import evaluate
 from common.hub.checkpoints import SEEDED
 from common.inference.fast import FastOptions
+from common.runtime.device import (Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory,
+                                   synchronize)
+from common.runtime.errors import UserError, run_cli
 from vos.papers import INTERACTIVE, PAPERS
 
 MODES = ("faithful", "fast", "compiled")  # compiled = fast + torch.compile (opt-in: compiling takes minutes)

@@ -21,11 +21,11 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from common.data.palette import read_label_png, write_label_png
 from common.evaluation import metrics
-from common.runtime.errors import UserError, run_cli
 from common.evaluation.evaluate import GLOBAL_COLUMNS, evaluate
 from common.evaluation.workers import default_workers
-from common.data.palette import read_label_png, write_label_png
+from common.runtime.errors import UserError, run_cli
 
 
 def write_perturbed_results(davis_root: Path, results_dir: Path, split: str = "val", year: int = 2017,

@@ -28,17 +28,17 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from common.evaluation import metrics
 from common.data.clip import Clip, list_frames, load_clip, object_ids_of
 from common.data.datasets import DAVIS, Video
-from common.runtime.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
-from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import write_text_atomic
 from common.data.overlay import overlay
 from common.data.palette import read_label_png
-from vos.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
+from common.evaluation import metrics
 from common.hub.checkpoints import SEEDED
 from common.inference.fast import FastOptions, fast_arguments, fast_options_from_args
+from common.runtime.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
+from common.runtime.errors import UserError, run_cli
+from vos.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
 from vos.papers import PAPERS, SEMI_SUPERVISED
 from vos.segment import (add_input_arguments, frame_progress, is_finished, official_weights, read_result, read_stats,
                          result_settings, settings_differ)

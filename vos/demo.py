@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from common.data import synthetic
+from common.evaluation.evaluate import evaluate
 from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
-from common.evaluation.evaluate import evaluate
 from vos.papers import PAPERS
 
 COLUMNS = ("J&F-Mean", "J-Mean", "F-Mean")

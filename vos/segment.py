@@ -30,14 +30,14 @@ import torch
 from tqdm import tqdm
 
 from common.data.clip import Clip, load_clip
-from common.runtime.device import Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
-from common.runtime.errors import UserError, run_cli
 from common.data.overlay import overlay, write_mp4
 from common.data.palette import read_label_png, write_label_png
-from common.inference.fast import FastOptions, add_fast_arguments, fast_options_from_args
-from vos.papers import PAPERS, SEMI_SUPERVISED
-from common.inference.runner import TMP_PREFIX
 from common.hub.checkpoints import SEEDED
+from common.inference.fast import FastOptions, add_fast_arguments, fast_options_from_args
+from common.inference.runner import TMP_PREFIX
+from common.runtime.device import Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
+from common.runtime.errors import UserError, run_cli
+from vos.papers import PAPERS, SEMI_SUPERVISED
 
 STATS = "stats.json"
 OVERLAY = "overlay.mp4"

@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from common.hub import results as released
 from common.evaluation.agree import compare
-from common.runtime.device import add_device_argument
-from common.runtime.errors import UserError, run_cli
+from common.hub import results as released
 from common.hub.results import SETS
 from common.inference.reproduce import text_table
+from common.runtime.device import add_device_argument
+from common.runtime.errors import UserError, run_cli
 from vos.papers import PAPERS, SEMI_SUPERVISED
 
 DEFAULT_SETS = ("davis16-val", "davis17-val")

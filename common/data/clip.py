@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from common.data.datasets import Video
-from common.runtime.errors import UserError
 from common.data.palette import VOID_LABEL, image_size, read_label_png, read_rgb
+from common.runtime.errors import UserError
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FPS = 10.0  # overlay frame rate for a frame folder (a video file keeps its own)

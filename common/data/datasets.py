@@ -25,10 +25,9 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from common.runtime.errors import UserError
 from common.data.palette import VOID_LABEL, image_size, read_label_png, read_rgb
 from common.data.paths import PathLike
-
+from common.runtime.errors import UserError
 
 DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
 YTVOS_URL = "https://youtube-vos.org/dataset/"

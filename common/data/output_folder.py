@@ -10,9 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from common.runtime.errors import UserError
 from common.data.paths import PathLike
-
+from common.runtime.errors import UserError
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import binary_dilation
 
-from common.runtime.errors import UserError
 from common.data.palette import DAVIS_PALETTE
+from common.runtime.errors import UserError
 
 FPS = 10
 ALPHA = 0.4

@@ -15,9 +15,8 @@ from typing import Tuple
 import numpy as np
 from PIL import Image
 
-from common.runtime.errors import UserError
 from common.data.paths import PathLike
-
+from common.runtime.errors import UserError
 
 VOID_LABEL = 255
 

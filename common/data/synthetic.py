@@ -26,10 +26,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from common.runtime.errors import UserError, run_cli
 from common.data.palette import write_label_png
 from common.data.paths import PathLike
-
+from common.runtime.errors import UserError, run_cli
 
 MARKER = "SYNTHETIC.json"  # marks a folder as ours, so a rerun may replace it
 JPEG_QUALITY = 92

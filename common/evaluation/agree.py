@@ -30,10 +30,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import write_text_atomic
 from common.data.palette import read_label_png
 from common.data.paths import PathLike
+from common.runtime.errors import UserError, run_cli
 
 CSV_NAME = "agreement.csv"
 CSV_COLUMNS = ("sequence", "object", "frames", "iou", "identical_frames", "identical_pixels")

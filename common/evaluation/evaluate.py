@@ -43,13 +43,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from common.evaluation import metrics
-from common.evaluation.workers import default_workers, map_in_workers
-from common.runtime.errors import UserError, run_cli
 from common.data.output_folder import write_temp
 from common.data.palette import VOID_LABEL
 from common.data.paths import PathLike
-
+from common.evaluation import metrics
+from common.evaluation.workers import default_workers, map_in_workers
+from common.runtime.errors import UserError, run_cli
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")

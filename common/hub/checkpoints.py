@@ -33,7 +33,6 @@ from common.hub.registry import Registry
 from common.runtime.errors import UserError
 
 
-
 @dataclass(frozen=True)
 class WeightSpec:
     """One official checkpoint.

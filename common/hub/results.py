@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from common.hub.checkpoints import cache_dir
 from common.hub.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
 from common.hub.registry import Registry
 from common.runtime.errors import UserError
-from common.hub.checkpoints import cache_dir
-
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from common.data.datasets import DAVIS, Video, YouTubeVOS
-from common.runtime.device import add_device_argument
-from common.runtime.distributed import DistContext
 from common.data.output_folder import check_output_folder
 from common.inference.fast import add_fast_arguments
+from common.runtime.device import add_device_argument
+from common.runtime.distributed import DistContext
 from common.runtime.errors import UserError
 
 

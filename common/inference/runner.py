@@ -27,11 +27,11 @@ import torch
 from tqdm import tqdm
 
 from common.data.datasets import Video
+from common.data.palette import write_label_png
+from common.data.paths import PathLike
 from common.runtime.device import Stopwatch
 from common.runtime.distributed import DistContext, shard
 from common.runtime.errors import UserError
-from common.data.palette import write_label_png
-from common.data.paths import PathLike
 
 Segmenter = Callable[[Video], Mapping[int, np.ndarray]]
 

@@ -28,12 +28,12 @@ Public interface (what a paper package uses)::
 from common.training.augment import (EMVOS_COCO, EMVOS_VIDEO, TBD_COCO, TBD_DAVIS, TBD_YTVOS, AffineRecipe,
                                      ClipAugmenter, ClipRecipe)
 from common.training.clips import COCOClips, VideoClips, davis_train_clips, ytvos_train_clips
-from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach, swap_and_attach
-from common.training.trainer import (ForwardClip, LossNotFinite, TrainConfig, Trainer, Validate, atomic_save,
-                                     clip_loss, fg_iou, has_one_object_each)
-from common.training.validation import davis_validator
 from common.training.schedule import (Overrides, Stage, add_schedule_arguments, add_training_arguments,
                                       build_training_model, parse_stages, stage_plan)
+from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach, swap_and_attach
+from common.training.trainer import (ForwardClip, LossNotFinite, TrainConfig, Trainer, Validate, atomic_save, clip_loss,
+                                     fg_iou, has_one_object_each)
+from common.training.validation import davis_validator
 
 __all__ = [
     "EMVOS_COCO", "EMVOS_VIDEO", "TBD_COCO", "TBD_DAVIS", "TBD_YTVOS", "AffineRecipe", "ClipAugmenter", "ClipRecipe",

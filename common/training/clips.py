@@ -16,10 +16,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from common.data.datasets import read_list
+from common.data.paths import PathLike
 from common.runtime.errors import UserError
 from common.training.augment import ClipAugmenter, ClipRecipe
-from common.data.paths import PathLike
-
 
 
 def _open_pair(img_path: Path, mask_path: Path) -> Tuple[Image.Image, Image.Image]:

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from common.data.datasets import Video
+from common.data.datasets import Video, read_list
 from common.runtime.errors import UserError
 from common.training.augment import TBD_COCO, TBD_DAVIS, TBD_YTVOS
-from common.data.datasets import read_list
 from common.training.clips import COCOClips, VideoClips, davis_train_clips
 from common.training.schedule import Overrides, Stage, check_stages, save_name, stage_plan
 from common.training.trainer import ForwardClip, Trainer, Validate

@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from common.data.datasets import DAVIS
+from common.inference.fast import add_fast_arguments, fast_options_from_args
 from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
-from common.inference.fast import add_fast_arguments, fast_options_from_args
 from gis.app.evaluation import ResultsFolder, remaining
 from gis.app.session import MAX_OBJECTS, Model, Video
 from gis.fast import FAST_HELP, FastGIS
 from gis.ivos import GUIDE_METHODS
 from gis.model import load_model
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gis.app", description=__doc__.split("\n\n")[0],

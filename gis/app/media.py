@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 
 from common.data.clip import list_frames
-from common.runtime.errors import UserError
 from common.data.overlay import overlay, write_mp4
 from common.data.palette import DAVIS_PALETTE, read_rgb, write_label_png
 from common.inference.video_input import SHORT_SIDE  # larger custom videos are shrunk to it: GIS runs on DAVIS 480p
+from common.runtime.errors import UserError
 
 MAX_FRAMES = 2000  # the per-frame probability maps live in memory
 

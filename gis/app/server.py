@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from common.runtime.errors import UserError
 from common.data.palette import DAVIS_PALETTE, write_label_png
+from common.runtime.errors import UserError
 from gis.app.evaluation import ResultsFolder, remaining
 from gis.app.media import export_video_results, jpeg_bytes, mask_png_bytes
 from gis.app.session import Model, RequestError, TabSession, Video

@@ -17,8 +17,8 @@ import torch
 
 from hmmn.inference import propagate
 from hmmn.model import HMMN
-from tests.parity.harness import (assert_close, assert_matches_manifest, cases, dispatch, expected_outputs,
-                                  fill_, load_case, parity_dir)
+from tests.parity.harness import (assert_close, assert_matches_manifest, cases, dispatch, expected_outputs, fill_,
+                                  load_case, parity_dir)
 
 MEMORY_NAMES = ("keys4", "values4", "keys3", "values3", "keys2", "values2")
 TIE_MARGIN = 1e-5          # README: pred may differ only where the two largest Es channels are this close

@@ -15,10 +15,10 @@ from typing import Callable, Dict
 import numpy as np
 import pytest
 
-from common.evaluation import metrics
-from common.runtime.errors import UserError
-from common.evaluation.evaluate import EvalResult, evaluate
 from common.data.palette import read_label_png
+from common.evaluation import metrics
+from common.evaluation.evaluate import EvalResult, evaluate
+from common.runtime.errors import UserError
 from tests.parity.harness import PARITY_ROOT, REPO_ROOT
 
 METRICS_ROOT = PARITY_ROOT / "metrics"
