@@ -10,8 +10,9 @@ A paper package `P` (bmvos, emvos, tbd, hmmn; gis where an interactive method al
     P/model.py        load_model(weights, device) -> the network in eval mode on `device`; `weights` is a
                       registry name, a checkpoint file or "seeded" (a seeded initialisation), None = the
                       official weights
-    P/fast.py         Fast<TITLE>(model, options: FastOptions = None): an `nn.Module` around the loaded
-                      network, called like it, with the same results up to float rounding
+    P/fast.py         Fast<TITLE>(model, options: FastOptions = None) (FastGIS for GIS-RAmap): an `nn.Module`
+                      around the loaded network, called like it (GIS: by its session, in place of the
+                      network's calls), with the same results up to float rounding
                       (`common.inference.fast.FastOptions`: --fast / --precision / --compile)
     P/reproduce.py    PUBLISHED: {result-folder set name ("davis17-val", ...): the paper's number}, its own
                       table: J&F-Mean in % for the semi-supervised papers (YouTube-VOS: the overall score),

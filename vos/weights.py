@@ -30,6 +30,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{spec.name:18s} {spec.paper + '/' + spec.filename:38s} {state}")
         return 0
     for name in args.names:
+        CHECKPOINT_REGISTRY[name]  # every name checked before any download
+    for name in args.names:
         print(f"{name}: {fetch(name, force=args.force)}")
     return 0
 
