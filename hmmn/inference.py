@@ -198,13 +198,13 @@ def segment_video(model: nn.Module, video: Video, *, resize: bool = True, mem_ev
     for the official evaluator's size rule; HMMN's (`eval_DAVIS.py`) runs every frame at its stored size, so
     either value gives the same result. `mem_every`: keep every N-th frame in the /16 memory (upstream: 5).
 
-    The object ids of the given masks are numbered 1..N for the network in id order and mapped back for the
-    output. On DAVIS, whose sequences number their objects 1..N in the first frame, that is the identity and
-    N = the largest id, upstream's `num_objects`: the loop is exactly upstream's. Where objects first appear
-    after frame 0 (YouTube-VOS: a later annotation PNG holds the entering objects), the official code (only
-    a DAVIS tester) has no rule; the reconstruction (hmmn/README.md): an object is absent (probability 0)
-    before its first annotation, its annotated pixels replace the prediction there, and that frame joins
-    the /16 memory for good.
+    When every object is given in frame 0 (DAVIS), the loop is exactly upstream's `eval_DAVIS.py`: the
+    network tracks ids 1..max of the first mask (upstream's `num_objects`; an id missing below the maximum
+    is an empty object, as there). Where objects first appear after frame 0 (YouTube-VOS: a later annotation
+    PNG holds the entering objects), the official code (only a DAVIS tester) has no rule; the reconstruction
+    (hmmn/README.md): ids are numbered 1..N for the network and mapped back, an object is absent
+    (probability 0) before its first annotation, its annotated pixels replace the prediction there, and that
+    frame joins the /16 memory for good.
     """
     given = video.load_given_masks()
     ids = object_ids(given)
@@ -217,12 +217,12 @@ def segment_video(model: nn.Module, video: Video, *, resize: bool = True, mem_ev
     to_dataset[1:] = ids
     masks = {t: to_net[m] for t, m in given.items()}
     start = [min(t for t, m in masks.items() if np.any(m == k)) for k in range(1, len(ids) + 1)]
+    if not any(start):  # every object given in frame 0: upstream's DAVIS loop, ids as they are
+        first = given[0]
+        return track(model, LazyFrames(video), first, int(first.max()), mem_every)
     first = masks.get(0, np.zeros_like(next(iter(masks.values()))))
-    if any(start):  # objects entering after frame 0
-        later = {t: m for t, m in masks.items() if t > 0}
-        labels = track(model, LazyFrames(video), first, len(ids), mem_every, given=later, object_start=start)
-    else:
-        labels = track(model, LazyFrames(video), first, len(ids), mem_every)
+    later = {t: m for t, m in masks.items() if t > 0}
+    labels = track(model, LazyFrames(video), first, len(ids), mem_every, given=later, object_start=start)
     return {t: to_dataset[m] for t, m in labels.items()}
 
 

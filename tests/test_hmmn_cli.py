@@ -19,7 +19,7 @@ from common.data.palette import read_label_png, write_label_png
 from common.data.synthetic import make_davis_sample, make_ytvos_sample
 from common.runtime.errors import UserError
 from hmmn import eval_davis
-from hmmn.inference import make_segmenter, segment_video
+from hmmn.inference import LazyFrames, make_segmenter, segment_video, track
 from hmmn.model import HMMN, load_model
 
 H, W = 64, 128
@@ -120,7 +120,7 @@ def test_set_names(argv, message) -> None:
             eval_davis.set_name(args.y, args.s)
 
 
-def test_segment_video_maps_object_ids_back_and_make_segmenter_binds_it(data, tmp_path) -> None:
+def test_segment_video_keeps_upstreams_ids_and_make_segmenter_binds_it(data, tmp_path) -> None:
     video = DAVIS(data["davis"], year=2017, split="val").videos()[0]
     cpu = torch.device("cpu")
     model = load_model(str(data["weights"]), cpu)
@@ -130,10 +130,11 @@ def test_segment_video_maps_object_ids_back_and_make_segmenter_binds_it(data, tm
     bound = make_segmenter(str(data["weights"]), cpu, resize=False)(video)
     assert all(np.array_equal(bound[t], plain[t]) for t in plain)
 
-    # The same objects under ids 3 and 7: numbered 1, 2 for the network, written back as 3, 7.
-    relabel = np.zeros(256, dtype=np.uint8)
-    relabel[[1, 2]] = [3, 7]
+    # Every object given in frame 0, ids with a gap (1 and 3): upstream's DAVIS rule, the network tracks ids
+    # 1..max of the first mask as they are (object 2 empty), not renumbered.
+    gapped = np.where(video.load_given_masks()[0] == 2, 3, video.load_given_masks()[0]).astype(np.uint8)
     mask = tmp_path / "00000.png"
-    write_label_png(mask, relabel[video.load_given_masks()[0]])
-    relabelled = segment_video(model, dataclasses.replace(video, mask_paths={0: mask}))
-    assert all(np.array_equal(relabelled[t], relabel[plain[t]]) for t in plain)
+    write_label_png(mask, gapped)
+    out = segment_video(model, dataclasses.replace(video, mask_paths={0: mask}))
+    expected = track(model, LazyFrames(video), gapped, 3)
+    assert all(np.array_equal(out[t], expected[t]) for t in expected)
