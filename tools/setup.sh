@@ -3,6 +3,7 @@
 # re-checks that everything imports, which takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.setup-complete
@@ -13,7 +14,9 @@ STAMP=$VENV/.setup-complete
 # minor versions makes pip pick the matching registry builds (they also run on CPU).
 TORCH_PAIR=("torch==2.14.*" "torchvision==0.29.*")
 
-if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import torch, torchvision, davisinteractive, common, starlette, uvicorn, playwright" 2>/dev/null; then
+# The project's packages are imported from outside the checkout, so that a package added since the editable
+# install (which maps the top-level packages it saw) triggers a reinstall.
+if [ -f "$STAMP" ] && (cd / && "$ROOT/$VENV/bin/python" -c "import torch, torchvision, davisinteractive, starlette, uvicorn, playwright, common, vos, bmvos, emvos, hmmn, tbd, gis") 2>/dev/null; then
   echo "setup: .venv is up to date ($("$VENV/bin/python" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'))"
   exit 0
 fi
@@ -35,12 +38,12 @@ pip_install numpy opencv-python pillow gdown tqdm scikit-image scipy pytest \
 pip_install --no-deps --no-build-isolation "davisinteractive==1.0.4"
 pip_install --no-deps --no-build-isolation -e .
 
-# Import check: the torch pair, davisinteractive (through the project's compatibility shim) and
-# every project package.
-"$VENV/bin/python" - <<'PY'
+# Import check, from outside the checkout as a user's script would: the torch pair, davisinteractive (through
+# the project's compatibility shim) and every project package.
+(cd / && "$ROOT/$VENV/bin/python" -) <<'PY'
 import torch, torchvision
 torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)  # compiled ops load
-import common, bmvos, emvos, hmmn, tbd, gis  # noqa: F401
+import common, vos, bmvos, emvos, hmmn, tbd, gis  # noqa: F401
 print("setup: torch", torch.__version__, "torchvision", torchvision.__version__, "OK")
 PY
 touch "$STAMP"
