@@ -32,6 +32,12 @@ bench:
 bench-metrics:
 	$(PY) -m vos.bench_metrics
 
+# Parity, fast-mode agreement, bench and torchrun on the CUDA device(s), one report: $(OUT)/gpu-check/report.md.
+# Without CUDA: one line saying so and a dry run of the plan (exit 0). GPU_CHECK_ARGS: e.g. --steps 'parity-*'.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(PY) tools/gpu_check.py --out $(OUT)/gpu-check $(GPU_CHECK_ARGS)
+
 # The four semi-supervised papers on DAVIS 2017 val with their official weights, reusing $(OUT)/<paper>/davis17-val
 # (WEIGHTS=seeded: a pipeline check with seeded weights, results kept apart).
 compare:

@@ -21,6 +21,15 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARITY_ROOT = Path(os.environ.get("PARITY_ROOT", REPO_ROOT.parent / "shared" / "parity"))
 
+# Where the adapters run the models: `VOS_TEST_DEVICE=cuda` (`make gpu-check`) moves models and their inputs
+# there; fixtures stay on the CPU and every comparison is made on the CPU, with the same tolerances.
+DEVICE = torch.device(os.environ.get("VOS_TEST_DEVICE", "cpu"))
+if DEVICE.type == "cuda":
+    # IEEE float32 as on the CPU: torch's default TF32 convolutions round inputs to 10 mantissa bits (~1e-3),
+    # beyond the fixtures' tolerances; the fixtures check the float32 model, not a speed setting.
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+
 Case = Dict[str, Any]
 Adapter = Callable[[Case], None]
 
@@ -97,10 +106,10 @@ def video_call(case: Case, extra: Sequence[str] = ()) -> VideoCall:
                     f"it passes {sorted(known)}")
     frames = inputs["frames"]
     given = [inputs["given_masks"].get(t) for t in range(frames.shape[0])]
-    return VideoCall(imgs=to_imgs(frames)[None],
-                     given_masks=[None if m is None else m.long() for m in given],
+    return VideoCall(imgs=to_imgs(frames)[None].to(DEVICE),
+                     given_masks=[None if m is None else m.long().to(DEVICE) for m in given],
                      val_frame_ids=_frame_id_list(inputs.get("val_frame_ids", meta.get("val_frame_ids"))),
-                     extra={name: inputs[name] for name in extra})
+                     extra={name: inputs[name].to(DEVICE) for name in extra})
 
 
 def check_per_call(outputs: Mapping[str, Any], recorded: Mapping[str, Sequence[torch.Tensor]],
@@ -162,7 +171,7 @@ def assert_matches_manifest(model: torch.nn.Module, paper: str) -> None:
 
 def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float = 0.0) -> None:
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    diff = (actual.double() - expected.double()).abs()
+    diff = (actual.detach().cpu().double() - expected.cpu().double()).abs()
     bound = atol + rtol * expected.double().abs()
     worst = (diff - bound).max().item() if diff.numel() else 0.0
     assert worst <= 0, f"{name}: max |diff| {diff.max().item():.3g} exceeds atol={atol} rtol={rtol}"
@@ -171,6 +180,6 @@ def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: 
 def assert_masks_agree(name: str, actual: torch.Tensor, expected: torch.Tensor, max_fraction: float) -> None:
     """Label maps `[..., H, W]` equal except at most `max_fraction` of the pixels of each frame."""
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    per_frame = (actual.long() != expected.long()).flatten(-2).double().mean(-1)
+    per_frame = (actual.cpu().long() != expected.cpu().long()).flatten(-2).double().mean(-1)
     assert per_frame.max().item() <= max_fraction, (
         f"{name}: up to {per_frame.max().item():.4%} of a frame's pixels differ (allowed {max_fraction:.4%})")

@@ -18,8 +18,7 @@ from typing import Callable, List
 import pytest
 import torch
 
-from tests.parity import harness as H
-from tests.parity import test_bmvos, test_emvos, test_gis, test_tbd
+from tests.parity import harness as H, test_bmvos, test_emvos, test_gis, test_tbd
 
 # The thread counts the video fixtures' own test modules use (BMVOS and EMVOS were recorded with 2);
 # GIS's module keeps the default, one thread keeps its derived round cheap.
@@ -30,7 +29,7 @@ def run_video_adapter(paper: str) -> Callable[[H.Case], None]:
     if paper == "emvos":
         model = test_emvos.EMVOS()
         H.fill_(model)
-        return lambda case: test_emvos.check_video(model.eval(), case)
+        return lambda case: test_emvos.check_video(model.to(H.DEVICE).eval(), case)
     return {"bmvos": test_bmvos.check_video, "tbd": test_tbd.check_video}[paper]
 
 
@@ -87,7 +86,7 @@ def test_an_input_the_adapter_does_not_pass_fails_the_case():
     case["inputs"]["dist"] = torch.zeros(1)  # EMVOS's entry takes no distance matrix
     with pytest.raises(pytest.fail.Exception, match=r"inputs \['dist'\]"):
         H.video_call(case)
-    assert H.video_call(case, extra=("dist",)).extra["dist"] is case["inputs"]["dist"]
+    assert torch.equal(H.video_call(case, extra=("dist",)).extra["dist"].cpu(), case["inputs"]["dist"])
 
 
 def test_val_frame_ids_from_meta_text():

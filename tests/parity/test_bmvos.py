@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bmvos.model import BMVOS
-from tests.parity.harness import (Case, assert_close, assert_masks_agree, assert_matches_manifest, cases,
+from tests.parity.harness import (DEVICE, Case, assert_close, assert_masks_agree, assert_matches_manifest, cases,
                                   check_per_call, dispatch, expected_outputs, fill_, load_case, to_imgs, video_call)
 
 
@@ -39,7 +39,7 @@ def _filled_state() -> Dict[str, torch.Tensor]:
 def filled_model() -> BMVOS:
     model = BMVOS()
     model.load_state_dict(_filled_state())
-    return model.eval()
+    return model.to(DEVICE).eval()
 
 
 def test_state_dict_matches_official_manifest():
@@ -49,7 +49,7 @@ def test_state_dict_matches_official_manifest():
 def check_encoder(case: Case) -> None:
     model = filled_model()
     with torch.no_grad():
-        feats = model.vos.encoder(to_imgs(case["inputs"]["frame"])[None])
+        feats = model.vos.encoder(to_imgs(case["inputs"]["frame"])[None].to(DEVICE))
         key = model.vos.matcher.get_key(feats["s16"])
     for name in ("s4", "s8", "s16"):
         assert_close(name, feats[name], case["outputs"][name], atol=2e-4)

@@ -11,8 +11,8 @@ import torch
 from common.training import TrainConfig, Trainer, swap_and_attach
 from emvos.model import EMVOS
 from emvos.train import emvos_forward_clip
-from tests.parity.harness import (assert_close, assert_masks_agree, assert_matches_manifest, cases, check_per_call,
-                                  dispatch, expected_outputs, fill_, load_case, to_imgs, video_call)
+from tests.parity.harness import (DEVICE, assert_close, assert_masks_agree, assert_matches_manifest, cases,
+                                  check_per_call, dispatch, expected_outputs, fill_, load_case, to_imgs, video_call)
 
 # The fixtures were recorded with 2 threads. With 1 thread the float32 gradient of `vos.matcher.conv2` (the key of
 # the nearly saturated softmax) moves by ~3% (float64 agrees with the fixture within 0.4%), past its 2e-2 tolerance.
@@ -32,7 +32,7 @@ def parity_threads():
 def model() -> EMVOS:
     m = EMVOS()
     fill_(m)
-    return m.eval()
+    return m.to(DEVICE).eval()
 
 
 def test_state_dict_matches_manifest(model):
@@ -41,7 +41,7 @@ def test_state_dict_matches_manifest(model):
 
 def check_encoder(model: EMVOS, case) -> None:
     out = case["outputs"]
-    img = to_imgs(case["inputs"]["frame"])[None]
+    img = to_imgs(case["inputs"]["frame"])[None].to(DEVICE)
     with torch.no_grad():
         feats = model.vos.encoder(img)
         norm_key = model.vos.matcher.get_norm_key(feats["s16"])
@@ -105,7 +105,7 @@ def check_train_step(filled: EMVOS, case) -> None:
     config = TrainConfig(save_name="parity", epochs=1, batch_size=len(data), save_step=1, val_step=1, lr=0.0,
                          num_workers=0, shuffle=False, swap_attach_probability=0.0, bn_train=bn_train)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model, forward_clip, data, config, Path(tmp), torch.device("cpu"))
+        trainer = Trainer(model, forward_clip, data, config, Path(tmp), DEVICE)
         loss, iou = trainer.train_epoch(1)
     assert model.training == bn_train
     assert_close("scores", captured["scores"].detach(), out["scores"], atol=1e-3)
@@ -120,7 +120,7 @@ def check_train_step(filled: EMVOS, case) -> None:
         assert params[name].grad.double().norm().item() == pytest.approx(expected, rel=rel), name
     for name, expected in out["grads_small"].items():
         rel = 2e-2 if name.startswith("vos.matcher.conv2.") else 1e-2
-        diff = (params[name].grad.double() - expected.double()).abs().max().item()
+        diff = (params[name].grad.cpu().double() - expected.double()).abs().max().item()
         assert diff <= rel * expected.double().abs().max().item(), f"{name}: grad max |diff| {diff:.3g}"
 
 

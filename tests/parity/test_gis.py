@@ -23,7 +23,7 @@ def _net():
     net = GISNet()
     H.assert_matches_manifest(net, PAPER)
     H.fill_(net)
-    return net.eval()
+    return net.to(H.DEVICE).eval()
 
 
 def _rel(name: str, actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-3) -> None:
@@ -33,7 +33,7 @@ def _rel(name: str, actual: torch.Tensor, expected: torch.Tensor, rel: float = 1
 
 def check_obj_feature(case) -> None:
     with torch.no_grad():
-        mask, indicator = _net().forward_obj_feature_extractor(case["inputs"]["net_input"])
+        mask, indicator = _net().forward_obj_feature_extractor(case["inputs"]["net_input"].to(H.DEVICE))
     _rel("estimated_mask", mask, case["outputs"]["estimated_mask"])
     _rel("r5_indicator", indicator, case["outputs"]["r5_indicator"])
     # The net input is built from the image and the interaction channels the way the loop does it.
@@ -54,9 +54,10 @@ def check_obj_feature(case) -> None:
     H.assert_close("iact_3ch", torch.from_numpy(channels), case["inputs"]["iact_3ch"], atol=1e-6)
 
 
-def _prop(case, dropout_seed=None):
-    net = _net()
-    inputs = case["inputs"]
+def _prop(case, dropout_seed=None, device=H.DEVICE):
+    net = _net() if device == H.DEVICE else copy.deepcopy(_net()).to(device)
+    inputs = {**case["inputs"], **{name: case["inputs"][name].to(device) for name in (
+        "anno_r4", "query_image_norm", "anno_r5_indicator", "neighbor_pred_onehot")}}
     anno_r4 = inputs["anno_r4"].expand(2, -1, -1, -1)
     net.segmentation_head.test_time_dropout = dropout_seed is not None
     try:
@@ -76,8 +77,9 @@ def check_prop(case) -> None:
     _rel("estimated_fgbg", logits, out["estimated_fgbg"])
     _rel("r4_que", r4[:1], out["r4_que"])
     assert abs(score - float(out["score"])) <= 1e-6, (score, out["score"])
-    # The reference's test-time dropout, reproduced with torch's CPU generator.
-    logits, _, score = _prop(case, dropout_seed=int(case["meta"]["dropout_seed"]))
+    # The reference's test-time dropout, reproduced with torch's CPU generator (CUDA's generator draws other
+    # masks from the same seed, so with VOS_TEST_DEVICE=cuda this part runs on a CPU copy of the network).
+    logits, _, score = _prop(case, dropout_seed=int(case["meta"]["dropout_seed"]), device=torch.device("cpu"))
     _rel("estimated_fgbg_dropout_seeded", logits, out["estimated_fgbg_dropout_seeded"])
     assert abs(score - float(out["score_dropout_seeded"])) <= 1e-6
 

@@ -17,8 +17,8 @@ import torch
 
 from hmmn.inference import propagate
 from hmmn.model import HMMN
-from tests.parity.harness import (assert_close, assert_matches_manifest, cases, dispatch, expected_outputs, fill_,
-                                  load_case, parity_dir)
+from tests.parity.harness import (DEVICE, assert_close, assert_matches_manifest, cases, dispatch, expected_outputs,
+                                  fill_, load_case, parity_dir)
 
 MEMORY_NAMES = ("keys4", "values4", "keys3", "values3", "keys2", "values2")
 TIE_MARGIN = 1e-5          # README: pred may differ only where the two largest Es channels are this close
@@ -36,7 +36,7 @@ def filled_model() -> HMMN:
     model = HMMN()
     assert_matches_manifest(model, "hmmn")
     fill_(model)
-    return model.eval()
+    return model.to(DEVICE).eval()
 
 
 def model_for(case, filled: HMMN) -> HMMN:
@@ -52,7 +52,7 @@ def model_for(case, filled: HMMN) -> HMMN:
 
 
 def as_frame(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255
+    return x.to(DEVICE).float() / 255
 
 
 def tie_sensitive(case) -> bool:
@@ -60,6 +60,7 @@ def tie_sensitive(case) -> bool:
 
 
 def check_logits(name: str, case, logits: torch.Tensor, expected: torch.Tensor) -> None:
+    logits = logits.cpu()
     if tie_sensitive(case):
         calm = expected.abs() < PLAIN_LOGIT_RANGE
         assert_close(name + "[|logit|<10]", logits[calm], expected[calm], atol=PLAIN_LOGIT_ATOL)
@@ -70,7 +71,7 @@ def check_logits(name: str, case, logits: torch.Tensor, expected: torch.Tensor) 
 
 def run_memorize(case, model: HMMN) -> None:
     inputs, outputs = case["inputs"], case["outputs"]
-    got = model.memorize(as_frame(inputs["frame"]), inputs["masks"].float(), inputs["num_objects"][0])
+    got = model.memorize(as_frame(inputs["frame"]), inputs["masks"].float().to(DEVICE), inputs["num_objects"][0])
     for name, tensor in zip(MEMORY_NAMES, got):
         ref = outputs[name]
         assert_close(name, tensor, ref, atol=1e-4 * ref.abs().max().item())
@@ -78,12 +79,12 @@ def run_memorize(case, model: HMMN) -> None:
 
 def run_segment(case, model: HMMN) -> None:
     inputs, outputs, debug = case["inputs"], case["outputs"], case["debug"]
-    memory = [inputs[name] for name in MEMORY_NAMES]
+    memory = [inputs[name].to(DEVICE) for name in MEMORY_NAMES]
     n = inputs["num_objects"][0]
     logit1 = model.segment(as_frame(inputs["frame_call1"]), *[m[:, :, :1] for m in memory], n)
-    assert torch.equal(model.Memory.state.table, debug["max_idx_stacked_after_call1"])
+    assert torch.equal(model.Memory.state.table.cpu(), debug["max_idx_stacked_after_call1"])
     logit2 = model.segment(as_frame(inputs["frame_call2"]), *memory, n)
-    assert torch.equal(model.Memory.state.table, debug["max_idx_stacked_after_call2"])
+    assert torch.equal(model.Memory.state.table.cpu(), debug["max_idx_stacked_after_call2"])
     check_logits("logit_call1", case, logit1, outputs["logit_call1"])
     check_logits("logit_call2", case, logit2, outputs["logit_call2"])
 
@@ -94,14 +95,14 @@ def run_video(case, model: HMMN) -> None:
     inputs, meta, debug = case["inputs"], case["meta"], case.get("debug", {})
     outputs = expected_outputs(case)
     frames = inputs["Fs"][0].permute(1, 2, 3, 0).numpy()  # [T, H, W, 3] uint8
-    first = inputs["M0"].float()
+    first = inputs["M0"].float().to(DEVICE)
     es, logits, tables, mem_t = [first], [], [], []
     for _, logit, probs in propagate(model, frames, first, int(inputs["num_objects"][0]), meta["Mem_every"]):
         es.append(probs)
         logits.append(logit)
-        tables.append(model.Memory.state.table.clone())
+        tables.append(model.Memory.state.table.clone().cpu())
         mem_t.append(model.Memory.state.slots)
-    es_t = torch.stack(es, dim=2)
+    es_t = torch.stack(es, dim=2).cpu()
 
     if "mem_T_per_frame" in meta:
         assert mem_t == meta["mem_T_per_frame"]
@@ -164,4 +165,4 @@ def test_checkpoint_with_dataparallel_prefix_loads(filled_model: HMMN, tmp_path)
     load_into(model, load_state_dict(path))
     loaded = model.state_dict()
     for key, value in filled_model.state_dict().items():
-        assert torch.equal(loaded[key], value), key
+        assert torch.equal(loaded[key], value.cpu()), key

@@ -7,9 +7,9 @@ from typing import Dict, List
 import pytest
 import torch
 
-from tests.parity.harness import (Case, assert_close, assert_masks_agree, assert_matches_manifest, cases,
-                                  check_per_call, dispatch, expected_outputs, fill_, load_case, to_imgs, video_call)
 from tbd.model import TBD, distance_matrix
+from tests.parity.harness import (DEVICE, Case, assert_close, assert_masks_agree, assert_matches_manifest, cases,
+                                  check_per_call, dispatch, expected_outputs, fill_, load_case, to_imgs, video_call)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # results stay within the tolerances
 
@@ -26,6 +26,7 @@ def filled_model(mode: str = "eval") -> TBD:
     model, state = _filled()
     model.load_state_dict(state)
     model.zero_grad(set_to_none=True)
+    model.to(DEVICE)
     return model.train() if mode == "train" else model.eval()
 
 
@@ -47,7 +48,7 @@ def check_dist(case: Case) -> None:
 
 def check_encoder(case: Case) -> None:
     model = filled_model()
-    img = to_imgs(case["inputs"]["frame"])[None]
+    img = to_imgs(case["inputs"]["frame"])[None].to(DEVICE)
     with torch.no_grad():
         feats = model.vos.encoder(img)
         key = model.vos.matcher.get_key(feats["s16"])
@@ -97,10 +98,10 @@ def check_train_step(case: Case) -> None:
     train_mode = str(case["meta"]["module_mode"]).startswith("train")
     model = filled_model("train" if train_mode else "eval")
     inputs, outputs = case["inputs"], case["outputs"]
-    imgs = to_imgs(inputs["frames"])
-    masks = inputs["masks"].long()
+    imgs = to_imgs(inputs["frames"]).to(DEVICE)
+    masks = inputs["masks"].long().to(DEVICE)
     b = imgs.shape[0]
-    dist = inputs["dist"].unsqueeze(0).repeat(b, 1, 1)
+    dist = inputs["dist"].unsqueeze(0).repeat(b, 1, 1).to(DEVICE)
 
     # As the reference trainer calls it (tbd.train.forward_clip builds the same matrix itself; the
     # fixture's own matrix is fed here so the case is exactly the recorded one).
