@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from bmvos import TITLE, local_config
-from bmvos.inference import load_segmenter, segment_video
 from common.inference.benchmark_sets import run_sets
 from common.inference.fast import add_fast_arguments, fast_options_from_args
 from common.runtime.device import add_device_argument, pick_device
-from common.runtime.distributed import init_distributed
 from common.runtime.errors import UserError, run_cli
 
 # --dataset names (the official run.py's) -> `common.inference.benchmark_sets.BENCHMARK_SETS` names
@@ -101,6 +99,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output = args.output or local_config.path_setting("OUTPUT_DIR")
     env_weights = local_config.path_setting("WEIGHTS")
     weights = args.weights or (str(env_weights) if env_weights else None)
+
+    # the model and torch load after the arguments are parsed, so that `--help` and a mistyped flag answer at once
+    from bmvos.inference import load_segmenter, segment_video
+    from common.runtime.distributed import init_distributed
 
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's GPU and video share; else a no-op
     resize = not args.native_size

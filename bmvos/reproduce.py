@@ -17,13 +17,11 @@ from typing import Dict, Optional, Sequence
 
 from bmvos import TITLE
 from bmvos.checkpoints import OFFICIAL_WEIGHTS
-from bmvos.inference import load_segmenter, segment_video
 from bmvos.main_runfile import DATASET_SETS, MODELS
 from common.inference.benchmark_sets import BENCHMARK_SETS, run_sets
 from common.inference.fast import add_fast_arguments, fast_options_from_args
 from common.inference.reproduce import gap, reproduce_parser, text_table
 from common.runtime.device import pick_device
-from common.runtime.distributed import init_distributed
 from common.runtime.errors import run_cli
 
 PUBLISHED: Dict[str, float] = {"davis16-val": 82.2, "davis17-val": 72.7}  # J&F-Mean in %, the paper's table
@@ -53,6 +51,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          "(agrees within noise)")
     args = parser.parse_args(argv)
     fast = fast_options_from_args(args)
+
+    # the model and torch load after the arguments are parsed, so that `--help` and a mistyped flag answer at once
+    from bmvos.inference import load_segmenter, segment_video
+    from common.runtime.distributed import init_distributed
 
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's GPU and video share; else a no-op
     resize = not args.native_size

@@ -17,7 +17,6 @@ from typing import Dict, Optional, Sequence
 from common.inference.fast import add_fast_arguments
 from common.inference.reproduce import reproduce_parser
 from common.runtime.device import pick_device
-from common.runtime.distributed import init_distributed
 from common.runtime.errors import run_cli
 from emvos import run
 
@@ -50,6 +49,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.compile:
         test_argv.append("--compile")
     test_args = run.build_parser().parse_args(test_argv)
+    from common.runtime.distributed import init_distributed  # here: torch loads after the arguments are parsed
+
     ctx = init_distributed(pick_device(args.device))
     device = ctx.device
     summary = run.run_test(test_args, device, dist=ctx)

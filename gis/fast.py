@@ -38,10 +38,10 @@ import torch.nn.functional as F
 
 from common.inference.fast import FastOptions
 from common.runtime.device import device_of
+from gis import options
 from gis.model import GISNet, Refine
 
-FAST_HELP = ("fast inference: each frame encoded once for all objects, image features cached across rounds, "
-             "bf16 head on CUDA/AMX CPUs, channels_last on CUDA (masks equal up to rounding)")
+FAST_HELP = options.FAST_HELP  # worded in gis.options, which the command lines import without torch
 
 
 def default_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:

@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from common.data.davisinteractive_compat import apply as _apply_davisinteractive_compat
 from common.inference.video_input import bytes_to_unit_float
 from gis.model import GISNet
+from gis.options import GUIDE_METHODS
 
 if TYPE_CHECKING:
     from gis.fast import AnnotationFeatures, FastGIS, FrameFeatures
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)  # called `var` in the reference config, used as a standard deviation
-GUIDE_METHODS = ("wo_RS", "RS1", "RS4")
 
 PadInfo = Tuple[Tuple[int, int], Tuple[int, int]]  # ((top, bottom), (left, right))
 FrameCallback = Callable[[int], None]  # called with each frame a round has just segmented

@@ -31,25 +31,24 @@ import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from common.data.datasets import check_sequence_sizes
+from common.data.datasets import check_sequence_sizes, read_json
 from common.data.davisinteractive_compat import import_davisinteractive
 from common.data.output_folder import check_output_folder
 from common.data.palette import write_label_png
 from common.inference.fast import add_fast_arguments, fast_options_from_args
 from common.runtime.device import add_device_argument, pick_device
-from common.runtime.errors import UserError, run_cli
-from gis.davis_frames import DavisFrames, check_frames, load_all_frames
-from gis.fast import FAST_HELP, FastGIS
+from common.runtime.errors import UserError, on_interrupt, run_cli
 from gis.framework import registered_sequences
-from gis.ivos import GUIDE_METHODS, GISSession, annotated_frame_of, scribble_channels
-from gis.model import GISNet, load_model
-from gis.session_progress import SessionProgress, remaining_samples
+from gis.options import FAST_HELP, GUIDE_METHODS
+
+if TYPE_CHECKING:  # the model, torch and pandas load where they run: `--help` answers without them
+    from gis.fast import FastGIS
+    from gis.model import GISNet
 
 METRIC_TAGS = {"J": "J", "J_AND_F": "JF"}
 METRIC_NAMES = {"J": "J", "F": "F", "J_AND_F": "J&F"}
@@ -157,6 +156,10 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     from davisinteractive.metrics import batched_jaccard
     from davisinteractive.session import DavisInteractiveSession
 
+    from gis.davis_frames import DavisFrames, load_all_frames
+    from gis.ivos import GISSession, annotated_frame_of, scribble_channels
+    from gis.session_progress import SessionProgress, remaining_samples
+
     if guide not in GUIDE_METHODS:
         raise UserError(f"unknown guide method {guide!r}; choose one of {', '.join(GUIDE_METHODS)}")
     if metric not in METRIC_TAGS:
@@ -196,7 +199,8 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     n_frames_done, model_seconds = 0, 0.0
     progress_bar = tqdm(total=len(todo) * max_interactions, desc=f"GIS {METRIC_TAGS[metric]} {guide}",
                         disable=not echo, unit="round")
-    with DavisInteractiveSession(host=host, user_key=user_key, davis_root=str(davis_root), subset=subset,
+    # closed on the way out, so that an interruption's last line is not followed by the bar drawn again
+    with progress_bar, DavisInteractiveSession(host=host, user_key=user_key, davis_root=str(davis_root), subset=subset,
                                  report_save_dir=str(out_dir), max_nb_interactions=max_interactions,
                                  max_time=max_time, metric_to_optimize=metric) as sess:
         if local:  # local evaluation: configure the robot, put back the finished sequences' results
@@ -257,7 +261,6 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
                         writer.writerow([sequence, str(obj + 1), str(scr_id)] + list(per_round[:, obj]))
         if running is not None and local:
             progress.mark_finished(running, sess.get_report())
-    progress_bar.close()
 
     summary = dict(sess.get_global_summary())
     summary["metric_per_interaction"] = {metric: per_interaction(summary, metric)}
@@ -299,6 +302,9 @@ def _check_dataset(davis_root: Path, subset: str, sequences: Sequence[str]) -> N
             raise UserError(f"{missing[0]} not found ({len(missing)} file(s) of sequence {seq!r} missing); --davis "
                             "must hold DAVIS 2017 trainval 480p with the interactive scribbles "
                             "(DAVIS-2017-scribbles-trainval.zip), or restrict the run with --sequences")
+        for path in needed[:info["num_scribbles"]]:  # the framework would fail on one in the middle of the session
+            read_json(path, "replace it with the file of DAVIS-2017-scribbles-trainval.zip (or, for generated data, "
+                            "rerun `python -m common.data.synthetic`)")
 
 
 def run_session_folder(net: GISNet, args: argparse.Namespace, samples: List[Tuple[str, int]], metric: str,
@@ -310,6 +316,8 @@ def run_session_folder(net: GISNet, args: argparse.Namespace, samples: List[Tupl
     partial = final.with_name(final.name + ".partial")
     if args.overwrite:
         shutil.rmtree(partial, ignore_errors=True)
+    on_interrupt(f"the finished sequences are kept in {partial} and a rerun with the same settings resumes after "
+                 f"them")
     try:
         summary = run_ivos(net, args.davis, partial, metric=metric, guide=args.guide, subset=args.subset,
                            samples=samples, max_interactions=args.max_interactions, max_time=args.max_time,
@@ -359,8 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
     import_davisinteractive()
     from davisinteractive.dataset import Davis
+
+    from gis.davis_frames import check_frames
+    from gis.fast import FastGIS
+    from gis.model import load_model
 
     if not args.davis.is_dir():
         raise UserError(f"DAVIS root not found: {args.davis}; pass --davis")

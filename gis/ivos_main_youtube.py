@@ -26,25 +26,25 @@ import argparse
 import csv
 import json
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
+from common.data.ivos_points import POINT_COUNTS, VALIDATION_LIST, points_file
 from common.data.output_folder import check_output_folder
 from common.data.palette import write_label_png
 from common.inference.fast import add_fast_arguments, fast_options_from_args
 from common.runtime.device import add_device_argument, pick_device
-from common.runtime.distributed import DistContext, init_distributed, shard
-from common.runtime.errors import UserError, run_cli
-from gis.fast import FAST_HELP, FastGIS
-from gis.ivos import GUIDE_METHODS, GISSession, crop, point_channels, scribble_channels
-from gis.model import GISNet, load_model
-from gis.youtube_session import (PACKAGED_POINTS_DIR, POINT_COUNTS, VALIDATION_LIST, YoutubeSession, check_videos,
-                                 load_rgb, points_file)
+from common.runtime.errors import UserError, on_interrupt, run_cli
+from gis.options import FAST_HELP, GUIDE_METHODS
+from gis.youtube_session import PACKAGED_POINTS_DIR, YoutubeSession, check_videos, load_rgb
+
+if TYPE_CHECKING:  # the model and torch load where they run: `--help` answers without them
+    from common.runtime.distributed import DistContext
+    from gis.fast import FastGIS
+    from gis.model import GISNet
 
 N_ROUNDS = 4
 
@@ -72,6 +72,11 @@ def resize_labels(labels: np.ndarray, short_side: int) -> np.ndarray:
 def run_video(net: GISNet, session: YoutubeSession, video: str, *, guide: str, proportion: float, dilation: int,
               short_side: int, save_dir: Optional[Path] = None, fast: Optional[FastGIS] = None) -> List[int]:
     """The reference's per-video loop; returns the annotated frames of the 4 rounds."""
+    import torch
+    import torch.nn.functional as F
+
+    from gis.ivos import GISSession, crop, point_channels, scribble_channels
+
     (h, w), n_frames, n_obj = session.initialize_session_for_video(video)
     frames = np.stack([resize_frame(load_rgb(p), short_side) for p in session.frame_paths(video)])
     state = GISSession(net, frames, n_obj, proportion=proportion, blend=False, max_rounds=N_ROUNDS, fast=fast)
@@ -108,6 +113,8 @@ def run_youtube(net: GISNet, youtube_root: Path, n_points: int, out_dir: Path, *
     and records them in its own `progress.rank<r>.jsonl`; after a barrier rank 0 merges them into
     `progress.jsonl`, writes the summaries and returns the numbers (the other ranks return None).
     """
+    from common.runtime.distributed import shard
+
     session = YoutubeSession(youtube_root, points_file(points_dir, n_points), Path(points_dir) / VALIDATION_LIST,
                              n_total_rounds=N_ROUNDS, min_nb_nodes=min_nb_nodes, videos=videos)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,19 +124,22 @@ def run_youtube(net: GISNet, youtube_root: Path, n_points: int, out_dir: Path, *
     done = _read_progress(out_dir)
     log_path = out_dir / (f"test_logs.rank{dist.rank}.txt" if distributed else "test_logs.txt")
     mine = shard(session.youtube_val_videos, dist) if distributed else session.youtube_val_videos
-    bar = tqdm(mine, desc=f"YouTube-IVOS {n_points:02d} points", disable=not echo, unit="video")
-    for video in bar:
-        if video in done:
-            continue
-        save_dir = out_dir / "result_video" if save_masks else None
-        annotated = run_video(net, session, video, guide=guide, proportion=proportion, dilation=dilation,
-                              short_side=short_side, save_dir=save_dir, fast=fast)
-        rec = {"video": video, "annotated_frames": annotated, "jf": session.video_summary().tolist()}
-        with open(progress_path, "a") as fp:
-            fp.write(json.dumps(rec) + "\n")
-        done[video] = rec
-        with open(log_path, "a") as fp:
-            fp.write(f"{video}: frames {annotated}, J&F per round {np.mean(rec['jf'], axis=0).round(4).tolist()}\n")
+    on_interrupt(f"the finished videos are kept ({progress_path}) and a rerun resumes after them")
+    # closed on the way out, so that an interruption's last line is not followed by the bar drawn again
+    with tqdm(mine, desc=f"YouTube-IVOS {n_points:02d} points", disable=not echo, unit="video") as bar:
+        for video in bar:
+            if video in done:
+                continue
+            save_dir = out_dir / "result_video" if save_masks else None
+            annotated = run_video(net, session, video, guide=guide, proportion=proportion, dilation=dilation,
+                                  short_side=short_side, save_dir=save_dir, fast=fast)
+            rec = {"video": video, "annotated_frames": annotated, "jf": session.video_summary().tolist()}
+            with open(progress_path, "a") as fp:
+                fp.write(json.dumps(rec) + "\n")
+            done[video] = rec
+            with open(log_path, "a") as fp:
+                fp.write(f"{video}: frames {annotated}, J&F per round "
+                         f"{np.mean(rec['jf'], axis=0).round(4).tolist()}\n")
     if distributed:
         dist.barrier()  # every rank's videos are recorded
         if not dist.is_main:
@@ -216,6 +226,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fast_options = fast_options_from_args(args)
     check_videos(args.youtube, args.points_dir, args.videos)  # all input and the output folder before the weights
     check_output_folder(args.output)
+    import torch
+
+    from common.runtime.distributed import init_distributed
+    from gis.fast import FastGIS
+    from gis.model import load_model
+
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device; plain run: unchanged
     device = ctx.device
     net = load_model(args.weights, device)

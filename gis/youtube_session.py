@@ -29,33 +29,28 @@ rows, per-round means) but the missing module may have differed in details (e.g.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
-from common.data.datasets import check_sequence_sizes
+from common.data.datasets import check_sequence_sizes, read_json
 from common.data.davisinteractive_compat import import_davisinteractive
+from common.data.ivos_points import VALIDATION_LIST, write_ivos_points
 from common.data.palette import read_label_png
 from common.data.scribbles import ROBOT_PARAMETERS
 from common.runtime.errors import UserError
 
 PACKAGED_POINTS_DIR = Path(__file__).resolve().parent / "data"
-VALIDATION_LIST = "youtube_ivos_validation_list.json"
-POINT_COUNTS = (5, 10, 20, 50)
-
-
-def points_file(points_dir: Path, n_points: int) -> Path:
-    return Path(points_dir) / f"point_info_{n_points:02d}.json"
 
 
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"missing YouTube-IVOS file {path}; pass --points-dir pointing at the folder with "
                         f"{VALIDATION_LIST} and point_info_XX.json")
-    return json.loads(path.read_text())
+    return read_json(path, "replace it with the reference's file (gis/data/) or rewrite it with "
+                           "common.data.ivos_points.write_ivos_points")
 
 
 class YoutubeSession:
@@ -174,30 +169,5 @@ def load_rgb(path: Path) -> np.ndarray:
 
 def write_synthetic_points(youtube_root: Path, out_dir: Path, videos: Sequence[str], n_points: Sequence[int] = (5,),
                            seed: int = 0) -> Path:
-    """Point files for a synthetic YouTube-VOS-format sample (tests, demo): for each video, the last
-    frame where every object is visible, and `n` random pixels inside each object."""
-    rng = np.random.default_rng(seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    listing: Dict[str, dict] = {}
-    tables: Dict[int, dict] = {n: {} for n in n_points}
-    for video in videos:
-        ann_dir = Path(youtube_root) / "train" / "Annotations" / video
-        labels = [(p.name, read_label_png(p)) for p in sorted(ann_dir.glob("*.png"))]
-        n_obj = max(int(l[l != 255].max(initial=0)) for _, l in labels)
-        full = [(name, l) for name, l in labels if all(np.any(l == k) for k in range(1, n_obj + 1))]
-        if not full:
-            raise UserError(f"synthetic video {video} has no frame showing all its objects")
-        name, frame_labels = full[-1]
-        listing[video] = {"fr": name}
-        for n in n_points:
-            per_object = []
-            for k in range(1, n_obj + 1):
-                ys, xs = np.nonzero(frame_labels == k)
-                pick = rng.choice(len(ys), size=n, replace=len(ys) < n)
-                per_object.append([ys[pick].tolist(), xs[pick].tolist()])
-            tables[n][video] = {"fr": name, "points": per_object}
-    (out_dir / VALIDATION_LIST).write_text(json.dumps(listing, indent=0))
-    for n, table in tables.items():
-        points_file(out_dir, n).write_text(json.dumps(table))
-    return out_dir
+    """Point files for a YouTube-VOS-format train tree (tests, demo): `common.data.ivos_points.write_ivos_points`."""
+    return write_ivos_points(youtube_root, out_dir, videos, n_points, seed)

@@ -23,10 +23,9 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from common.data.datasets import Video
@@ -34,14 +33,13 @@ from common.data.output_folder import check_output_folder
 from common.data.palette import read_label_png
 from common.inference.benchmark_sets import BENCHMARK_SETS, BenchmarkSet, SetLayout, load_dataset, run_sets
 from common.inference.fast import FastOptions, add_fast_arguments, fast_options_from_args
-from common.inference.runner import expected_files
 from common.runtime.device import add_device_argument, device_of, peak_memory_mib, pick_device, reset_peak_memory
-from common.runtime.distributed import init_distributed
 from common.runtime.errors import UserError, run_cli
 from hmmn import TITLE
 from hmmn.checkpoints import OFFICIAL_WEIGHTS
-from hmmn.inference import LazyFrames, load_segmenter, object_ids, segment_video
-from hmmn.viz import save_visualization
+
+if TYPE_CHECKING:  # the model, torch and the runner load where they run: `--help` answers without them
+    import torch
 
 OUTPUT_ROOT = Path("outputs/hmmn")
 DAVIS_YEARS = (16, 17)
@@ -119,6 +117,8 @@ def reporting(segment: Callable[[torch.nn.Module, Video], Dict[int, np.ndarray]]
     def wrapped(model: torch.nn.Module, video: Video) -> Dict[int, np.ndarray]:
         device = device_of(model)
         reset_peak_memory(device)
+        from hmmn.inference import object_ids
+
         labels = segment(model, video)
         objects = len(object_ids(video.load_given_masks()))
         tqdm.write(f"[{video.name}]: num_frames: {len(video)}, num_objects: {objects}, "
@@ -130,6 +130,8 @@ def reporting(segment: Callable[[torch.nn.Module, Video], Dict[int, np.ndarray]]
 
 def hmmn_segment(mem_every: int):
     """run_sets' `segment(model, video)`: `segment_video` with `mem_every`, printing the per-sequence line."""
+    from hmmn.inference import segment_video
+
     return reporting(lambda model, video: segment_video(model, video, mem_every=mem_every))
 
 
@@ -137,6 +139,8 @@ def model_loader(device: torch.device, fast: Optional[FastOptions]) -> Callable[
     """run_sets' `load_model(name)`: the network on `device`, in fast mode when `fast` is given."""
 
     def load(name: str) -> torch.nn.Module:
+        from hmmn.inference import load_segmenter
+
         print(f"loading weights: {name}")
         model = load_segmenter(name, device, fast)
         if fast is not None:
@@ -147,6 +151,10 @@ def model_loader(device: torch.device, fast: Optional[FastOptions]) -> Callable[
 
 
 def visualize(videos: Sequence[Video], results: Path, viz_dir: Path) -> None:
+    from common.inference.runner import expected_files
+    from hmmn.inference import LazyFrames
+    from hmmn.viz import save_visualization
+
     for video in tqdm(videos, desc="viz", unit="video"):
         frames = LazyFrames(video)
         labels = {i: read_label_png(results / video.name / name) for i, name in
@@ -167,6 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     viz_dir = (args.viz_dir or Path("viz") / run_name(args.y, args.s)) if args.viz else None
     if viz_dir is not None:
         check_output_folder(viz_dir, "--viz-dir")
+    from common.runtime.distributed import init_distributed
+
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device and shard; else a no-op
     s = BENCHMARK_SETS[name]
     roots: Mapping[str, Optional[Path]] = {s.family: Path(args.D)}

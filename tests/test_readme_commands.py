@@ -37,6 +37,8 @@ RUN: Dict[str, List[str]] = {
     "python -m gis.ivos_main_davis": [*SEEDED, "--metric", "J_AND_F", "--max-interactions", "1", *CPU],
     "python -m gis.ivos_main_youtube": [*SEEDED, "--points", "5", "--points-dir", "{points}", "--short-side", "80",
                                         *CPU],
+    # the sample's own train split and click files (`python -m common.data.synthetic sample` above)
+    "python -m gis.ivos_main_youtube --youtube sample/YouTubeVOS": [*CPU],
     "python -m common.evaluation.evaluate": [],
     "python -m vos.segment": [*CPU],
     "python -m vos.compare": [*CPU],

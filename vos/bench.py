@@ -22,9 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from common.data import synthetic
 from common.data.datasets import DAVIS
@@ -34,7 +32,10 @@ from common.inference.fast import FastOptions
 from common.runtime.device import (Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory,
                                    synchronize)
 from common.runtime.errors import UserError, run_cli
-from vos.papers import INTERACTIVE, PAPERS
+from vos.papers import INTERACTIVE, PAPER_NAMES
+
+if TYPE_CHECKING:  # torch and the models load where they run: `--help` answers without them
+    import torch
 
 MODES = ("faithful", "fast", "compiled")  # compiled = fast + torch.compile (opt-in: compiling takes minutes)
 DEFAULT_MODES = ("faithful", "fast")
@@ -72,6 +73,8 @@ def encoder_time(device: torch.device) -> Iterator[Dict[str, float]]:
                 synchronize(device)
                 state["seconds"] += time.perf_counter() - state["start"]
 
+    import torch
+
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(before),
              torch.nn.modules.module.register_module_forward_hook(after)]
     try:
@@ -88,6 +91,8 @@ def fast_options(mode: str) -> Optional[FastOptions]:
 
 def bench_video_method(paper: str, mode: str, davis_root: Path, device: torch.device, runs: int) -> Dict[str, Any]:
     video = DAVIS(davis_root, 2017, "val").videos()[0]
+    from vos.papers import PAPERS
+
     segment = PAPERS[paper].inference.make_segmenter(SEEDED, device, fast=fast_options(mode))
     reset_peak_memory(device)
     seconds = _median_seconds(lambda: segment(video), device, runs)
@@ -101,6 +106,8 @@ def bench_video_method(paper: str, mode: str, davis_root: Path, device: torch.de
 
 def bench_interactive(paper: str, mode: str, davis_root: Path, device: torch.device) -> Dict[str, Any]:
     reset_peak_memory(device)
+    from vos.papers import PAPERS
+
     seconds = PAPERS[paper].demo.bench_round(davis_root, device, fast=fast_options(mode))
     return {"method": paper, "mode": mode, "seconds_per_round": seconds, "peak_memory_mib": peak_memory_mib(device)}
 
@@ -124,6 +131,8 @@ def _cpu_name() -> str:
 
 
 def header(device: torch.device) -> Dict[str, str]:
+    import torch
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"device": f"{device} ({name})", "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
             "python": platform.python_version(), "torch": torch.__version__}
@@ -173,7 +182,7 @@ def _run_in_child(paper: str, mode: str, davis_root: Path, args: argparse.Namesp
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--papers", default=",".join(PAPERS), help="comma-separated subset (default: all)")
+    parser.add_argument("--papers", default=",".join(PAPER_NAMES), help="comma-separated subset (default: all)")
     parser.add_argument("--modes", default=",".join(DEFAULT_MODES),
                         help=f"comma-separated subset of {', '.join(MODES)} (default: {','.join(DEFAULT_MODES)}; "
                              "compiled = fast mode with torch.compile, whose compilation the warm-up run absorbs)")
@@ -192,8 +201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     papers = [p for p in args.papers.split(",") if p]
     modes = [m for m in args.modes.split(",") if m]
-    if set(papers) - set(PAPERS) or set(modes) - set(MODES):
-        raise UserError(f"--papers takes {', '.join(PAPERS)}; --modes takes {', '.join(MODES)}")
+    if set(papers) - set(PAPER_NAMES) or set(modes) - set(MODES):
+        raise UserError(f"--papers takes {', '.join(PAPER_NAMES)}; --modes takes {', '.join(MODES)}")
     device = pick_device(args.device)
     info = header(device)
     print("  ".join(f"{k}: {v}" for k, v in info.items()))

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,16 +32,16 @@ import numpy as np
 
 from common.data.clip import Clip, list_frames, load_clip, object_ids_of
 from common.data.datasets import DAVIS, Video
-from common.data.output_folder import write_text_atomic
+from common.data.output_folder import check_output_folder, write_text_atomic
 from common.data.overlay import overlay
-from common.data.palette import read_label_png
+from common.data.palette import image_size, read_label_png
 from common.evaluation import metrics
 from common.hub.checkpoints import SEEDED
 from common.inference.fast import FastOptions, fast_arguments, fast_options_from_args
 from common.runtime.device import Stopwatch, peak_memory_mib, pick_device, reset_peak_memory
-from common.runtime.errors import UserError, run_cli
+from common.runtime.errors import PARENT_REPORTS_INTERRUPT, UserError, on_interrupt, run_cli
 from vos.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
-from vos.papers import PAPERS, SEMI_SUPERVISED
+from vos.papers import SEMI_SUPERVISED
 from vos.segment import (add_input_arguments, frame_progress, is_finished, official_weights, read_result, read_stats,
                          result_settings, settings_differ)
 
@@ -62,10 +64,13 @@ def load_ground_truth(folder: Path, clip: Clip) -> np.ndarray:
     if len(paths) != len(clip):
         raise UserError(f"--gt {folder} holds {len(paths)} PNGs but the clip has {len(clip)} frames; give one "
                         f"ground-truth PNG per frame")
+    height, width = clip.size
+    for path in paths:  # headers first: one mask of another size is named, not a stacking error
+        w, h = image_size(path, "--gt mask")
+        if (h, w) != (height, width):
+            raise UserError(f"--gt mask {path} is {w}x{h} but the frames are {width}x{height}; give ground truth "
+                            f"at the frames' size")
     gt = np.stack([read_label_png(p) for p in paths])
-    if gt.shape[1:] != clip.size:
-        raise UserError(f"--gt {folder} masks are {gt.shape[2]}x{gt.shape[1]} but the frames are "
-                        f"{clip.size[1]}x{clip.size[0]}")
     return object_ids_of(gt)  # decided over the whole set: one frame may hold only background
 
 
@@ -99,12 +104,29 @@ def segment_args(args: argparse.Namespace, method: str, out: Path) -> List[str]:
     return command
 
 
+def child_env() -> Dict[str, str]:
+    """The environment of a method's process: on Ctrl-C it ends quietly, as this command says what is kept."""
+    return dict(os.environ, **{PARENT_REPORTS_INTERRUPT: "1"})
+
+
+def check_child(code: int, what: str, rerun: str) -> None:
+    """Pass on how a method's process ended: Ctrl-C and a closed output pipe end this command the same way (one
+    line, or none), any other failure is one error line."""
+    if code in (130, -signal.SIGINT):
+        raise KeyboardInterrupt
+    if code in (128 + signal.SIGPIPE, -signal.SIGPIPE):  # our stdout, shared with it, is a pipe nobody reads
+        raise BrokenPipeError
+    if code != 0:
+        raise UserError(f"{what} failed with exit status {code} (its message is above); fix that and rerun: {rerun}")
+
+
 def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
     clip = load_clip(args.video, args.frames, args.mask, args.mask_frame)
     gt = load_ground_truth(args.gt, clip) if args.gt is not None else None
     frames = scored_frames(clip) if gt is not None else []
     out = args.out or Path("outputs") / "compare" / clip.name
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, "--out")  # created by the first method's vos.segment, or below
+    on_interrupt(f"finished methods are kept in {out} and a rerun reuses them")
 
     rows: List[Row] = []
     for method in methods:
@@ -113,12 +135,9 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
         settings = result_settings(method, args.weights, args.fast_options, args.native_size, clip)
         if not args.overwrite and is_finished(folder) and not settings_differ(folder, settings):
             print(f"reusing the finished {folder}")
-            code = 0
         else:  # its own process, so that the CPU peak memory is this method's alone
-            code = subprocess.run(segment_args(args, method, folder)).returncode
-        if code != 0:
-            raise UserError(f"vos.segment --method {method} failed with exit status {code} (its message is "
-                            f"above); fix that and rerun: finished methods are reused")
+            check_child(subprocess.run(segment_args(args, method, folder), env=child_env()).returncode,
+                        f"vos.segment --method {method}", "finished methods are reused")
         stats = read_stats(out / method)
         row: Row = {"method": method, **{k: stats[k] for k in ("fps", "ms_per_frame", "peak_memory_mib")}}
         if gt is not None:
@@ -132,6 +151,7 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
             frame = clip.frame(index)
             yield [overlay(frame, next(labels)) for labels in results]
 
+    out.mkdir(parents=True, exist_ok=True)
     grid = write_grid_video(panels(), methods, out / "grid.mp4", clip.fps)
     write_text_atomic(out / "table.md", markdown_table(rows))
     write_text_atomic(out / "table.csv", csv_table(rows))
@@ -152,6 +172,7 @@ def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Op
     """One method on DAVIS 2017 val (in this process; default: its official weights): timing, memory, J&F."""
     from common.evaluation.evaluate import evaluate
     from common.inference.runner import run_videos
+    from vos.papers import PAPERS
 
     device = pick_device(device_name)
     paper = PAPERS[method]
@@ -182,9 +203,11 @@ def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Op
 def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
     DAVIS(args.davis, 2017, "val")  # checks the layout before anything runs
     out = args.out or Path("outputs") / "compare" / DAVIS_SET
-    out.mkdir(parents=True, exist_ok=True)
     # seeded results must never be mistaken for the official ones in outputs/<paper>/davis17-val
     results = out / "seeded-results" if args.weights == SEEDED else args.results
+    check_output_folder(out, "--out")
+    check_output_folder(results, "--results")
+    on_interrupt(f"finished videos are kept in {results}/<method>/{DAVIS_SET} and a rerun resumes after them")
     rows: List[Row] = []
     for method in methods:  # each in its own process, so that the CPU peak memory is its own
         command = [sys.executable, "-m", "vos.compare", "--worker", method, "--davis", str(args.davis),
@@ -192,12 +215,12 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
                   [f for f, on in (("--native-size", args.native_size), ("--overwrite", args.overwrite)) if on] + \
                   (["--device", args.device] if args.device else []) + \
                   (["--weights", args.weights] if args.weights else [])
-        proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=child_env())
         found = [line[len("COMPARE-ROW "):] for line in proc.stdout.splitlines() if line.startswith("COMPARE-ROW ")]
-        if proc.returncode != 0 or not found:
-            raise UserError(f"{method} on DAVIS 2017 val failed with exit status {proc.returncode} (its message is "
-                            f"above); fix that and rerun: finished videos are reused")
+        check_child(proc.returncode if proc.returncode != 0 or found else 1, f"{method} on DAVIS 2017 val",
+                    "finished videos are reused")
         rows.append(json.loads(found[-1]))
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "table.md", markdown_table(rows))
     write_text_atomic(out / "table.csv", csv_table(rows))
     weights = "seeded weights, not the papers'" if args.weights == SEEDED else "official weights"

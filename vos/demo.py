@@ -16,7 +16,7 @@ from common.data import synthetic
 from common.evaluation.evaluate import evaluate
 from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
-from vos.papers import PAPERS
+from vos.papers import PAPER_NAMES
 
 COLUMNS = ("J&F-Mean", "J-Mean", "F-Mean")
 
@@ -33,17 +33,18 @@ def _metric_pipeline_only(davis_root: Path, out_dir: Path) -> Dict[str, float]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
-    parser.add_argument("--papers", default=",".join(PAPERS),
-                        help=f"comma-separated subset of {','.join(PAPERS)} (default: all)")
+    parser.add_argument("--papers", default=",".join(PAPER_NAMES),
+                        help=f"comma-separated subset of {','.join(PAPER_NAMES)} (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sample")
     add_device_argument(parser)
     args = parser.parse_args(argv)
 
     papers = [p for p in args.papers.split(",") if p]
-    unknown = sorted(set(papers) - set(PAPERS))
+    unknown = sorted(set(papers) - set(PAPER_NAMES))
     if unknown:
-        raise UserError(f"unknown paper(s) {unknown} in --papers; choose from {', '.join(PAPERS)}")
+        raise UserError(f"unknown paper(s) {unknown} in --papers; choose from {', '.join(PAPER_NAMES)}")
     device = pick_device(args.device)
+    from vos.papers import PAPERS  # the models load after the arguments are parsed
 
     data = args.out / "data"
     davis_root = synthetic.make_davis_sample(data / "DAVIS", seed=args.seed)

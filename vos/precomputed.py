@@ -10,12 +10,13 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-import vos.papers  # noqa: F401  (importing the paper packages registers their released results)
 from common.hub.results import RESULTS_REGISTRY, cache_dir, fetch, results_root, spec_for
 from common.runtime.errors import UserError, run_cli
+from vos.papers import register_all
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    register_all()  # the registries, before the parser names their entries
     parser = argparse.ArgumentParser(prog="python -m vos.precomputed", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every registered archive, its source and whether it is cached")

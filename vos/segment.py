@@ -23,21 +23,23 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from common.data.clip import Clip, load_clip
+from common.data.output_folder import check_output_folder
 from common.data.overlay import overlay, write_mp4
 from common.data.palette import read_label_png, write_label_png
 from common.hub.checkpoints import SEEDED
 from common.inference.fast import FastOptions, add_fast_arguments, fast_options_from_args
-from common.inference.runner import TMP_PREFIX
 from common.runtime.device import Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
-from common.runtime.errors import UserError, run_cli
-from vos.papers import PAPERS, SEMI_SUPERVISED
+from common.runtime.errors import UserError, on_interrupt, run_cli
+from vos.papers import SEMI_SUPERVISED
+
+if TYPE_CHECKING:  # torch, the papers' models and the runner load where a clip is segmented, not for `--help`
+    import torch
 
 STATS = "stats.json"
 OVERLAY = "overlay.mp4"
@@ -83,6 +85,8 @@ def read_result(out: Path, frames: int) -> Iterator[np.ndarray]:
 
 
 def official_weights(method: str) -> str:
+    from vos.papers import PAPERS
+
     return PAPERS[method].checkpoints.OFFICIAL_WEIGHTS
 
 
@@ -90,6 +94,8 @@ def official_weights(method: str) -> str:
 def frame_progress(encoder: Type[torch.nn.Module], total: int, desc: str) -> Iterator[tqdm]:
     """A frames progress bar that advances whenever a module of class `encoder` (the paper's per-frame image
     encoder, `<paper>.inference.FRAME_ENCODER`) encodes frames; the models run whole videos in one call."""
+    import torch
+
     bar = tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True)
 
     def count(module: torch.nn.Module, inputs: Tuple[Any, ...], _output: Any) -> None:
@@ -109,6 +115,10 @@ def segment_clip(clip: Clip, method: str, device: torch.device, weights: Optiona
                  fast: Optional[FastOptions] = None, resize: bool = True) -> Dict[str, Any]:
     """Run `method` on the clip: `{"labels": {frame: uint8 [H, W] original ids}, "seconds": model time,
     "peak_memory_mib": ...}` (frames before the mask frame have no entry). `fast`: the paper's fast mode."""
+    import torch
+
+    from vos.papers import PAPERS
+
     inference = PAPERS[method].inference
     segment = inference.make_segmenter(weights or official_weights(method), device, fast=fast, resize=resize)
     video = clip.video()
@@ -126,6 +136,8 @@ def segment_clip(clip: Clip, method: str, device: torch.device, weights: Optiona
 
 def write_result(clip: Clip, labels: Dict[int, np.ndarray], out: Path, stats: Dict[str, Any]) -> None:
     """PNGs, overlay and stats into a temporary sibling of `out`, renamed into place when complete."""
+    from common.inference.runner import TMP_PREFIX
+
     tmp = out.with_name(f"{TMP_PREFIX}{out.name}")
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted run
@@ -196,10 +208,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     clip = load_clip(args.video, args.frames, args.mask, args.mask_frame)
     out = args.out or Path("outputs") / "segment" / clip.name / args.method
     settings = result_settings(args.method, args.weights, fast, args.native_size, clip)
+    check_output_folder(out, "--out")
     if check_out(out, settings, args.overwrite):
         print(f"{out} is finished (--overwrite redoes it)\n{summary(read_stats(out))}")
         return 0
     device = pick_device(args.device)
+    on_interrupt(f"nothing was written to {out}: one clip is one propagation, so a rerun segments it again from "
+                 f"the start")
     result = segment_clip(clip, args.method, device, args.weights, fast, not args.native_size)
     frames = len(clip) - clip.mask_frame
     stats = {**settings, "device": str(device), "frames": frames, "seconds": result["seconds"], "fps": frames / result["seconds"],

@@ -27,18 +27,22 @@ from common.hub.results import SETS
 from common.inference.reproduce import text_table
 from common.runtime.device import add_device_argument
 from common.runtime.errors import UserError, run_cli
-from vos.papers import PAPERS, SEMI_SUPERVISED
+from vos.papers import SEMI_SUPERVISED
 
 DEFAULT_SETS = ("davis16-val", "davis17-val")
 
 
 def published_jf(paper: str) -> Dict[str, float]:
     """{set: J&F in %} as the paper publishes it (`<paper>.reproduce.PUBLISHED`)."""
+    from vos.papers import PAPERS  # the models load only when a command runs
+
     return dict(PAPERS[paper].reproduce.PUBLISHED)
 
 
 def archives_for(paper: str, sets: Sequence[str]) -> List[str]:
     """The registry names of the paper's archives that (are expected to) hold any of `sets`."""
+    from vos.papers import PAPERS
+
     return [spec.name for spec in PAPERS[paper].checkpoints.RELEASED_RESULTS if set(spec.sets) & set(sets)]
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-import vos.papers  # noqa: F401  (importing the paper packages registers their checkpoints)
-from common.hub.checkpoints import CHECKPOINT_REGISTRY, cache_dir, cached_path, fetch
+from common.hub.checkpoints import CHECKPOINT_REGISTRY, cache_dir, cached_path, cached_problem, fetch
 from common.runtime.errors import run_cli
+from vos.papers import register_all
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    register_all()  # the registries, before the parser names their entries
     parser = argparse.ArgumentParser(prog="python -m vos.weights", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="show every registered checkpoint and whether it is cached")
@@ -25,8 +26,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "list":
         print(f"weights cache: {cache_dir()}")
         for spec in CHECKPOINT_REGISTRY:
-            here = cached_path(spec.name)
-            state = f"cached at {here}" if here else (spec.page_url or "no link: download by hand")
+            here, problem = cached_path(spec.name), cached_problem(spec.name)
+            if problem:
+                state = f"not usable: {problem}; run fetch --force {spec.name}"
+            else:
+                state = f"cached at {here}" if here else (spec.page_url or "no link: download by hand")
             print(f"{spec.name:18s} {spec.paper + '/' + spec.filename:38s} {state}")
         return 0
     for name in args.names:

@@ -162,6 +162,41 @@ def _frame_order(stem: str) -> Tuple[float, str]:
     return (int(stem) if stem.isdigit() else float("inf"), stem)
 
 
+def read_json(path: Path, fix: str) -> object:
+    """A JSON file's content; a file that is not JSON is one UserError (where it breaks, ending in `fix`)."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise UserError(f"{path} is not valid JSON ({err}); {fix}") from None
+
+
+_JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+
+
+def _looks_whole_jpeg(path: Path) -> bool:
+    """A JPEG's first and last bytes (SOI, EOI) are there: a cut-off download or copy lacks its end marker."""
+    with open(path, "rb") as handle:
+        start = handle.read(len(_JPEG_START))
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() < len(_JPEG_START) + len(_JPEG_END):
+            return False
+        handle.seek(-len(_JPEG_END), os.SEEK_END)
+        return start == _JPEG_START and handle.read() == _JPEG_END
+
+
+def check_video_files(video: "Video") -> None:
+    """Before the weights load: the first frame and the given masks decode, the masks are label images (not an
+    RGB rendering), and every other frame is a whole JPEG (its start and end markers, read without decoding;
+    a frame without them is decoded to confirm and name the problem). Each problem is one UserError naming the
+    file, so that a run does not stop in the middle of a set after the weights have loaded."""
+    read_rgb(video.frame_paths[0])
+    for path in video.frame_paths[1:]:
+        if path.suffix.lower() in (".jpg", ".jpeg") and not _looks_whole_jpeg(path):
+            read_rgb(path)  # raises for a truncated or corrupt frame; one with extra trailing bytes passes
+    for path in video.mask_paths.values():
+        read_label_png(path)
+
+
 def read_list(path: Path, fix: str, what: str = "sequence") -> List[str]:
     """The non-empty lines of a name list (ImageSets, a custom split); one UserError, ending in `fix`, if absent."""
     if not path.is_file():
@@ -314,7 +349,7 @@ class YouTubeVOS(_VideoSet):
         if not self.names:
             raise UserError(f"no videos in {self.annotations}; extract valid.zip into {self.root}")
         meta_path = self.root / "valid" / "meta.json"
-        self.meta: Optional[dict] = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        self.meta: Optional[dict] = read_json(meta_path, "re-extract valid.zip") if meta_path.is_file() else None
         self._videos = {name: self._scan(name) for name in self.names}
 
     def _scan(self, name: str) -> Video:

@@ -14,10 +14,16 @@ from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
-from scipy.ndimage import binary_dilation
 
 from common.data.palette import DAVIS_PALETTE
 from common.runtime.errors import UserError
+
+
+def _dilated(mask: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import binary_dilation  # here: scipy.ndimage takes half a second to import
+
+    return binary_dilation(mask)
+
 
 FPS = 10
 ALPHA = 0.4
@@ -33,7 +39,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = ALPHA) -> np.n
         mask = labels == object_id
         tinted = image * alpha + (1 - alpha) * colors[object_id]
         out[mask] = np.clip(tinted[mask], 0, 255).astype(np.uint8)
-        out[binary_dilation(mask) ^ mask] = 0
+        out[_dilated(mask) ^ mask] = 0
     return out
 
 

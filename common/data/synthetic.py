@@ -10,7 +10,8 @@ seed: rerunning with the same arguments writes byte-identical files.
 writes ``OUT/DAVIS`` (2017 + 2016 lists, ground truth for every train/val frame, the interactive
 benchmark's initial ``Scribbles/``), ``OUT/YouTubeVOS``
 (2018 layout: valid/ with every 5th frame, valid_all_frames/, meta.json, objects entering mid-video, and
-``valid_gt/`` with the hidden ground truth of the scored frames) and ``OUT/COCO``. Use
+``valid_gt/`` with the hidden ground truth of the scored frames; train/ with every 5th frame and its full ground
+truth, and ``ivos_points/``, the YouTube-IVOS click files of the train videos) and ``OUT/COCO``. Use
 ``--height 480 --width 854`` for benchmark-sized frames.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from common.data.output_folder import check_output_folder
 from common.data.palette import write_label_png
 from common.data.paths import PathLike
 from common.runtime.errors import UserError, run_cli
@@ -173,12 +175,17 @@ def _save_jpeg(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
-def _prepare(root: Path) -> Path:
-    """A fresh temporary sibling of `root` to write into; refuses to replace a folder that is not ours."""
-    root = Path(root)
+def _check_replaceable(root: Path) -> None:
+    """Refuse to replace a folder that is not ours."""
     if root.exists() and not (root / MARKER).is_file():
         raise UserError(f"{root} already exists and is not a synthetic sample (no {MARKER}); "
                         f"choose an empty output folder")
+
+
+def _prepare(root: Path) -> Path:
+    """A fresh temporary sibling of `root` to write into; refuses to replace a folder that is not ours."""
+    root = Path(root)
+    _check_replaceable(root)
     tmp = root.with_name(f".{root.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -194,13 +201,14 @@ def _publish(tmp: Path, root: Path, params: dict) -> Path:
     return root
 
 
-def _check_size(height: int, width: int, n_frames: int, n_objects: int, n_videos: int = 1) -> None:
+def _check_size(height: int, width: int, n_frames: int, n_objects: int, n_videos: int = 1, *,
+                frames_flag: str = "--frames", count_flag: str = "--videos") -> None:
     if n_videos < 1:
-        raise UserError(f"the synthetic sample needs at least 1 video (image), got {n_videos}")
+        raise UserError(f"{count_flag} {n_videos}: the synthetic sample needs at least 1 video (image)")
     if height < 32 or width < 32:
         raise UserError(f"synthetic frames must be at least 32x32, got {width}x{height}")
     if n_frames < 2:
-        raise UserError(f"synthetic videos need at least 2 frames, got {n_frames}")
+        raise UserError(f"{frames_flag} {n_frames}: synthetic videos need at least 2 frames")
     if not 1 <= n_objects <= 254:
         raise UserError(f"number of objects must be 1..254, got {n_objects}")
 
@@ -262,14 +270,16 @@ def _ytvos_starts(video: int, n_objects: int, n_frames: int) -> List[int]:
 
 
 def make_ytvos_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames: int = 16,
-                      height: int = 96, width: int = 160, n_objects: int = 2, year: int = 2018) -> Path:
+                      height: int = 96, width: int = 160, n_objects: int = 2, year: int = 2018,
+                      n_train: int = 0) -> Path:
     """Write a YouTube-VOS-format validation tree at `root` and return it.
 
     `n_frames` counts all frames (``valid_all_frames/JPEGImages``); ``valid/JPEGImages`` holds every 5th.
     ``valid/Annotations/<video>/<frame>.png`` exists on the frame each object enters and, as in the real
     dataset, holds only the objects entering there. ``valid/meta.json`` lists objects and the scored
     frames they appear in. ``valid_gt/Annotations`` holds the full ground truth of the scored frames
-    (the real set keeps it on the server), so tests can score results.
+    (the real set keeps it on the server), so tests can score results. With `n_train`, also a train split of
+    that many videos and their YouTube-IVOS click files (`_write_ytvos_train`).
     """
     _check_size(height, width, n_frames, n_objects, n_videos)
     root = Path(root)
@@ -299,9 +309,32 @@ def make_ytvos_sample(root: PathLike, seed: int = 0, n_videos: int = 3, n_frames
         meta["videos"][name] = {"objects": {str(k): {"category": "synthetic", "frames": frames}
                                             for k, frames in appears.items()}}
     (tmp / "valid" / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    if n_train:
+        _write_ytvos_train(tmp, seed, n_train, n_frames, height, width, n_objects)
     params = dict(kind="youtube-vos", year=year, seed=seed, n_videos=n_videos, n_frames=n_frames,
-                  height=height, width=width, n_objects=n_objects)
+                  height=height, width=width, n_objects=n_objects, n_train=n_train)
     return _publish(tmp, root, params)
+
+
+IVOS_POINTS = "ivos_points"  # the YouTube-IVOS click files of the train videos, inside the YouTube-VOS sample
+
+
+def _write_ytvos_train(tmp: Path, seed: int, n_train: int, n_frames: int, height: int, width: int,
+                       n_objects: int) -> None:
+    """``train/JPEGImages`` (every 5th frame, as YouTube-VOS ships its train split) with the full ground truth in
+    ``train/Annotations``, every object there from the first frame; and the YouTube-IVOS click files of these
+    videos in ``ivos_points/`` (`common.data.ivos_points`), so that `gis.ivos_main_youtube` runs on the sample."""
+    from common.data.ivos_points import write_ivos_points
+
+    rng = np.random.default_rng(seed + 3_000_003)  # its own stream: the valid videos do not change with it
+    names = [f"synth-train{v:03d}" for v in range(n_train)]
+    for name in names:
+        scene = _make_scene(rng, height, width, n_frames, [0] * n_objects)
+        for t in range(0, n_frames, YTVOS_STRIDE):
+            image, labels = scene.render(t)
+            _save_jpeg(tmp / "train" / "JPEGImages" / name / f"{t:05d}.jpg", image)
+            write_label_png(tmp / "train" / "Annotations" / name / f"{t:05d}.png", labels)
+    write_ivos_points(tmp, tmp / IVOS_POINTS, names, seed=seed)
 
 
 def make_coco_sample(root: PathLike, seed: int = 0, n_images: int = 4, height: int = 96, width: int = 160,
@@ -325,13 +358,76 @@ def make_sample(out: PathLike, seed: int = 0, n_videos: int = 3, n_frames: int =
                 coco_images: int = 4) -> Dict[str, Path]:
     """All three samples under `out`: {'davis': out/DAVIS, 'ytvos': out/YouTubeVOS, 'coco': out/COCO}."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     ytvos_frames = ytvos_frames if ytvos_frames is not None else 2 * n_frames
+    # every part's sizes, and where it goes, before the first is written: a bad one leaves no partial sample
+    _check_size(height, width, n_frames, n_objects, n_videos)
+    _check_size(height, width, ytvos_frames, n_objects, n_videos, frames_flag="--ytvos-frames")
+    _check_size(height, width, 2, n_objects, coco_images, count_flag="--coco-images")
+    check_output_folder(out, "the output folder")
+    for part in ("DAVIS", "YouTubeVOS", "COCO"):
+        _check_replaceable(out / part)
+    out.mkdir(parents=True, exist_ok=True)
     return {
         "davis": make_davis_sample(out / "DAVIS", seed, n_videos, n_frames, height, width, n_objects, scribbles=True),
-        "ytvos": make_ytvos_sample(out / "YouTubeVOS", seed, n_videos, ytvos_frames, height, width, n_objects),
+        "ytvos": make_ytvos_sample(out / "YouTubeVOS", seed, n_videos, ytvos_frames, height, width, n_objects,
+                                   n_train=n_videos),
         "coco": make_coco_sample(out / "COCO", seed, coco_images, height, width, n_objects),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A training set large enough to generalise from (`vos.train_sample`)
+
+def _lookalike(rng: np.random.Generator, scene: _Scene) -> _Scene:
+    """The same scene with every object textured from one base colour: objects that resemble each other."""
+    base = rng.uniform(0.15, 1.0, size=3).astype(np.float32)
+    for blob in scene.blobs:
+        jitter = rng.uniform(-0.08, 0.08, size=3).astype(np.float32)
+        blob.texture = _texture(rng, blob.texture.shape[0], np.clip(base + jitter, 0, 1))
+    return scene
+
+
+def _training_scene(rng: np.random.Generator, height: int, width: int, n_frames: int, max_objects: int,
+                    lookalike: float) -> _Scene:
+    n_objects = int(rng.integers(1, max_objects + 1))
+    scene = _make_scene(rng, height, width, n_frames, [0] * n_objects)
+    return _lookalike(rng, scene) if rng.random() < lookalike else scene
+
+
+def make_training_sample(out: PathLike, seed: int = 1021, n_train: int = 60, n_val: int = 3, n_frames: int = 12,
+                         coco_images: int = 200, height: int = 96, width: int = 160, max_objects: int = 3,
+                         lookalike: float = 0.5) -> Dict[str, Path]:
+    """A generated training set: `out/DAVIS` (`n_train` train videos and `n_val` val videos for validation
+    during training) and `out/COCO` (`coco_images` images). Scenes hold 1..`max_objects` objects that move, turn
+    and occlude each other; a `lookalike` share of the scenes textures all its objects from one colour. One
+    random stream from `seed` (default 1021), apart from the seeds of the demo and evaluation samples."""
+    _check_size(height, width, n_frames, max_objects, n_train, count_flag="n_train")
+    _check_size(height, width, 2, max_objects, coco_images, count_flag="coco_images")
+    out = Path(out)
+    rng = np.random.default_rng(seed + 4_000_003)
+    davis = _prepare(out / "DAVIS")
+    splits = {"train": [f"synth-train-{i:03d}" for i in range(n_train)],
+              "val": [f"synth-val-{i:02d}" for i in range(n_val)]}
+    for split, names in splits.items():
+        for name in names:
+            scene = _training_scene(rng, height, width, n_frames, max_objects, lookalike)
+            for t in range(n_frames):
+                image, labels = scene.render(t)
+                _save_jpeg(davis / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", image)
+                write_label_png(davis / "Annotations" / "480p" / name / f"{t:05d}.png", labels)
+    (davis / "ImageSets" / "2017").mkdir(parents=True)
+    for split, names in splits.items():
+        (davis / "ImageSets" / "2017" / f"{split}.txt").write_text("".join(n + "\n" for n in names))
+    params = dict(kind="davis-training", seed=seed, n_train=n_train, n_val=n_val, n_frames=n_frames,
+                  height=height, width=width, max_objects=max_objects, lookalike=lookalike)
+    paths = {"davis": _publish(davis, out / "DAVIS", params)}
+    coco = _prepare(out / "COCO")
+    for i in range(coco_images):
+        image, labels = _training_scene(rng, height, width, 2, max_objects, lookalike).render(0)
+        _save_jpeg(coco / "JPEGImages" / f"{i + 1:012d}.jpg", image)
+        write_label_png(coco / "Annotations" / f"{i + 1:012d}.png", labels)
+    paths["coco"] = _publish(coco, out / "COCO", dict(params, kind="coco-training", coco_images=coco_images))
+    return paths
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -48,7 +48,7 @@ from common.data.palette import VOID_LABEL
 from common.data.paths import PathLike
 from common.evaluation import metrics
 from common.evaluation.workers import default_workers, map_in_workers
-from common.runtime.errors import UserError, run_cli
+from common.runtime.errors import UserError, on_interrupt, run_cli
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
@@ -353,6 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="where to write the two CSVs (default: the results folder, like the official script)")
     args = parser.parse_args(argv)
 
+    on_interrupt("nothing was written; a rerun scores every sequence again")
     print(f"Evaluating sequences for the semi-supervised task (DAVIS {args.year} {args.set})...")
     result = evaluate(args.davis, args.results, split=args.set, year=args.year, workers=args.workers)
     global_path, seq_path = result.write_csvs(args.csv_dir if args.csv_dir else args.results)

@@ -24,13 +24,14 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Tuple, TypeVar, Union
-
-import torch
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from common.hub.download import DRIVE_PAGE, download, reject_empty_or_html, staging_folder
 from common.hub.registry import Registry
 from common.runtime.errors import UserError
+
+if TYPE_CHECKING:  # torch itself is imported where a checkpoint is loaded: the papers' packages register their
+    import torch  # checkpoints on import, and `--help` must not wait for torch
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,30 @@ def cached_path(name: str, *, cache_dir: Optional[Path] = None) -> Optional[Path
     for filename in (spec.filename, *spec.aliases):
         if (folder / filename).is_file():
             return folder / filename
+    return None
+
+
+def cached_problem(name: str, *, cache_dir: Optional[Path] = None) -> Optional[str]:
+    """Why the cached file for `name` cannot be used (None when it looks whole), from cheap checks only, for
+    `vos.weights list`: empty or an HTML page, a known hash that differs, or a zip-format checkpoint (what
+    `torch.save` writes) whose central directory at the end of the file is missing, i.e. a truncated download.
+    `fetch` and loading check completely (`torch.load`)."""
+    spec = spec_for(name)
+    path = cached_path(name, cache_dir=cache_dir)
+    if path is None:
+        return None
+    try:
+        reject_empty_or_html(path, what=f"weights {spec.name!r}", hint="", kind="checkpoint")
+    except UserError as err:
+        return str(err).strip()
+    if _looks_like_truncated_zip(path) and not zipfile.is_zipfile(path):  # a zip's start without its end
+        return f"{path} is truncated (its zip directory is missing: an incomplete download?)"
+    for expected, hasher in ((spec.sha256, hashlib.sha256), (spec.git_blob_sha1, None)):
+        if expected is None:
+            continue
+        digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size) if hasher is None else hasher()
+        if _file_digest(path, digest) != expected:
+            return f"{path} does not have the official file's hash (damaged or another file)"
     return None
 
 
@@ -188,9 +213,11 @@ def _torch_load(path: Path, map_location, *, cheap: bool = False):
     `cheap=True` memory-maps zip-format files, so checking that a large file loads reads its index,
     not all its tensor data.
     """
+    import torch
+
     is_zip = zipfile.is_zipfile(path)
     try:
-        if cheap and is_zip and _TORCH_HAS_MMAP:
+        if cheap and is_zip and "mmap" in inspect.signature(torch.load).parameters:  # torch >= 2.1
             return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on damage
@@ -204,9 +231,6 @@ def _torch_load(path: Path, map_location, *, cheap: bool = False):
         else:
             problem = "is not a PyTorch checkpoint, or is truncated"
         raise UserError(f"checkpoint {path} {problem}: torch.load failed with: {first_line}") from None
-
-
-_TORCH_HAS_MMAP = "mmap" in inspect.signature(torch.load).parameters  # torch >= 2.1
 
 
 def _looks_like_truncated_zip(path: Path) -> bool:
@@ -242,6 +266,8 @@ def load_state_dict(name_or_path: Union[str, os.PathLike], *, map_location="cpu"
             raise UserError(f"no checkpoint file at {path}, and {str(name_or_path)!r} is not a registered "
                             f"weights name (known: {', '.join(sorted(CHECKPOINT_REGISTRY.names()))})")
 
+    import torch
+
     obj = _torch_load(path, map_location)
     if spec is not None and spec.nested_key is not None:
         if not isinstance(obj, Mapping) or spec.nested_key not in obj:
@@ -265,6 +291,8 @@ def load_state_dict(name_or_path: Union[str, os.PathLike], *, map_location="cpu"
 
 def _unwrap(obj):
     """Descend into {'state_dict': {...}, 'epoch': 3, ...}-style wrappers until the tensors."""
+    import torch
+
     while isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
         inner = next((obj[k] for k in _NESTING_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
@@ -317,12 +345,14 @@ def load_into(model: torch.nn.Module,
 
 # ----------------------------------------------------------------------------------------- demos and benchmarks
 
-ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+ModuleT = TypeVar("ModuleT", bound="torch.nn.Module")
 
 
 def seeded_init(build: Callable[[], ModuleT], device: torch.device, *, seed: int = 0) -> ModuleT:
     """`build()` under `torch.manual_seed(seed)`, in eval mode on `device`: the model's own initialisation,
     reproducible, for demos and benchmarks that run without the official weights."""
+    import torch
+
     torch.manual_seed(seed)
     return build().to(device).eval()
 
@@ -354,8 +384,9 @@ def is_seeded(weights: Optional[Union[str, os.PathLike]], aliases: Sequence[str]
 
 
 def seeded_notice(paper: str, seed: int = 0) -> str:
-    return (f"{paper}: --weights {SEEDED}: a seeded random initialisation (seed {seed}) instead of the official "
-            f"weights; the numbers are not the paper's")
+    # the paper is named once, inside the sentence: the entry point's own line before it already starts with it
+    return (f"notice: --weights {SEEDED}: a seeded random initialisation (seed {seed}) instead of {paper}'s "
+            f"official weights; the numbers are not the paper's")
 
 
 def build_with_weights(build: Callable[[], ModuleT], weights: Optional[Union[str, os.PathLike]],

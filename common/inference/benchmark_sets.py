@@ -20,17 +20,20 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
-import torch
 
-from common.data.datasets import DAVIS, Video, YouTubeVOS
+from common.data.datasets import DAVIS, Video, YouTubeVOS, check_video_files
 from common.data.output_folder import check_output_folder
 from common.inference.fast import add_fast_arguments
 from common.runtime.device import add_device_argument
-from common.runtime.distributed import DistContext
-from common.runtime.errors import UserError
+from common.runtime.errors import RESUMES_AFTER_VIDEOS, UserError, on_interrupt
+
+if TYPE_CHECKING:  # the command lines build their parsers from here before torch is loaded (`--help`)
+    import torch
+
+    from common.runtime.distributed import DistContext
 
 
 class BenchmarkSet(NamedTuple):
@@ -58,7 +61,7 @@ BENCHMARK_SETS: Dict[str, BenchmarkSet] = {
 DEFAULT_SETS = ("davis16-val", "davis17-val", "davis17-test-dev", "ytvos18-valid")  # what --sets runs when omitted
 
 # segment(model, video) -> {frame index: uint8 [H, W] labels}
-Segment = Callable[[torch.nn.Module, Video], Mapping[int, np.ndarray]]
+Segment = Callable[["torch.nn.Module", Video], Mapping[int, np.ndarray]]
 
 
 def default_sets(roots: Mapping[str, Optional[Path]]) -> List[str]:
@@ -161,7 +164,11 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
         if root is None:
             raise UserError(f"test set {name} needs --{s.family} PATH")
         datasets[name] = load_dataset(s, root)
+    for dataset in datasets.values():  # frames and given masks readable (cheaply), so no set stops halfway
+        for video in dataset.videos():
+            check_video_files(video)
     check_output_folder(output)
+    on_interrupt(RESUMES_AFTER_VIDEOS)
     summary: Dict[str, dict] = {}
     models: Dict[str, torch.nn.Module] = {}
     for name in sets:
@@ -185,11 +192,13 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
         if stats.videos:
             print(f"{name}: {stats.summary()}")
         if s.scored:
+            on_interrupt(f"the masks in {out} are kept; a rerun skips them and scores the set again")
             result = evaluate(root, out, split=s.split, year=s.year, workers=eval_workers)
             print(result.format_table())
             csvs = result.write_csvs(layout.scores(Path(output), s))
             print(f"{name}: J&F-Mean {result.global_row['J&F-Mean']:.4f}; tables in {csvs[0].parent}")
             summary[name].update(result.global_row)
+            on_interrupt(RESUMES_AFTER_VIDEOS)
         else:
             zip_path = zip_submission(out, layout.archive(Path(output), s),
                                       layout="davis" if s.family == "davis" else "youtube")

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import List, Optional
-
-import torch
+from typing import TYPE_CHECKING, List, Optional
 
 from common.runtime.errors import UserError
 
+if TYPE_CHECKING:  # imported where a dtype is needed: command lines add these flags before torch is loaded
+    import torch
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPE_NAMES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # precision -> torch dtype attribute
+
+
+def _dtype(precision: str) -> Optional[torch.dtype]:
+    import torch
+
+    name = _DTYPE_NAMES[precision]
+    return None if name is None else getattr(torch, name)
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class FastOptions:
     def autocast_dtype(self, auto: Optional[torch.dtype]) -> Optional[torch.dtype]:
         """The autocast dtype to use: `auto` (the paper's default for the device) unless a precision was chosen;
         None means float32, no autocast."""
-        return auto if self.precision == "auto" else _DTYPES[self.precision]
+        return auto if self.precision == "auto" else _dtype(self.precision)
 
     def use_channels_last(self, default: bool) -> bool:
         return default if self.channels_last is None else self.channels_last
@@ -46,7 +54,7 @@ class FastOptions:
 
 def precision_name(dtype: Optional[torch.dtype]) -> str:
     """'fp32' / 'bf16' / 'fp16': the vocabulary's word for an autocast dtype (None = float32)."""
-    return next(name for name, d in _DTYPES.items() if d == dtype)
+    return next(name for name in _DTYPE_NAMES if _dtype(name) == dtype)
 
 
 def add_fast_arguments(parser: argparse._ActionsContainer, *, fast_help: str) -> None:

@@ -130,28 +130,42 @@ def run_videos(videos: Iterable[Video], segment: Segmenter, output_dir: PathLike
     """
     device = torch.device(device)
     output_dir = Path(output_dir)
+    created = [p for p in [output_dir, *output_dir.parents] if not p.exists()]  # innermost first
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_videos(videos, segment, output_dir, device, desc, overwrite, dist)
+    except BaseException:
+        for folder in created:  # failed before its first video was written: leave no empty folders behind
+            try:
+                folder.rmdir()  # only if still empty
+            except OSError:
+                break
+        raise
+
+
+def _run_videos(videos: Iterable[Video], segment: Segmenter, output_dir: Path, device: torch.device, desc: str,
+                overwrite: bool, dist: Optional[DistContext]) -> RunStats:
     distributed = dist is not None and dist.enabled
     videos = shard(videos, dist)
     if distributed:
         assert dist is not None
         desc = f"{desc} [rank {dist.rank}/{dist.world_size}]"
     stats = RunStats()
-    bar = tqdm(videos, desc=desc, unit="video", dynamic_ncols=True)
-    for video in bar:
-        folder = output_dir / video.name
-        if not overwrite and is_complete(folder, video):
-            stats.skipped.append(video.name)
-            continue
-        bar.set_postfix_str(video.name)
-        watch = Stopwatch(device)
-        with torch.no_grad(), watch:
-            labels = segment(video)
-        _write_video(folder, video, labels)
-        done = VideoStats(video.name, len(video), watch.elapsed)
-        stats.videos.append(done)
-        tqdm.write(f"{video.name}: {done.frames} frames, {done.fps:.1f} fps")
-    bar.close()
+    # closed on the way out, so that an interruption's last line is not followed by the bar drawn again
+    with tqdm(videos, desc=desc, unit="video", dynamic_ncols=True) as bar:
+        for video in bar:
+            folder = output_dir / video.name
+            if not overwrite and is_complete(folder, video):
+                stats.skipped.append(video.name)
+                continue
+            bar.set_postfix_str(video.name)
+            watch = Stopwatch(device)
+            with torch.no_grad(), watch:
+                labels = segment(video)
+            _write_video(folder, video, labels)
+            done = VideoStats(video.name, len(video), watch.elapsed)
+            stats.videos.append(done)
+            tqdm.write(f"{video.name}: {done.frames} frames, {done.fps:.1f} fps")
     if stats.skipped:
         tqdm.write(f"skipped {len(stats.skipped)} finished videos in {output_dir} (resume)")
     if stats.videos:

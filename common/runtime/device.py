@@ -1,4 +1,7 @@
-"""Device choice, seeding, CUDA-synchronised timing and peak-memory reporting."""
+"""Device choice, seeding, CUDA-synchronised timing and peak-memory reporting.
+
+torch is imported inside the functions: entry points add `--device` to their parser from here, and
+`--help` or a mistyped flag must answer without loading torch."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +10,17 @@ import random
 import resource
 import sys
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
-import torch
+from common.runtime.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -28,13 +35,33 @@ def pick_device(requested: Optional[str] = None) -> torch.device:
     without it falls back to CPU instead of failing deep inside the first `.to()`; `--device cpu` is
     taken as it is, silently.
     """
+    import torch
+
     name = requested or default_device()
-    device = torch.device(name)
+    device = _parse_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         print(f"{NO_GPU_NOTICE} (--device {name} requested)", file=sys.stderr)
         return torch.device("cpu")
     if requested is None and device.type == "cpu":
         print(NO_GPU_NOTICE, file=sys.stderr)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: there is no GPU {device.index} (this machine has "
+                        f"{torch.cuda.device_count()}, numbered from 0); pass cuda, cuda:N or cpu")
+    return device
+
+
+def _parse_device(name: str) -> "torch.device":
+    """`torch.device(name)`, with a name torch does not know (`--device foo`) as one `UserError`."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name!r} is not a device name; pass cuda, cuda:N (the GPU's number) or cpu"
+                        ) from None
+    available = getattr(getattr(torch, device.type, None), "is_available", None)  # torch.mps, torch.xpu, ...
+    if device.type == "meta" or (device.type not in ("cpu", "cuda") and available is not None and not available()):
+        raise UserError(f"--device {name}: no {device.type} device on this machine; pass cuda, cuda:N or cpu")
     return device
 
 
@@ -45,6 +72,9 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (all devices) the way the official trainers do."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -54,6 +84,8 @@ def seed_everything(seed: int) -> None:
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 
@@ -79,12 +111,16 @@ class Stopwatch:
 
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory_mib(device: torch.device) -> float:
     """CUDA max allocated memory on a GPU; the process's peak resident set size on CPU."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
