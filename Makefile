@@ -6,7 +6,7 @@ DATA ?= data
 OUT ?= outputs
 
 .PHONY: setup test demo gui bench bench-metrics compare reproduce-bmvos reproduce-emvos reproduce-tbd \
-	reproduce-hmmn reproduce-gis verify-bmvos verify-emvos verify-tbd verify-hmmn
+	reproduce-hmmn reproduce-gis verify-bmvos verify-emvos verify-tbd verify-hmmn gpu-check train-sample
 
 setup:
 	@bash tools/setup.sh
@@ -64,3 +64,11 @@ reproduce-gis:
 VERIFY_ARGS ?=
 verify-bmvos verify-emvos verify-tbd verify-hmmn: verify-%:
 	$(PY) -m vos.verify $* --davis $(DATA)/DAVIS --output $(OUT)/$* $(DEVICE_FLAG) $(VERIFY_ARGS)
+
+# Train PAPER (tbd, emvos or bmvos) from scratch on generated data for MINUTES of wall-clock time, then score it
+# on generated videos it never saw: $(OUT)/train-sample/$(PAPER)/{best.pth,scores.json} (README: "Training on
+# generated data").
+PAPER ?= tbd
+MINUTES ?= 30
+train-sample:
+	$(PY) -m vos.train_sample $(PAPER) --minutes $(MINUTES) --out $(OUT)/train-sample $(DEVICE_FLAG)

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
-import torch
-import torch.nn as nn
-
-from bmvos.inference import segment_video
-from bmvos.model import BMVOS
+from common.data.output_folder import check_checkpoint_folder
 from common.runtime.device import add_device_argument, pick_device, seed_everything
 from common.runtime.errors import run_cli
-from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments, build_training_model,
-                                      parse_stages)
-from common.training.tbd_recipe import TBD_SCHEDULE, TBD_SCHEDULE_HELP, add_custom_split_arguments, train_tbd_recipe
+from common.runtime.training_arguments import (TBD_SCHEDULE_HELP, add_custom_split_arguments, add_schedule_arguments,
+                                               add_training_arguments)
+
+if TYPE_CHECKING:  # the model, torch and the trainer load after the arguments are parsed (`--help` answers at once)
+    import torch
+    import torch.nn as nn
+
+    from bmvos.model import BMVOS
 
 SEED = 19971007  # upstream does not seed; a fixed seed makes runs repeatable
 
@@ -43,6 +44,10 @@ def bmvos_forward_clip(model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor
 def train(model: BMVOS, stages: Sequence[str], args: argparse.Namespace, device: torch.device,
           forward_clip: Callable = bmvos_forward_clip) -> List[Path]:
     """Run `stages` of TBD's recipe in order on `model`; returns each stage's resume checkpoint."""
+    from bmvos.inference import segment_video
+    from common.training.schedule import Overrides
+    from common.training.tbd_recipe import train_tbd_recipe
+
     # validation runs at the stored size: the 480p rule belongs to the official evaluator only
     return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, resize=False), stages,
                             {"coco": args.coco, "davis": args.davis, "ytvos": args.ytvos}, args.output_dir, device,
@@ -69,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    check_checkpoint_folder(args.output_dir)
+    from bmvos.model import BMVOS
+    from common.training.schedule import build_training_model, check_resume, parse_stages
+    from common.training.tbd_recipe import TBD_SCHEDULE
+
     stages = parse_stages(args.stages, TBD_SCHEDULE)
+    check_resume(args.output_dir, stages, args.resume)  # before any ImageNet download
     device = pick_device(args.device)
     seed_everything(args.seed)  # before the model is built, so the decoder's initialisation repeats
     model = build_training_model(BMVOS, args.init)

@@ -19,22 +19,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
-import torch
-
+from common.data.output_folder import check_checkpoint_folder
 from common.inference.benchmark_sets import add_test_arguments, default_sets, run_parser, run_sets
 from common.inference.fast import fast_options_from_args
 from common.runtime.device import pick_device, seed_everything
-from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError, run_cli
-from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments, build_training_model,
-                                      parse_stages)
+from common.runtime.training_arguments import AUTHORS_SEED, add_schedule_arguments, add_training_arguments
 from emvos import TITLE
 from emvos.checkpoints import OFFICIAL_WEIGHTS
-from emvos.inference import load_segmenter, segment_video
-from emvos.model import EMVOS
-from emvos.train import OFFICIAL, SEED, train
+
+if TYPE_CHECKING:  # the model, torch and the trainer load after the arguments are parsed (`--help` answers at once)
+    import torch
+
+    from common.runtime.distributed import DistContext
+
+SEED = AUTHORS_SEED  # EMVOS's official training seed (emvos.train.SEED, here without importing the trainer)
 
 DEFAULT_WEIGHTS = {"davis": OFFICIAL_WEIGHTS, "ytvos": "emvos-coco_ytvos"}
 
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> Dict[str, dict]:
     """Segment, then score or zip each set; under torchrun (`dist` enabled) each rank segments its share of
     the videos and only rank 0 scores and zips (after run_videos' barrier)."""
+    from emvos.inference import load_segmenter, segment_video
+
     fast = fast_options_from_args(args)
     roots = {"davis": args.davis, "ytvos": args.ytvos}
     return run_sets(args.sets or default_sets(roots), roots, args.output, device, title=TITLE,
@@ -71,7 +74,12 @@ def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> 
 
 
 def run_train(args, device: torch.device) -> List[Path]:
+    from common.training.schedule import Overrides, build_training_model, check_resume, parse_stages
+    from emvos.model import EMVOS
+    from emvos.train import OFFICIAL, train
+
     stages = parse_stages(args.stages, OFFICIAL)
+    check_resume(args.output_dir, stages, args.resume)  # before any ImageNet download
     seed_everything(args.seed)  # before the model is built, as upstream
     init = args.init
     if init == "imagenet" and args.resume and (args.output_dir / f"{stages[0]}_last.pth").exists():
@@ -85,10 +93,16 @@ def run_train(args, device: torch.device) -> List[Path]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.train:
+        check_checkpoint_folder(args.output_dir)
     device = pick_device(args.device)
     if args.test:
         if args.davis is None and args.ytvos is None:
             raise UserError("--test needs --davis PATH and/or --ytvos PATH")
+        import torch
+
+        from common.runtime.distributed import init_distributed
+
         ctx = init_distributed(device)  # torchrun: this rank's device and share of the videos; else a no-op
         with torch.no_grad():
             run_test(args, ctx.device, dist=ctx)

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from common.training import (EMVOS_COCO, EMVOS_VIDEO, COCOClips, Trainer, davis_train_clips, davis_validator,
                              ytvos_train_clips)
-from common.training.schedule import Overrides, Stage, check_stages, save_name, stage_plan
+from common.training.schedule import Overrides, Stage, check_resume, check_stages, save_name, stage_plan
 from emvos.inference import segment_video
 
 SEED = 19971007
@@ -38,6 +38,7 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
           bn_train: bool = False, swap_attach_probability: Optional[float] = None) -> List[Path]:
     """Run the stages in order on `model`; returns each stage's final resume checkpoint path."""
     check_stages(stages, OFFICIAL, roots)
+    check_resume(out_dir, stages, resume)
     needs_val = any(s in VALIDATED_ON_DAVIS for s in stages)
     validate = None
     if needs_val and roots.get("davis_val") is not None:
@@ -54,8 +55,8 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
             data = davis_train_clips(roots["davis"], plan.recipe, plan.clips_per_epoch)
         else:
             data = ytvos_train_clips(roots["ytvos"], plan.recipe, plan.clips_per_epoch)
-        config = plan.train_config(save_name(stages, index), num_workers=num_workers, bn_train=bn_train,
-                                   swap_attach_probability=swap_attach_probability)
+        config = overrides.train_config(plan, save_name(stages, index), num_workers=num_workers, bn_train=bn_train,
+                                        swap_attach_probability=swap_attach_probability)
         trainer = Trainer(model, emvos_forward_clip, data, config, out_dir, device,
                           validate if stage in VALIDATED_ON_DAVIS else None, resume=resume)
         trainer.train()

@@ -20,22 +20,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
 
-import torch
-
+from common.data.output_folder import check_checkpoint_folder
 from common.inference.benchmark_sets import add_test_arguments, default_sets, run_parser, run_sets
 from common.inference.fast import FastOptions, fast_options_from_args
 from common.runtime.device import pick_device, seed_everything
-from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError, run_cli
-from common.training.schedule import (Overrides, add_schedule_arguments, add_training_arguments, build_training_model,
-                                      parse_stages)
-from common.training.tbd_recipe import TBD_SCHEDULE, TBD_SCHEDULE_HELP, add_custom_split_arguments
+from common.runtime.training_arguments import (TBD_SCHEDULE_HELP, add_custom_split_arguments, add_schedule_arguments,
+                                               add_training_arguments)
 from tbd import TITLE
 from tbd.checkpoints import OFFICIAL_WEIGHTS
-from tbd.inference import load_segmenter, segment_video
-from tbd.model import TBD
+
+if TYPE_CHECKING:  # the model, torch and the trainer load after the arguments are parsed (`--help` answers at once)
+    import torch
+
+    from common.runtime.distributed import DistContext
 
 DEFAULT_WEIGHTS = {"davis": OFFICIAL_WEIGHTS, "ytvos": "tbd-ytvos"}
 SEED = 19971007  # the authors' seed in their other trainers; TBD's run.py itself does not seed
@@ -77,6 +77,8 @@ def run_test_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], outp
     """`common.inference.benchmark_sets.run_sets` with TBD: segment each set (resuming finished videos), score
     the val sets, zip the server sets. `weights` None: `DEFAULT_WEIGHTS` of each set's dataset; `fast`: the
     `FastTBD` options (None: the faithful model)."""
+    from tbd.inference import load_segmenter, segment_video
+
     return run_sets(sets, roots, output, device, title=TITLE, weights=weights, default_weights=DEFAULT_WEIGHTS,
                     load_model=lambda name: load_segmenter(name, device, fast, autocast_decoder=autocast_decoder),
                     segment=lambda model, video: segment_video(model, video, resize=resize),
@@ -84,9 +86,13 @@ def run_test_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], outp
 
 
 def run_train(args, device: torch.device) -> List[Path]:
+    from common.training.schedule import Overrides, build_training_model, check_resume, parse_stages
+    from common.training.tbd_recipe import TBD_SCHEDULE
+    from tbd.model import TBD
     from tbd.train import train
 
     stages = parse_stages(args.stages, TBD_SCHEDULE)
+    check_resume(args.output_dir, stages, args.resume)  # before any ImageNet download
     seed_everything(args.seed)  # before the model is built, so the decoder's initialisation repeats
     model = build_training_model(TBD, args.init)
     roots = {"coco": args.coco, "davis": args.davis, "ytvos": args.ytvos}
@@ -100,6 +106,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.test and args.davis is None and args.ytvos is None:
         raise UserError("--test needs --davis PATH and/or --ytvos PATH")
+    if args.train:
+        check_checkpoint_folder(args.output_dir)
+    import torch
+
+    from common.runtime.distributed import init_distributed
+
     ctx = init_distributed(pick_device(args.device))  # torchrun: this rank's device and group; else a no-op
     if args.test:
         with torch.no_grad():

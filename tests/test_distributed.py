@@ -327,7 +327,8 @@ def test_ddp_step_equals_single_process_global_batch_and_encoder_stays_frozen(tm
     assert not torch.equal(states[0]["head.weight"], initial.state_dict()["head.weight"])
     # rank 0 alone wrote the checkpoints and the log
     files = sorted(p.name for p in (tmp_path / "ddp").iterdir())
-    assert files == ["toy_0001.pth", "toy_0002.pth", "toy_best.pth", "toy_last.pth", "toy_log.jsonl"]
+    assert files == ["toy_0001.pth", "toy_0002.pth", "toy_best.pth", "toy_curves.png", "toy_last.pth", "toy_log.csv",
+                     "toy_log.jsonl"]
     assert len((tmp_path / "ddp" / "toy_log.jsonl").read_text().splitlines()) == 2
     last = torch.load(tmp_path / "ddp" / "toy_last.pth", weights_only=True)
     assert len(last["rank_rng"]) == 2

@@ -1,6 +1,7 @@
 """The shared training pipeline (common.training) on tiny synthetic data, with a toy model where possible."""
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -168,9 +169,16 @@ def test_trainer_resume_is_exact(tmp_path):
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
     names = sorted(p.name for p in (tmp_path / "b").iterdir())
-    assert names == ["toy_0001.pth", "toy_0002.pth", "toy_best.pth", "toy_last.pth", "toy_log.jsonl"]
+    assert names == ["toy_0001.pth", "toy_0002.pth", "toy_best.pth", "toy_curves.png", "toy_last.pth", "toy_log.csv",
+                     "toy_log.jsonl"]
     log = [json.loads(line) for line in (tmp_path / "b" / "toy_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
+    # the per-step CSV goes on across the resume: 2 batches per epoch, the validation score on each epoch's last
+    with open(tmp_path / "b" / "toy_log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["epoch"], r["jf"]) for r in rows] == [("1", "1", ""), ("2", "1", "0.5"),
+                                                                ("3", "2", ""), ("4", "2", "0.5")]
+    assert float(rows[0]["lr"]) == 1e-2 and 0 <= float(rows[3]["iou"]) <= 1
     state = torch.load(tmp_path / "b" / "toy_0002.pth", weights_only=True)
     assert set(state) == {"weight", "bias"}  # numbered checkpoints are plain state_dicts, as upstream
 
@@ -223,3 +231,40 @@ def test_schedule_overrides_from_the_command_line():
     for bad in ("coco,kinetics", " , "):
         with pytest.raises(UserError, match="choose from coco, davis, ytvos"):
             parse_stages(bad, TBD_SCHEDULE)
+
+
+class _WithEncoder(nn.Module):
+    """A toy whose `encoder` runs under no_grad, as the papers freeze theirs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Conv2d(3, 3, 1)
+        self.head = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            x = self.encoder(x)
+        return self.head(x)
+
+
+@pytest.mark.parametrize("train_encoder", [False, True])
+def test_train_encoder_switch(tmp_path, train_encoder):
+    model = _WithEncoder()
+    encoder_before = model.encoder.weight.detach().clone()
+    config = toy_config(epochs=1, train_encoder=train_encoder)
+    Trainer(model, toy_forward, _Clips(), config, tmp_path, torch.device("cpu")).train()
+    assert torch.equal(model.encoder.weight, encoder_before) is not train_encoder  # official: frozen
+    # outside the training step the model is as the paper wrote it: its encoder gets no gradient
+    model.zero_grad(set_to_none=True)
+    model(torch.rand(1, 3, 4, 4)).sum().backward()
+    assert model.encoder.weight.grad is None and model.head.weight.grad is not None
+
+
+def test_time_limit_ends_the_stage(tmp_path, capsys):
+    config = toy_config(epochs=1000, save_step=1000, val_step=1000, time_limit_s=1e-9)
+    trainer = Trainer(make_toy(), toy_forward, _Clips(), config, tmp_path, torch.device("cpu"), validate=lambda m: 0.5)
+    assert trainer.train()["epoch"] == 1
+    assert "stopped at its time limit" in capsys.readouterr().out
+    assert (tmp_path / "toy_0001.pth").is_file() and (tmp_path / "toy_best.pth").is_file()  # validated, saved
+    again = Trainer(make_toy(), toy_forward, _Clips(), config, tmp_path, torch.device("cpu"), resume=True)
+    assert again.finished  # a resumed run goes on to the next stage

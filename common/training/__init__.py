@@ -19,6 +19,15 @@ Public interface (what a paper package uses)::
 - A NaN/inf loss raises `LossNotFinite` (a `UserError`) naming the epoch and the checkpoint to resume from; a
   `Trainer` refuses to start over an existing `<save_name>_last.pth` unless `resume=True`.
 - BatchNorm stays in eval() during training by default, as the official code does (`TrainConfig.bn_train`).
+- Training from a random start (all off by default, the official recipe): `TrainConfig.train_encoder` gives the
+  submodules named `encoder` gradients during the training forward (the papers run theirs under no_grad),
+  `TrainConfig.lr`, and `TrainConfig.time_limit_s` ends a stage at the first epoch end past that many seconds.
+  On the command line: `--train-encoder`, `--bn-train`, `--lr` (`Overrides.train_config` turns them into a
+  `TrainConfig`); the time limit is `Overrides.time_limit` (`--time-limit`, minutes).
+- Logs next to the checkpoints: `<save_name>_log.jsonl` (per epoch), `<save_name>_log.csv` (per optimizer step:
+  step, epoch, loss, iou, jf, lr) and `<save_name>_curves.png` (`common.training.curves`).
+- A stage whose first batches all break the skip rule stops with a `UserError` (no usable clips); a `UserError`
+  raised in a DataLoader worker (an RGB annotation, an unreadable frame) keeps its one line.
 - Seeding is the caller's job (seed before building the model, as upstream: `common.runtime.device.seed_everything`);
   resume checkpoints carry all RNG states.
 - Schedules (epochs, batch sizes, save/val steps) are per paper: a `Stage` per stage name (`emvos.train.OFFICIAL`;

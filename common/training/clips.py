@@ -20,6 +20,28 @@ from common.data.paths import PathLike
 from common.runtime.errors import UserError
 from common.training.augment import ClipAugmenter, ClipRecipe
 
+# label image modes that hold object ids directly: palette (DAVIS, the COCO conversion), greyscale, bilevel
+LABEL_MODES = ("P", "L", "1")
+# masks checked (header only) when a dataset is built; the rest when their clip is drawn
+CHECKED_UP_FRONT = 100
+
+
+def _label_mode_error(path: Path, mode: str) -> UserError:
+    return UserError(f"training mask {path} has image mode {mode}; annotations must be palette (P) or greyscale "
+                     f"(L) PNGs holding object ids (0 = background), as DAVIS ships them -- an RGB rendering of the "
+                     f"colours cannot be read back as ids; convert it to a palette PNG")
+
+
+def check_label_mode(path: Path) -> None:
+    """Refuse an annotation whose image mode does not hold object ids (reads the header only)."""
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+    except OSError as err:
+        raise UserError(f"cannot read training mask {path}: {err}") from err
+    if mode not in LABEL_MODES:
+        raise _label_mode_error(path, mode)
+
 
 def _open_pair(img_path: Path, mask_path: Path) -> Tuple[Image.Image, Image.Image]:
     try:
@@ -29,7 +51,9 @@ def _open_pair(img_path: Path, mask_path: Path) -> Tuple[Image.Image, Image.Imag
         mask.load()
     except OSError as err:
         raise UserError(f"cannot read training frame {img_path} / {mask_path}: {err}") from err
-    return img.convert("RGB"), mask.convert("P") if mask.mode not in ("P", "L") else mask
+    if mask.mode not in LABEL_MODES:
+        raise _label_mode_error(mask_path, mask.mode)
+    return img.convert("RGB"), mask
 
 
 def _files(folder: Path, suffix: str) -> List[Path]:
@@ -53,6 +77,8 @@ class COCOClips(Dataset):
     def __init__(self, root: PathLike, recipe: ClipRecipe, clips_per_epoch: int = 128, rng=random) -> None:
         from common.data.datasets import COCO  # the shared loader checks the layout and the pairing
         self.pairs: List[Tuple[Path, Path]] = list(COCO(root))
+        for _, mask_path in self.pairs[:CHECKED_UP_FRONT]:
+            check_label_mode(mask_path)
         self.augment = ClipAugmenter(recipe)
         self.clips_per_epoch = clips_per_epoch
         self.rng = _keep_rng(rng)
@@ -82,6 +108,7 @@ class VideoClips(Dataset):
             if not imgs or len(imgs) != len(masks):
                 raise UserError(f"training video {name!r} has {len(imgs)} frames but {len(masks)} annotations; "
                                 f"every training frame needs its annotation PNG")
+            check_label_mode(masks[0])
         self.augment = ClipAugmenter(recipe)
         self.clips_per_epoch = clips_per_epoch
         self.rng = _keep_rng(rng)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Mapping, Optional, Sequence, TypeVar
+from typing import Callable, Collection, List, Mapping, Optional, Sequence, TypeVar
 
 import torch.nn as nn
 
+from common.runtime import training_arguments as _arguments
 from common.runtime.errors import UserError
 from common.training.augment import ClipRecipe
 from common.training.trainer import TrainConfig
@@ -32,13 +33,18 @@ class Stage:
     clips_per_epoch: int = 128
 
     def train_config(self, save_name: str, *, num_workers: int, bn_train: bool, shuffle: bool = True,
-                     swap_attach_probability: Optional[float] = None) -> TrainConfig:
-        """The `Trainer` configuration of this stage (`swap_attach_probability=None` keeps the official 0.2)."""
+                     swap_attach_probability: Optional[float] = None, lr: Optional[float] = None,
+                     train_encoder: bool = False, time_limit_minutes: Optional[float] = None) -> TrainConfig:
+        """The `Trainer` configuration of this stage (`swap_attach_probability=None` keeps the official 0.2,
+        `lr=None` the official 1e-4; `train_encoder` and a time limit are not in the official recipe)."""
         config = TrainConfig(save_name=save_name, epochs=self.epochs, batch_size=self.batch_size,
                              save_step=self.save_step, val_step=self.val_step, num_workers=num_workers,
-                             shuffle=shuffle, bn_train=bn_train)
+                             shuffle=shuffle, bn_train=bn_train, train_encoder=train_encoder,
+                             time_limit_s=60.0 * time_limit_minutes if time_limit_minutes else 0.0)
         if swap_attach_probability is not None:
             config.swap_attach_probability = swap_attach_probability
+        if lr is not None:
+            config.lr = lr
         return config
 
 
@@ -55,11 +61,22 @@ class Overrides:
     coco_clip_length: Optional[int] = None
     video_clip_length: Optional[int] = None
     min_fg_pixels: Optional[int] = None
+    # scratch-training switches (`add_training_arguments`); off / None = the official recipe
+    lr: Optional[float] = None
+    train_encoder: bool = False
+    time_limit: Optional[float] = None  # --time-limit: minutes per stage
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Overrides":
-        """The values of the flags `add_schedule_arguments` adds."""
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+        """The values of the flags `add_schedule_arguments` (and `add_training_arguments`) add."""
+        return cls(**{f.name: getattr(args, f.name, f.default) for f in fields(cls)})
+
+    def train_config(self, plan: Stage, save_name: str, *, num_workers: int, bn_train: bool, shuffle: bool = True,
+                     swap_attach_probability: Optional[float] = None) -> TrainConfig:
+        """`plan.train_config(...)` with these overrides' learning rate and encoder switch."""
+        return plan.train_config(save_name, num_workers=num_workers, bn_train=bn_train, shuffle=shuffle,
+                                 swap_attach_probability=swap_attach_probability, lr=self.lr,
+                                 train_encoder=self.train_encoder, time_limit_minutes=self.time_limit)
 
 
 def stage_plan(official: Mapping[str, Stage], name: str, o: Overrides) -> Stage:
@@ -93,6 +110,14 @@ def parse_stages(text: str, known: Collection[str]) -> List[str]:
     return stages
 
 
+def check_resume(out_dir: Path, stages: Sequence[str], resume: bool) -> None:
+    """`--resume` needs the first stage's resume checkpoint (later stages may legitimately not have started)."""
+    first = Path(out_dir) / f"{save_name(stages, 0)}_last.pth"
+    if resume and not first.is_file():
+        raise UserError(f"--resume: nothing to resume in {out_dir} (no {first.name}); drop --resume to start a "
+                        f"new run there, or pass the --output-dir of the run to continue")
+
+
 def check_stages(stages: Sequence[str], known: Collection[str], roots: Mapping[str, Optional[Path]]) -> None:
     """Every stage is known and has its dataset root (before anything is loaded)."""
     for stage in stages:
@@ -102,47 +127,10 @@ def check_stages(stages: Sequence[str], known: Collection[str], roots: Mapping[s
             raise UserError(f"stage {stage!r} needs its dataset root: pass --{stage} PATH")
 
 
-# --- command line ---------------------------------------------------------------------------------------------------
-
-# help of each schedule flag (keyed by the Overrides field); papers replace those whose numbers are their own
-SCHEDULE_HELP: Dict[str, str] = {
-    "epochs": "epochs per stage",
-    "batch_size": "clips per batch (official 16 COCO, 8 video)",
-    "save_step": "numbered checkpoint every N epochs",
-    "val_step": "validation every N epochs",
-    "clips_per_epoch": "random clips per epoch (official 128)",
-    "crop": "square crop size (official 384)",
-    "short_side": "resize the short side before cropping (official 480)",
-    "coco_clip_length": "frames per COCO clip (official 5)",
-    "video_clip_length": "frames per video clip (official 10)",
-    "min_fg_pixels": "balanced crop: object pixels to keep (official 256)",
-}
-
-
-def add_training_arguments(group, *, output_dir: Path, seed: int,
-                           seed_help: str = "seed set before the model is built") -> None:
-    """--output-dir, --resume, --seed, --init, --bn-train, --no-swap-attach, --workers on `group` (a parser
-    or an argument group)."""
-    group.add_argument("--output-dir", type=Path, default=output_dir, help="checkpoint folder")
-    group.add_argument("--resume", action="store_true", help="continue from <output-dir>/<stage>_last.pth")
-    group.add_argument("--seed", type=int, default=seed, help=seed_help)
-    group.add_argument("--init", default="imagenet",
-                       help="encoder start: 'imagenet' (official; torchvision's DenseNet-121 weights), 'scratch', "
-                            "or a checkpoint path to start from")
-    group.add_argument("--bn-train", action="store_true",
-                       help="train with BatchNorm in train mode (the official trainer keeps the model in eval mode)")
-    group.add_argument("--no-swap-attach", action="store_true", help="disable swap-and-attach (official: p=0.2)")
-    group.add_argument("--workers", type=int, default=4, help="DataLoader workers (official 4)")
-
-
-def add_schedule_arguments(group, **paper_help: str) -> None:
-    """The integer flags of `Overrides` (--epochs, --batch-size, ..., --min-fg-pixels; unset = official).
-    `paper_help` (keyed like `SCHEDULE_HELP`) gives the help of flags whose official numbers are the paper's."""
-    unknown = sorted(set(paper_help) - set(SCHEDULE_HELP))
-    if unknown:
-        raise TypeError(f"no schedule flag for {unknown}; known: {', '.join(SCHEDULE_HELP)}")
-    for name, help_ in {**SCHEDULE_HELP, **paper_help}.items():
-        group.add_argument(f"--{name.replace('_', '-')}", type=int, help=help_)
+# --- command line: the flags live in the torch-free common.runtime.training_arguments (a parser is built before torch
+# loads); their names stay importable from here
+SCHEDULE_MINIMUM, SCHEDULE_HELP = _arguments.SCHEDULE_MINIMUM, _arguments.SCHEDULE_HELP
+add_training_arguments, add_schedule_arguments = _arguments.add_training_arguments, _arguments.add_schedule_arguments
 
 
 def build_training_model(make: Callable[..., M], init: str) -> M:

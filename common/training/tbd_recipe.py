@@ -20,10 +20,11 @@ import torch
 import torch.nn as nn
 
 from common.data.datasets import Video, read_list
+from common.runtime import training_arguments as _arguments
 from common.runtime.errors import UserError
 from common.training.augment import TBD_COCO, TBD_DAVIS, TBD_YTVOS
 from common.training.clips import COCOClips, VideoClips, davis_train_clips
-from common.training.schedule import Overrides, Stage, check_stages, save_name, stage_plan
+from common.training.schedule import Overrides, Stage, check_resume, check_stages, save_name, stage_plan
 from common.training.trainer import ForwardClip, Trainer, Validate
 from common.training.validation import Segment, davis_validator
 
@@ -32,23 +33,8 @@ TBD_SCHEDULE: Dict[str, Stage] = {
     "davis": Stage(TBD_DAVIS, epochs=4000, batch_size=8, save_step=1000, val_step=100),
     "ytvos": Stage(TBD_YTVOS, epochs=4000, batch_size=8, save_step=1000, val_step=100),
 }
-# `add_schedule_arguments(group, **TBD_SCHEDULE_HELP)`: the help texts that carry TBD's numbers
-TBD_SCHEDULE_HELP: Dict[str, str] = {
-    "epochs": "epochs per stage (official 8000 COCO / 4000 video)",
-    "save_step": "numbered checkpoint every N epochs (official 4000 / 1000)",
-    "val_step": "validation every N epochs (official 400 / 100)",
-    "short_side": "YouTube-VOS: resize the short side before cropping (official 480)",
-}
-
-
-def add_custom_split_arguments(group) -> None:
-    """--ytvos-train-list / --ytvos-val-list: the authors' YouTube-VOS split files."""
-    group.add_argument("--ytvos-train-list", type=Path,
-                       help="the authors' cho_train.txt (default: <ytvos>/ImageSets/cho_train.txt if present, "
-                            "else every train video)")
-    group.add_argument("--ytvos-val-list", type=Path,
-                       help="the authors' cho_val.txt for validation (default: <ytvos>/ImageSets/cho_val.txt if "
-                            "present)")
+# the command-line flags live in the torch-free common.runtime.training_arguments; their names stay importable here
+TBD_SCHEDULE_HELP, add_custom_split_arguments = _arguments.TBD_SCHEDULE_HELP, _arguments.add_custom_split_arguments
 
 
 # --- YouTube-VOS custom split (cho_train / cho_val, both inside the official train set) ------------------------------
@@ -146,6 +132,7 @@ def train_tbd_recipe(model: nn.Module, forward_clip: ForwardClip, segment: Segme
     there is one.
     """
     check_stages(stages, TBD_SCHEDULE, roots)
+    check_resume(out_dir, stages, resume)
     davis_stages = [s for s in stages if s in ("coco", "davis")]
     davis_val: Optional[Validate] = None
     if davis_stages and roots.get("davis") is not None:
@@ -171,8 +158,8 @@ def train_tbd_recipe(model: nn.Module, forward_clip: ForwardClip, segment: Segme
                 validate = None
             else:
                 validate = cho_val_validator(cho_val_videos(root, read_video_list(val_list)), segment)
-        config = plan.train_config(save_name(stages, index), num_workers=num_workers, bn_train=bn_train,
-                                   shuffle=False, swap_attach_probability=swap_attach_probability)
+        config = overrides.train_config(plan, save_name(stages, index), num_workers=num_workers, bn_train=bn_train,
+                                        shuffle=False, swap_attach_probability=swap_attach_probability)
         trainer = Trainer(model, forward_clip, data, config, out_dir, device, validate, resume=resume)
         trainer.train()
         finished.append(trainer.resume_path)

@@ -11,6 +11,15 @@ BatchNorm: the official run scripts build the model with `.eval()` and never cal
 encoder's BatchNorm layers use their running statistics during training. That is the default here;
 `TrainConfig.bn_train=True` trains in train() mode instead (validation always runs in eval()).
 
+Encoder: the papers run their DenseNet encoder under `torch.no_grad()` (frozen, ImageNet weights).
+`TrainConfig.train_encoder=True` (off by default, for training from a random start) gives every submodule
+named `encoder` gradients during the training forward only (see `encoder_gradients`).
+
+Logs (rank 0, next to the checkpoints): `<save_name>_log.jsonl` (one line per epoch), `<save_name>_log.csv`
+(one row per optimizer step: step, epoch, loss, iou, jf (the validation score, on the step that ended a
+validated epoch), lr) and `<save_name>_curves.png` (loss and validation score against steps), redrawn
+after every validation and at the end of the stage.
+
 Distributed (`torchrun --nproc_per_node=N -m <paper>.train ...`): the Trainer joins the torchrun process group
 itself (`common.runtime.distributed.init_distributed`; a plain run is untouched) and trains with
 DistributedDataParallel. `batch_size` stays the paper's *global* batch: each of the N ranks loads
@@ -27,14 +36,15 @@ with `bn_train` DDP broadcasts rank 0's buffers each step. Swap-and-attach draws
 """
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import math
-import os
 import random
-import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -42,8 +52,10 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from common.data.output_folder import write_file_atomic
 from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError
+from common.training.curves import CSV_FIELDS, write_curves_png
 from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach
 
 # forward_clip(model, imgs [B,L,3,H,W] float, masks [B,L,1,H,W] int64) -> scores [B,L-1,2,H,W] raw logits
@@ -70,6 +82,11 @@ class TrainConfig:
     swap_attach_probability: float = SWAP_ATTACH_PROBABILITY  # 0 disables swap-and-attach
     bn_train: bool = False          # False = official behaviour (module stays in eval())
     resume_every: int = 0           # write the resume checkpoint every this many epochs (0: at val/save steps)
+    train_encoder: bool = False     # False = official (encoder frozen); True gives submodules `encoder` gradients
+    time_limit_s: float = 0.0       # > 0: end the stage at the first epoch end past this many seconds of training
+
+# a stage that has seen this many batches without one usable clip batch stops with an error (see `Trainer`)
+NO_USABLE_CLIPS_AFTER = 20
 
 
 def fg_iou(scores: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -116,15 +133,7 @@ class _Mean:
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_file_atomic(path, lambda handle: torch.save(obj, handle))
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -162,28 +171,62 @@ def _reseed_for_rank(rank: int) -> None:
     torch.manual_seed(seed)
 
 
+def encoder_modules(model: nn.Module) -> List[nn.Module]:
+    """The submodules named `encoder` (`vos.encoder` in BMVOS, EMVOS and TBD)."""
+    return [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == "encoder"]
+
+
+@contextlib.contextmanager
+def encoder_gradients(encoders: List[nn.Module]) -> Iterator[None]:
+    """While inside, each encoder's forward runs with autograd on, even inside the model's own
+    `torch.no_grad()` (the papers freeze their encoder that way). Patches the instances' `forward` only for
+    the duration, so the model's code, state_dict and inference are untouched."""
+    def with_grad(forward):
+        def run(*args, **kwargs):
+            with torch.enable_grad():
+                return forward(*args, **kwargs)
+        return run
+
+    for encoder in encoders:
+        encoder.forward = with_grad(encoder.forward)
+    try:
+        yield
+    finally:
+        for encoder in encoders:
+            del encoder.forward  # back to the class's forward
+
+
 class _ClipStep(nn.Module):
     """`forward(imgs, masks) = forward_clip(model, imgs, masks)`: the paper's training forward as a module's
     `forward`, which is what DistributedDataParallel wraps and synchronises (papers train through
-    `forward_train` or extra arguments). Holds `model` itself, so its parameters are DDP's parameters."""
+    `forward_train` or extra arguments). Holds `model` itself, so its parameters are DDP's parameters.
+    With `train_encoder`, the encoders get gradients during this forward (see `encoder_gradients`)."""
 
-    def __init__(self, model: nn.Module, forward_clip: ForwardClip) -> None:
+    def __init__(self, model: nn.Module, forward_clip: ForwardClip, train_encoder: bool = False) -> None:
         super().__init__()
         self.model = model
         self.forward_clip = forward_clip
+        self.encoders = encoder_modules(model) if train_encoder else []
+        if train_encoder and not self.encoders:
+            raise UserError("--train-encoder: this model has no submodule named 'encoder' to train")
 
     def forward(self, imgs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return self.forward_clip(self.model, imgs, masks)
+        with encoder_gradients(self.encoders):
+            return self.forward_clip(self.model, imgs, masks)
 
 
 class Trainer:
     """Runs one stage: `Trainer(model, forward_clip, train_set, config, out_dir, device, validate).train()`.
 
     Files in `out_dir`: `<save_name>_<epoch:04d>.pth` and `<save_name>_best.pth` (plain model state_dicts,
-    like the official ones), `<save_name>_last.pth` (resume checkpoint: model, optimizer, epoch, best score,
-    RNG states) and `<save_name>_log.jsonl` (one line of loss/IoU/score per epoch).
+    like the official ones), `<save_name>_last.pth` (resume checkpoint: model, optimizer, epoch, step, best
+    score, RNG states), `<save_name>_log.jsonl` (one line of loss/IoU/score per epoch), `<save_name>_log.csv`
+    (one row per optimizer step) and `<save_name>_curves.png` (loss and validation score against steps).
     With `resume=True` an existing `<save_name>_last.pth` is restored first; a finished stage only reloads
     its final weights, so a two-stage run can be restarted as a whole.
+
+    A stage whose first `NO_USABLE_CLIPS_AFTER` batches all break the skip rule (no clip batch where every
+    first frame holds an object) stops with a `UserError`: its dataset has no usable clips.
     """
 
     def __init__(self, model: nn.Module, forward_clip: ForwardClip, train_set: Dataset, config: TrainConfig,
@@ -209,13 +252,17 @@ class Trainer:
                                  sampler=self.sampler, num_workers=config.num_workers,
                                  pin_memory=device.type == "cuda")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        self.step_module: nn.Module = _ClipStep(self.model, forward_clip)
+        self.step_module: nn.Module = _ClipStep(self.model, forward_clip, config.train_encoder)
         if self.dist.enabled:
             self.step_module = nn.parallel.DistributedDataParallel(
                 self.step_module, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=True)  # the frozen encoder gets no gradient (see the module docstring)
         self.epoch = 0              # last completed epoch
+        self.step = 0               # optimizer steps so far (the CSV log's x axis)
+        self.batches_seen = 0       # batches drawn in this process, usable or not
+        self._epoch_rows: List[Dict[str, Any]] = []  # this epoch's CSV rows, written when it ends
         self.best_score = 0.0       # upstream starts at 0: a checkpoint is "best" only with a positive score
+        self.time_limited = False   # the stage ended at its time limit (counts as finished)
         self.score = 0.0
         if resume:
             self.load_resume_checkpoint()
@@ -249,7 +296,7 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.config.epochs
+        return self.epoch >= self.config.epochs or self.time_limited
 
     # -- main loop
     def train(self) -> Dict[str, float]:
@@ -261,15 +308,24 @@ class Trainer:
         main = self.dist.is_main  # rank 0 validates, saves and logs; the others only train
         bar = tqdm(range(self.epoch + 1, cfg.epochs + 1), desc=f"train {cfg.save_name}", unit="epoch",
                    initial=self.epoch, total=cfg.epochs, dynamic_ncols=True, disable=not main)
+        started = time.monotonic()
         for epoch in bar:
             loss, iou = self.train_epoch(epoch)
-            validated = self.validate is not None and epoch % cfg.val_step == 0
+            # past the time limit on any rank: this epoch is the stage's last (validated and checkpointed)
+            out_of_time = not self._everywhere(not (cfg.time_limit_s > 0
+                                                    and time.monotonic() - started >= cfg.time_limit_s))
+            validated = self.validate is not None and (epoch % cfg.val_step == 0 or out_of_time)
             if validated and main:
                 self.score = self.run_validation()
                 tqdm.write(f"[{cfg.save_name} ep{epoch:04d}] loss {loss:.5f}  iou {iou:.5f}  J&F {self.score:.5f}")
-            bar.set_postfix(loss=f"{loss:.4f}", iou=f"{iou:.4f}")
+            if main:
+                self._log_steps(validated)
+            time_left = {} if cfg.time_limit_s <= 0 else {
+                "time_left": f"{max(0.0, cfg.time_limit_s - (time.monotonic() - started)) / 60:.1f}min"}
+            bar.set_postfix(loss=f"{loss:.4f}", iou=f"{iou:.4f}", step=self.step, **time_left)
             self.epoch = epoch
-            if main and epoch % cfg.save_step == 0:
+            self.time_limited = out_of_time
+            if main and (epoch % cfg.save_step == 0 or out_of_time):
                 atomic_save(self.model.state_dict(), self.path(f"{epoch:04d}"))
             if main and self.score > self.best_score:
                 tqdm.write(f"[{cfg.save_name}] new best checkpoint after epoch {epoch} (score {self.score:.5f})")
@@ -277,12 +333,21 @@ class Trainer:
                 atomic_save(self.model.state_dict(), self.path("best"))
             if main:
                 self._log({"epoch": epoch, "loss": loss, "iou": iou, "score": self.score if validated else None})
+                if validated or epoch == cfg.epochs or out_of_time:
+                    self._draw_curves()
             every = cfg.resume_every
-            if (every and epoch % every == 0) or validated or epoch % cfg.save_step == 0 or epoch == cfg.epochs:
+            if ((every and epoch % every == 0) or validated or epoch % cfg.save_step == 0 or epoch == cfg.epochs
+                    or out_of_time):
                 self.save_resume_checkpoint()  # collective under DDP (gathers every rank's RNG state)
             self.dist.barrier()  # no rank runs ahead of rank 0's validation and checkpoints
+            if out_of_time:
+                break
         bar.close()
-        if main:
+        if main and self.time_limited:
+            print(f"[{cfg.save_name}] stopped at its time limit ({cfg.time_limit_s / 60:.3g} min) after epoch "
+                  f"{self.epoch} of {cfg.epochs}, best score {self.best_score:.5f}; final weights "
+                  f"{self.path(f'{self.epoch:04d}')}")
+        elif main:
             print(f"[{cfg.save_name}] finished training ({cfg.epochs} epochs, best score {self.best_score:.5f})")
         return {"epoch": self.epoch, "best_score": self.best_score}
 
@@ -292,12 +357,15 @@ class Trainer:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         loss_meter, iou_meter = _Mean(), _Mean()
-        for step, batch in enumerate(self.loader):
+        self._epoch_rows = []
+        for step, batch in enumerate(self._batches()):
+            self.batches_seen += 1
             imgs = batch["imgs"].to(self.device, non_blocking=True)
             masks = batch["masks"].to(self.device, non_blocking=True)
             if cfg.swap_attach_probability > 0:
                 imgs, masks = maybe_swap_and_attach(imgs, masks, cfg.swap_attach_probability)
             if not self._everywhere(has_one_object_each(masks)):  # DDP: every rank skips the same steps
+                self._check_usable_clips()
                 continue
             scores = self.step_module(imgs, masks)
             loss = clip_loss(scores, masks)
@@ -311,16 +379,49 @@ class Trainer:
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            self.step += 1
             b = imgs.shape[0]
             h, w = scores.shape[-2:]
+            batch_iou = fg_iou(scores.detach().reshape(-1, 2, h, w), masks[:, 1:].reshape(-1, h, w)).item()
             loss_meter.update(loss.item(), b)
-            iou_meter.update(fg_iou(scores.detach().reshape(-1, 2, h, w), masks[:, 1:].reshape(-1, h, w)).item(), b)
+            iou_meter.update(batch_iou, b)
+            self._epoch_rows.append({"step": self.step, "epoch": epoch, "loss": loss.item(), "iou": batch_iou,
+                                     "jf": None, "lr": self.optimizer.param_groups[0]["lr"]})
         if self.dist.enabled:  # the log and the bar show the global batch's statistics
             totals = torch.tensor([loss_meter.sum, loss_meter.count, iou_meter.sum, iou_meter.count],
                                   dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(totals)
             loss_meter.sum, loss_meter.count, iou_meter.sum, iou_meter.count = totals.tolist()
         return loss_meter.avg, iou_meter.avg
+
+    def _batches(self) -> Iterator[dict]:
+        """The loader's batches; a `UserError` raised in a DataLoader worker (a bad mask, an unreadable frame)
+        comes back as torch re-raises it, with the worker's traceback in its message: keep its own line."""
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except UserError as err:
+                text = str(err)
+                if not text.startswith("Caught "):
+                    raise
+                last = text.strip().splitlines()[-1]
+                raise type(err)(last.split("Error: ", 1)[-1]) from None
+            yield batch
+
+    visible_object_rule = "keep at least --min-fg-pixels pixels inside the --crop"  # how a crop keeps an object
+
+    def _check_usable_clips(self) -> None:
+        """No optimizer step after many batches: every clip lacks an object in its first frame (empty
+        annotations, objects too small for the balanced crop, a void-only mask): stop with one clear line."""
+        if self.step == 0 and self.batches_seen >= NO_USABLE_CLIPS_AFTER:
+            raise UserError(
+                f"[{self.config.save_name}] the training set has no usable clips: none of the first "
+                f"{self.batches_seen} batches had an object in every clip's first frame (the official skip "
+                f"rule). Check that its annotations hold object ids (not all background) and that objects "
+                f"{self.visible_object_rule}")
 
     def run_validation(self) -> float:
         assert self.validate is not None
@@ -346,6 +447,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
+            "step": self.step,
+            "time_limited": self.time_limited,
             "best_score": self.best_score,
             "score": self.score,
             "rng": rng,
@@ -365,6 +468,9 @@ class Trainer:
         except (RuntimeError, KeyError, EOFError) as err:
             raise UserError(f"cannot resume from {path}: {err}; delete it to start this stage afresh") from err
         self.epoch = int(state["epoch"])
+        self.step = int(state.get("step", 0))
+        self.time_limited = bool(state.get("time_limited", False))
+        self._truncate_csv()  # rows of epochs after the checkpoint are trained again
         self.best_score = float(state["best_score"])
         self.score = float(state["score"])
         rank_rngs = state.get("rank_rng")
@@ -377,6 +483,43 @@ class Trainer:
         if self.dist.is_main:
             print(f"[{self.config.save_name}] resumed from {path} after epoch {self.epoch}")
         return True
+
+    # -- logs
+    @property
+    def csv_path(self) -> Path:
+        return self.out_dir / f"{self.config.save_name}_log.csv"
+
+    @property
+    def curves_path(self) -> Path:
+        return self.out_dir / f"{self.config.save_name}_curves.png"
+
+    def _log_steps(self, validated: bool) -> None:
+        """Append this epoch's step rows to the CSV (the validation score on its last row)."""
+        rows = self._epoch_rows
+        if validated and rows:
+            rows[-1]["jf"] = self.score
+        new = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+        self._epoch_rows = []
+
+    def _truncate_csv(self) -> None:
+        """Keep the CSV rows up to the restored step (a crash may have logged steps the checkpoint lacks)."""
+        if not self.dist.is_main or not self.csv_path.exists():
+            return
+        with open(self.csv_path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+        with open(self.csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _draw_curves(self) -> None:
+        if self.csv_path.exists():
+            write_curves_png(self.csv_path, self.curves_path, title=f"{self.config.save_name}")
 
     def _log(self, record: Dict[str, Any]) -> None:
         with open(self.out_dir / f"{self.config.save_name}_log.jsonl", "a") as f:

@@ -1,0 +1,181 @@
+"""Train BMVOS, EMVOS or TBD from scratch on generated data, then score it on generated videos it never saw.
+
+    python -m vos.train_sample tbd [--minutes 30] [--out outputs/train-sample] [--device cpu]
+    make train-sample PAPER=tbd [MINUTES=30]
+
+1. Writes a generated training set, `<out>/data/{DAVIS,COCO}` (`common.data.synthetic.make_training_sample`: many
+   more videos and COCO-layout images than the demo sample; 1-3 objects that move, turn, occlude each other and,
+   in half the scenes, resemble each other), kept and reused by later runs.
+2. Trains the paper's two stages (COCO, then DAVIS-layout videos) from a random start with the scratch-training
+   switches (`SCRATCH_FLAGS`: encoder trained, BatchNorm in train mode, a higher learning rate, small crops),
+   each stage for its share of `--minutes` of wall-clock time, validating on the training set's own val videos.
+3. Scores the best checkpoint with the paper's own test command line (`--weights <out>/<paper>/best.pth`) on
+   `<out>/eval/DAVIS`: the videos `python -m common.data.synthetic` writes at its default size and object count
+   with `--seed 7` (a seed the training data never used).
+
+Writes `<out>/<paper>/best.pth`, `<out>/<paper>/scores.json` ({"J&F", "J", "F"} in percent and "train_seconds"),
+the per-step CSV logs and learning-curve PNGs of both stages, and keeps the checkpoints in
+`<out>/<paper>/checkpoints/`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from common.runtime.errors import UserError, run_cli
+
+PAPERS = ("tbd", "emvos", "bmvos")
+EVAL_SEED = 7            # `python -m common.data.synthetic OUT --seed 7 --videos 5`; never used for training data
+EVAL_VIDEOS = 5
+COCO_SHARE = 0.3         # of the time budget, for the COCO stage; the rest trains on the videos
+# Deviations from the official recipe that make training from a random start feasible on a CPU (all off by default
+# in the paper's training command line): see the README's "Training on generated data".
+SCRATCH_FLAGS = ["--init", "scratch", "--train-encoder", "--bn-train", "--lr", "3e-4"]
+SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96", "--short-side", "96",
+                  "--coco-clip-length", "3", "--video-clip-length", "4", "--min-fg-pixels", "64",
+                  "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vos.train_sample", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("paper", choices=PAPERS)
+    p.add_argument("--minutes", type=float, default=30.0, help="training time budget, both stages together")
+    p.add_argument("--out", type=Path, default=Path("outputs/train-sample"), help="output folder")
+    p.add_argument("--train-videos", type=int, default=60, help="generated training videos")
+    p.add_argument("--coco-images", type=int, default=200, help="generated COCO-layout images")
+    p.add_argument("--val-videos", type=int, default=3, help="generated videos to validate on while training")
+    p.add_argument("--eval-videos", type=int, default=EVAL_VIDEOS, help="generated videos to score on")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if not args.minutes > 0:
+        raise UserError(f"--minutes {args.minutes}: the training budget must be positive")
+    for flag in ("train_videos", "coco_images", "val_videos", "eval_videos"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: must be at least 0")
+    from common.data.output_folder import check_output_folder
+
+    check_output_folder(args.out, "--out")
+    run_dir = args.out / args.paper
+    if (run_dir / "checkpoints").exists():
+        raise UserError(f"{run_dir} already holds a training run; delete that folder to train again")
+
+
+def write_data(args: argparse.Namespace) -> dict:
+    from common.data.synthetic import make_davis_sample, make_training_sample
+
+    train = make_training_sample(args.out / "data", n_train=args.train_videos, n_val=args.val_videos,
+                                 coco_images=args.coco_images)
+    # the evaluation videos: `python -m common.data.synthetic`'s default size (96x160), objects (2) and frames (8)
+    evaluation = make_davis_sample(args.out / "eval" / "DAVIS", seed=EVAL_SEED, n_videos=args.eval_videos,
+                                   n_train=0, n_test_dev=0)
+    return {"coco": train["coco"], "davis": train["davis"], "eval": evaluation}
+
+
+def train_argv(paper: str, stages: str, data: dict, ckpt: Path, args: argparse.Namespace) -> List[str]:
+    argv = ([] if paper == "bmvos" else ["--train"]) + [
+        "--coco", str(data["coco"]), "--davis", str(data["davis"]), "--stages", stages,
+        "--output-dir", str(ckpt), "--workers", str(args.workers)] + SCRATCH_FLAGS + SCHEDULE_FLAGS
+    return argv + (["--device", args.device] if args.device else [])
+
+
+def train(paper: str, argv: List[str], minutes_per_stage: float, device_name: Optional[str]) -> None:
+    """The paper's own training entry point, in this process, with a time limit per stage."""
+    from common.runtime.device import pick_device, seed_everything
+
+    device = pick_device(device_name)
+    if paper == "bmvos":
+        from bmvos.model import BMVOS
+        from bmvos.train import build_parser as parser, train as run
+        from common.training.schedule import build_training_model, parse_stages
+        from common.training.tbd_recipe import TBD_SCHEDULE
+        args = parser().parse_args(argv + ["--time-limit", f"{minutes_per_stage:.4f}"])
+        seed_everything(args.seed)
+        run(build_training_model(BMVOS, args.init), parse_stages(args.stages, TBD_SCHEDULE), args, device)
+        return
+    if paper == "emvos":
+        from emvos.run import build_parser as parser, run_train
+    else:
+        from tbd.run import build_parser as parser, run_train
+    args = parser().parse_args(argv + ["--time-limit", f"{minutes_per_stage:.4f}"])
+    run_train(args, device)
+
+
+def final_weights(ckpt: Path, stage: str) -> Path:
+    """The stage's best validated weights, else its last numbered checkpoint (the time limit writes one)."""
+    best = ckpt / f"{stage}_best.pth"
+    if best.is_file():
+        return best
+    numbered = sorted(ckpt.glob(f"{stage}_[0-9]*.pth"))
+    if not numbered:
+        raise UserError(f"training wrote no checkpoint in {ckpt}; give it more --minutes")
+    return numbered[-1]
+
+
+def test_command(paper: str, eval_davis: Path, weights: Path, out: Path, device: Optional[str]) -> List[str]:
+    if paper == "bmvos":
+        cmd = ["-m", "bmvos.main_runfile", "--dataset", "DAVIS17_val", "--davis", str(eval_davis), "--output", str(out),
+               "--weights", str(weights), "--native-size"]
+    else:
+        cmd = ["-m", f"{paper}.run", "--test", "--davis", str(eval_davis), "--sets", "davis17-val",
+               "--output", str(out), "--weights", str(weights), "--no-resize"]
+    return [sys.executable] + cmd + (["--device", device] if device else [])
+
+
+def score(paper: str, eval_davis: Path, weights: Path, out: Path, device: Optional[str]) -> dict:
+    """J&F of `weights` on the evaluation videos, through the paper's test command line (percent)."""
+    if out.exists():
+        shutil.rmtree(out)
+    result = subprocess.run(test_command(paper, eval_davis, weights, out, device))
+    if result.returncode != 0:
+        raise UserError(f"scoring {weights} with the {paper} test command failed (exit status {result.returncode})")
+    with open(out / "davis17-val" / "global_results-val.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    return {key: round(100 * float(row[column]), 2)
+            for key, column in (("J&F", "J&F-Mean"), ("J", "J-Mean"), ("F", "F-Mean"))}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    run_dir = args.out / args.paper
+    ckpt = run_dir / "checkpoints"
+    data = write_data(args)
+    started = time.monotonic()
+    train(args.paper, train_argv(args.paper, "coco", data, ckpt, args), args.minutes * COCO_SHARE, args.device)
+    # the video stage starts from the COCO stage's final weights (a time-limited stage counts as finished) and
+    # gets what the budget has left
+    spent = (time.monotonic() - started) / 60
+    train(args.paper, train_argv(args.paper, "coco,davis", data, ckpt, args) + ["--resume"],
+          max(args.minutes - spent, 0.01), args.device)
+    train_seconds = time.monotonic() - started
+
+    best = run_dir / "best.pth"
+    shutil.copyfile(final_weights(ckpt, "coco_davis"), best)
+    for stage in ("coco", "coco_davis"):
+        for name in (f"{stage}_log.csv", f"{stage}_curves.png"):
+            if (ckpt / name).is_file():
+                shutil.copyfile(ckpt / name, run_dir / name)
+    scores = score(args.paper, data["eval"], best, run_dir / "eval", args.device)
+    scores["train_seconds"] = round(train_seconds, 1)
+    (run_dir / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    print(f"{args.paper}: J&F {scores['J&F']:.1f} (J {scores['J']:.1f}, F {scores['F']:.1f}) on {args.eval_videos} "
+          f"unseen generated videos after {train_seconds / 60:.1f} min of training; {run_dir / 'scores.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
