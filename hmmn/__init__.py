@@ -12,6 +12,10 @@ The package fulfils the paper contract of `vos.contract` (see hmmn/README.md):
     hmmn.reproduce     `make reproduce-hmmn`: official weights against the paper's `PUBLISHED` table
     hmmn.demo          `run_demo`, the `make demo` part
     hmmn.viz           `-viz`: overlay frames and an mp4 per sequence
+    hmmn.train         `python -m hmmn.train`: the reconstructed training (hmmn/README.md "Training")
+    hmmn.training      the clip forward, loss, schedule and `HMMNTrainer` on the shared trainer
+    hmmn.training_data static-image and video clips, their augmentation and memory-frame sampling
+    hmmn.options       the training flags' numbers, importable without torch
 """
 
 TITLE = "HMMN"  # the name tables and progress lines print

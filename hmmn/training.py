@@ -1,0 +1,283 @@
+"""HMMN's part of the shared training pipeline: the clip forward, the loss, the learning-rate schedule and the
+two stages. A reconstruction: the authors did not release training code and pointed to STCN's (Hongje/HMMN
+issues 2, 4); hmmn/README.md ("Training") gives the source of every number here.
+
+- Forward (`clip_logits`): HMMN's own inference order on a clip: frame 0 with its given masks is memorised,
+  each next frame is segmented from the memory of all frames before it (/16: every one, flow-tracked
+  kernels; /8 and /4: the first and the previous frame, as in `hmmn.inference`), and its soft prediction is
+  memorised for the next frame (not detached, as STCN). Two objects per clip, soft-aggregated like at test
+  time; a clip without a second object masks that object out (STCN's `selector`).
+- Memory read-out dropout (`MemoryReadDropout`): the paper's top-k guided matching drops the fine-scale read-out
+  in training; the author's recipe (issue 1) drops it with probability 0.5 per decoder level and pass.
+- Loss (`bootstrapped_ce`): STCN's bootstrapped cross-entropy, summed over the predicted frames.
+- Adam (weight decay 1e-7), one step decay x0.1 (`Recipe`); the network trains whole (STCN trains its
+  encoders), BatchNorm frozen in eval() as in the shared Trainer and in STCN.
+
+`HMMNTrainer` is the shared `common.training.Trainer` (checkpoints, resume, validation, DDP, logs) with
+HMMN's epoch: this loss, this schedule, the max-skip curriculum and its own skip rule.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common.training.trainer import LossNotFinite, TrainConfig, Trainer, Validate
+from hmmn.model import HMMN, KernelGuidedMemory, soft_aggregate_logits
+from hmmn.options import MEMORY_DROPOUT
+
+OBJECTS_PER_CLIP = 2          # STCN's main training: the target and (when the clip has one) a second object
+
+
+# --- forward --------------------------------------------------------------------------------------------------------------
+
+class MemoryReadDropout:
+    """While active, each decoder `Refine` drops its /8 or /4 memory read-out with probability `p` per pass.
+
+    `convMemory` has no bias, so a dropped read-out contributes exactly 0: `convFS(skip)` alone, the
+    author's code path (issue 1). Forward hooks leave the network and its state_dict untouched.
+    """
+
+    def __init__(self, p: float, rng=random) -> None:
+        self.p = p
+        self.rng = rng
+
+    @contextlib.contextmanager
+    def active(self, model: HMMN) -> Iterator[None]:
+        if self.p <= 0:
+            yield
+            return
+        handles = [refine.convMemory.register_forward_hook(self._hook)
+                   for refine in (model.Decoder.RF3, model.Decoder.RF2)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> Optional[torch.Tensor]:
+        return torch.zeros_like(output) if self.rng.random() < self.p else None
+
+
+def _memorize(model: HMMN, frames: torch.Tensor, probs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """`HMMN.memorize` for a batch of clips: frames `[B, 3, H, W]`, object probabilities `[B, N, H, W]` ->
+    keys/values `[B*N, C, 1, h, w]` (objects of a clip consecutive)."""
+    b, n, h, w = probs.shape
+    others = [(probs.sum(dim=1) - probs[:, o]).clamp(0, 1) for o in range(n)]
+    own = probs.reshape(b * n, h, w)
+    r4, r3, r2 = model.Encoder_M(frames.repeat_interleave(n, dim=0), own, torch.stack(others, 1).reshape(b * n, h, w))
+    k4, v4 = model.KV_M_r4(r4)
+    k3, v3 = model.KV_M_r3(r3)
+    k2, v2 = model.KV_M_r2(r2)
+    return tuple(t.unsqueeze(2) for t in (k4, v4, k3, v3, k2, v2))
+
+
+def _kernel_read(memory: KernelGuidedMemory, mem_key: torch.Tensor, mem_value: torch.Tensor,
+                 query_key: torch.Tensor, query_value: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """`KernelGuidedMemory.forward` without its in-place re-weighting (`mul_` / `div_` on the softmax output,
+    which autograd cannot differentiate through); the same operations in the same order otherwise."""
+    b, key_dim, slots, h, w = mem_key.shape
+    value_dim = mem_value.shape[1]
+    mk = mem_key.view(b, key_dim, slots * h * w).transpose(1, 2)
+    scores = torch.bmm(mk, query_key.view(b, key_dim, h * w)) / math.sqrt(key_dim)
+    kernel = memory.kernels(scores, b, slots, h, w)  # advances the flow table, as at test time
+    attention = F.softmax(scores, dim=1) * kernel
+    attention = attention / attention.sum(dim=1, keepdim=True)
+    read = torch.bmm(mem_value.view(b, value_dim, slots * h * w), attention).view(b, value_dim, h, w)
+    return torch.cat([read, query_value], dim=1), attention
+
+
+def _object_probabilities(model: HMMN, frames: torch.Tensor, n: int, keys4, values4, keys3, values3, keys2,
+                          values2) -> torch.Tensor:
+    """`HMMN.object_probabilities` for a batch of clips (`tests/test_hmmn_train.py` checks they agree)."""
+    r4, r3, r2 = model.Encoder_Q(frames)
+    k4, v4 = model.KV_Q_r4(r4)
+    k3, _ = model.KV_Q_r3(r3)
+    k2, _ = model.KV_Q_r2(r2)
+    k4e, v4e, k3e, k2e, r3e, r2e = (t.repeat_interleave(n, dim=0) for t in (k4, v4, k3, k2, r3, r2))
+    read4, attention4 = _kernel_read(model.Memory, keys4, values4, k4e, v4e)
+    cells = attention4.shape[2]
+    if attention4.shape[1] > cells:
+        attention4 = torch.cat((attention4[:, :cells], attention4[:, -cells:]), dim=1)
+    read3, indices, scores = model.Memory_topk3(keys3, values3, k3e, attention4)
+    read2, _, _ = model.Memory_topk2(keys2, values2, k2e, attention4, indices, scores)
+    logits = model.Decoder(read4, r3e, r2e, read3, read2)
+    return F.softmax(logits, dim=1)[:, 1]
+
+
+def object_masks(masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Labels `[B, L, 1, H, W]` -> per-object masks `[B, L, N, H, W]` and which objects exist `[B, N]`."""
+    onehot = torch.stack([(masks[:, :, 0] == k + 1) for k in range(OBJECTS_PER_CLIP)], dim=2).float()
+    present = onehot[:, 0].flatten(2).amax(dim=2)
+    present[:, 0] = 1.0  # the target always exists (the skip rule drops clips without one)
+    return onehot, present
+
+
+def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Aggregated logits `[B, L-1, N+1, H, W]` (background, target, second object) of frames 1..L-1.
+
+    `imgs` `[B, L, 3, H, W]` in [0, 1] (H, W multiples of 16), `masks` `[B, L, 1, H, W]` labels.
+    """
+    b, length, _, h, w = imgs.shape
+    if h % 16 or w % 16 or h * w < 16 * 16 * 32:
+        raise ValueError(f"HMMN trains on crops whose sides are multiples of 16 with >= 32 cells at /16, "
+                         f"got {h}x{w}")
+    onehot, present = object_masks(masks)
+    n = OBJECTS_PER_CLIP
+    probs = onehot[:, 0]
+    memory: List[Tuple[torch.Tensor, ...]] = []
+    out = []
+    model.Memory.reset()  # the /16 flow table follows this clip from its first frame
+    for t in range(1, length):
+        memory.append(_memorize(model, imgs[:, t - 1], probs))
+        coarse = [torch.cat([m[i] for m in memory], dim=2) for i in (0, 1)]
+        fine_frames = memory[:1] + memory[-1:] if len(memory) > 1 else memory
+        fine = [torch.cat([m[i] for m in fine_frames], dim=2) for i in (2, 3, 4, 5)]
+        fg = _object_probabilities(model, imgs[:, t], n, *coarse, *fine).view(b, n, h, w)
+        fg = fg * present.view(b, n, 1, 1)
+        logits = torch.cat([soft_aggregate_logits(fg[i]) for i in range(b)], dim=0)
+        probs = F.softmax(logits, dim=1)[:, 1:]
+        out.append(logits)
+    return torch.stack(out, dim=1)
+
+
+class ClipForward:
+    """`forward_clip` for the shared Trainer: `clip_logits` with the memory read-out dropout switched on."""
+
+    def __init__(self, dropout: MemoryReadDropout) -> None:
+        self.dropout = dropout
+
+    def __call__(self, model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        with self.dropout.active(model):
+            return clip_logits(model, imgs, masks)
+
+
+# --- loss and statistics -------------------------------------------------------------------------------------------
+
+def bootstrapped_ce(logits: torch.Tensor, masks: torch.Tensor, top_p: float) -> torch.Tensor:
+    """STCN's loss: per clip and frame, the mean cross-entropy of the `top_p` hardest pixels (all pixels for
+    `top_p=1`), averaged over clips and summed over frames. A clip without a second object is scored on
+    (background, target) only."""
+    _, present = object_masks(masks)
+    b, frames = logits.shape[:2]
+    total = logits.new_zeros(())
+    for t in range(frames):
+        for j in range(b):
+            classes = 3 if present[j, 1] > 0 else 2
+            raw = F.cross_entropy(logits[j:j + 1, t, :classes], masks[j:j + 1, t + 1, 0], reduction="none").view(-1)
+            if top_p < 1:
+                raw = torch.topk(raw, max(1, int(raw.numel() * top_p)), sorted=False).values
+            total = total + raw.mean() / b
+    return total
+
+
+def target_iou_counts(logits: torch.Tensor, masks: torch.Tensor) -> Tuple[float, float]:
+    """(intersection, union) pixel counts of the target object over the batch (STCN's `hide_iou`)."""
+    pred = logits.argmax(dim=2) == 1
+    gt = masks[:, 1:, 0] == 1
+    return float((pred & gt).sum()), float((pred | gt).sum())
+
+
+# --- optimiser schedule --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimiser and loss schedule of one stage, positions as fractions of the stage's iterations (STCN's
+    absolute iterations divided by its stage length, so shortened runs keep the shape)."""
+    lr: float = 1e-5
+    weight_decay: float = 1e-7
+    gamma: float = 0.1
+    decay_at: Tuple[float, ...] = (125_000 / 150_000,)
+    bootstrap_start: float = 20_000 / 150_000
+    bootstrap_end: float = 70_000 / 150_000
+    top_p: float = 0.15
+
+    def lr_at(self, iteration: int, total: int) -> float:
+        return self.lr * self.gamma ** sum(iteration >= round(f * total) for f in self.decay_at)
+
+    def top_p_at(self, iteration: int, total: int) -> float:
+        start, end = self.bootstrap_start * total, self.bootstrap_end * total
+        if iteration < start:
+            return 1.0
+        if iteration > end:
+            return self.top_p
+        return self.top_p + (1 - self.top_p) * (end - iteration) / max(end - start, 1e-9)
+
+
+STATIC_RECIPE = Recipe(decay_at=(150_000 / 300_000,), bootstrap_start=20_000 / 300_000,
+                       bootstrap_end=70_000 / 300_000)
+MAIN_RECIPE = Recipe()
+
+
+# --- trainer -----------------------------------------------------------------------------------------------------------
+
+class HMMNTrainer(Trainer):
+    """The shared Trainer with HMMN's epoch (see the module docstring); everything else is inherited."""
+
+    visible_object_rule = "stay visible inside the --crop"  # STCN-style random crops: no balanced cropping
+
+    def __init__(self, model: HMMN, train_set, config: TrainConfig, out_dir: Path, device: torch.device,
+                 recipe: Recipe, validate: Optional[Validate] = None, resume: bool = False,
+                 memory_dropout: float = MEMORY_DROPOUT) -> None:
+        config.lr = recipe.lr
+        config.swap_attach_probability = 0.0  # not part of HMMN's (STCN's) recipe
+        self.recipe = recipe
+        super().__init__(model, ClipForward(MemoryReadDropout(memory_dropout)), train_set, config, out_dir, device,
+                         validate, resume=resume)
+        for group in self.optimizer.param_groups:  # a resumed optimizer already carries it
+            group["weight_decay"] = recipe.weight_decay
+
+    def train_epoch(self, epoch: int) -> tuple:
+        """The shared epoch (skip rule, NaN check, DDP statistics, per-step CSV rows) with HMMN's loss, learning
+        rate schedule and max-skip curriculum."""
+        cfg = self.config
+        self.model.train(cfg.bn_train)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        self.loader.dataset.set_progress((epoch - 1) / cfg.epochs)  # max-skip curriculum (workers copy it)
+        steps = len(self.loader)
+        total = steps * cfg.epochs
+        sums = torch.zeros(4, dtype=torch.float64)  # loss * clips, clips, intersection, union
+        self._epoch_rows = []
+        for step, batch in enumerate(self.loader):
+            self.batches_seen += 1
+            iteration = (epoch - 1) * steps + step
+            lr = self.recipe.lr_at(iteration, total)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            imgs = batch["imgs"].to(self.device, non_blocking=True)
+            masks = batch["masks"].to(self.device, non_blocking=True)
+            has_target = bool((masks[:, 0] == 1).flatten(1).any(dim=1).all())
+            if not self._everywhere(has_target):  # DDP: every rank skips the same steps
+                self._check_usable_clips()
+                continue
+            logits = self.step_module(imgs, masks)
+            loss = bootstrapped_ce(logits, masks, self.recipe.top_p_at(iteration, total))
+            if not self._everywhere(bool(torch.isfinite(loss))):
+                raise LossNotFinite(
+                    f"[{cfg.save_name}] loss became {loss.item()} at epoch {epoch}, batch {step}; training stopped. "
+                    f"The last good state is {self.resume_path if self.resume_path.exists() else 'not saved yet'}; "
+                    f"resume from it (--resume) with a lower learning rate or check the training data")
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            inter, union = target_iou_counts(logits.detach(), masks)
+            sums += torch.tensor([loss.item() * imgs.shape[0], imgs.shape[0], inter, union], dtype=torch.float64)
+            self._epoch_rows.append({"step": self.step, "epoch": epoch, "loss": loss.item(),
+                                     "iou": (inter + 1) / (union + 1), "jf": None, "lr": lr})
+        if self.dist.enabled:  # the log and the bar show the global batch's statistics
+            sums = sums.to(self.device)
+            torch.distributed.all_reduce(sums)
+            sums = sums.cpu()
+        loss_sum, clips, inter, union = sums.tolist()
+        if not clips:  # every batch of this epoch was skipped
+            return float("nan"), float("nan")
+        return loss_sum / clips, (inter + 1) / (union + 1)

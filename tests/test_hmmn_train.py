@@ -1,0 +1,223 @@
+"""HMMN training (`python -m hmmn.train`): the clip pipeline keeps frames and masks aligned, the trainer overfits
+one generated clip, its checkpoints load into `--init` and `hmmn.eval_davis` unchanged, and bad data ends in
+one `error:` line with exit status 2.
+
+Sizes are HMMN's smallest (96x96 crops: its /8 top-32 matching needs 32 cells at /16); one step takes ~2 s
+on one CPU thread, so the overfit run is the only real training here and the round trip reuses its output.
+"""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.data.palette import write_label_png
+from common.runtime.errors import UserError
+from hmmn import train as hmmn_train
+from hmmn.model import HMMN
+from hmmn.training import _memorize, _object_probabilities, bootstrapped_ce
+from hmmn.training_data import STATIC, VIDEO, ClipAugmenter, VideoClips, davis_videos
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 96
+BRIGHT = 0.7  # objects are white, the background black, affine fill grey (0.46): any colour jitter keeps this split
+
+# The overfit settings, each a real flag that is off by default: HMMN's smallest crop, no augmentation, no
+# read-out dropout, a fixed skip of 1, BatchNorm in train mode (a random start; the official recipe freezes it) and
+# 3x the official learning rate (higher rates saturate the released soft aggregation's clamp and stop learning).
+OVERFIT_FLAGS = ["--crop", str(SIZE), "--no-augment", "--memory-dropout", "0", "--max-skip", "1", "--bn-train",
+                 "--lr", "3e-5", "--batch-size", "1", "--clips-per-epoch", "1"]
+OVERFIT_EPOCHS = 20
+
+
+# --- generated data ------------------------------------------------------------------------------------------------
+
+def white_objects(t: int, height: int, width: int, n_objects: int) -> np.ndarray:
+    """Instance ids of frame `t`: an L-shaped object moving right (asymmetric, so a flip shows) and, for two
+    objects, a disc moving down."""
+    labels = np.zeros((height, width), np.uint8)
+    x = 8 + 5 * t
+    labels[12:64, x:x + 26] = 1
+    labels[40:64, x:x + 48] = 1
+    if n_objects > 1:
+        yy, xx = np.mgrid[:height, :width]
+        labels[(yy - (20 + 4 * t)) ** 2 + (xx - (width - 26)) ** 2 < 14 ** 2] = 2
+    return labels
+
+
+def frame_pair(t: int, height: int, width: int, n_objects: int):
+    labels = white_objects(t, height, width, n_objects)
+    rgb = np.where(labels[..., None] > 0, 255, 0).astype(np.uint8).repeat(3, axis=2)
+    return Image.fromarray(rgb), Image.fromarray(labels, mode="L")
+
+
+def write_davis(root: Path, n_frames: int = 3, n_objects: int = 1, empty: bool = False) -> Path:
+    """DAVIS 2017 layout, one video in train and val (white objects on black, 96x96)."""
+    name = "clip"
+    for t in range(n_frames):
+        img, labels = frame_pair(t, SIZE, SIZE, n_objects)
+        (root / "JPEGImages" / "480p" / name).mkdir(parents=True, exist_ok=True)
+        img.save(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=95)
+        write_label_png(root / "Annotations" / "480p" / name / f"{t:05d}.png",
+                        np.zeros_like(np.array(labels)) if empty else np.array(labels))
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / "ImageSets" / "2017" / f"{split}.txt").write_text(name + "\n")
+    return root
+
+
+def overlap(imgs: torch.Tensor, masks: torch.Tensor) -> float:
+    """IoU of 'the image is bright' and 'the mask holds an object' over a clip (1 = perfectly aligned)."""
+    bright = imgs.mean(dim=1) > BRIGHT            # [L, H, W]
+    labelled = masks.reshape(bright.shape) > 0
+    return float((bright & labelled).sum()) / max(1.0, float((bright | labelled).sum()))
+
+
+# --- (a) the data pipeline keeps frames and masks aligned ------------------------------------------------------------
+
+@pytest.mark.parametrize("static", [False, True], ids=["video", "static"])
+@pytest.mark.parametrize("forced", [{}, {"flip_p": 1.0}, {"grayscale_p": 1.0}, {"flip_p": 1.0, "grayscale_p": 1.0}],
+                         ids=["random", "flip", "grey", "flip+grey"])
+def test_augmentation_keeps_frames_and_masks_aligned(static, forced):
+    base = STATIC if static else VIDEO
+    augment = ClipAugmenter(replace(base.scaled(crop=SIZE), **forced), static=static)
+    frames = [frame_pair(t, 120, 160, n_objects=2) for t in range(3)]
+    rng = random.Random(7)
+    for _ in range(6):  # several draws of every random transform
+        imgs, labels = augment([frames[0]] * 3 if static else frames, rng)
+        assert imgs.shape == (3, 3, SIZE, SIZE) and labels.shape == (3, SIZE, SIZE)
+        assert (labels > 0).sum() > 500  # the crop keeps enough object for the check to mean something
+        assert overlap(imgs, labels) >= 0.85  # only interpolated edge pixels may differ (measured >= 0.9)
+        # the check itself sees a misalignment: the same clip with the image flipped and the mask not
+        assert overlap(imgs.flip(-1), labels) < 0.5
+
+
+def test_video_clips_keep_target_and_second_object_aligned(tmp_path):
+    root = write_davis(tmp_path / "DAVIS", n_frames=5, n_objects=2)
+    clips = VideoClips(davis_videos(root), VIDEO.scaled(crop=SIZE), clips_per_epoch=8, rng=random.Random(3))
+    seen = set()
+    for i in range(8):
+        item = clips[i]
+        assert item["imgs"].shape == (3, 3, SIZE, SIZE) and item["masks"].shape == (3, 1, SIZE, SIZE)
+        assert overlap(item["imgs"], item["masks"][:, 0]) >= 0.8  # JPEG edges, then the augmentation
+        assert (item["masks"][0] == 1).any()  # the target is in frame 0
+        seen |= set(item["masks"].unique().tolist())
+    assert seen == {0, 1, 2}  # both objects of the video are trained, one as the "other object"
+
+
+# --- the batched training forward is the network's own ---------------------------------------------------------------
+
+def test_training_forward_matches_the_network():
+    torch.manual_seed(0)
+    model = HMMN().eval()
+    frame0, frame1 = torch.rand(2, 1, 3, SIZE, SIZE)
+    masks = torch.zeros(1, 3, SIZE, SIZE)
+    masks[0, 1, 10:40, 10:50] = 1
+    masks[0, 2, 60:90, 50:80] = 1
+    masks[0, 0] = 1 - masks[0, 1] - masks[0, 2]
+    with torch.no_grad():
+        model.Memory.reset()
+        expected, _ = model.object_probabilities(frame1, *model.memorize(frame0, masks, 2), 2)
+        model.Memory.reset()
+        got = _object_probabilities(model, frame1, 2, *_memorize(model, frame0, masks[:, 1:]))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_bootstrapped_loss_scores_the_hardest_pixels():
+    logits = torch.zeros(1, 1, 3, 4, 4)
+    logits[0, 0, 1] = 5.0  # predicts the target everywhere
+    masks = torch.ones(1, 2, 1, 4, 4, dtype=torch.long)
+    masks[0, 1, 0, 0, :2] = 0  # 2 of 16 pixels are background: the wrong ones
+    full, top = bootstrapped_ce(logits, masks, 1.0), bootstrapped_ce(logits, masks, 0.125)
+    assert top > full  # the top 12.5 % are exactly the two misclassified pixels
+    wrong = torch.nn.functional.cross_entropy(logits[0, 0, :2, 0, 0][None], torch.tensor([0]))
+    torch.testing.assert_close(top, wrong)
+
+
+# --- (b) overfit one clip, (c) the checkpoints' round trip -------------------------------------------------------------
+
+def train_args(davis: Path, out: Path, epochs: int, *extra: str) -> list:
+    return ["--stages", "main", "--davis", str(davis), "--output-dir", str(out), "--init", "scratch",
+            "--device", "cpu", "--workers", "0", "--epochs", str(epochs), "--save-step", str(epochs),
+            "--val-step", "1000", *OVERFIT_FLAGS, *extra]  # no validation: eval_davis scores it below
+
+
+@pytest.fixture(scope="module")
+def overfit(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("hmmn_train")
+    davis = write_davis(root / "DAVIS")
+    out = root / "ckpt"
+    hmmn_train.main(train_args(davis, out, OVERFIT_EPOCHS))
+    log = [json.loads(line) for line in (out / "main_log.jsonl").read_text().splitlines()]
+    return {"davis": davis, "out": out, "log": log, "root": root}
+
+
+def test_trainer_overfits_one_generated_clip(overfit):
+    log = overfit["log"]
+    assert [r["epoch"] for r in log] == list(range(1, OVERFIT_EPOCHS + 1))
+    assert log[0]["iou"] < 0.5, "a random start should not already segment the clip"
+    assert log[-1]["iou"] >= 0.9, [round(r["iou"], 3) for r in log]
+    assert log[-1]["loss"] < log[0]["loss"]  # (bootstrapped: the later losses average only the hardest pixels)
+    out = overfit["out"]
+    assert (out / "main_log.csv").is_file()  # the shared Trainer's per-step log
+
+
+def test_checkpoint_is_the_official_state_dict_and_round_trips(overfit, tmp_path):
+    out, davis = overfit["out"], overfit["davis"]
+    ckpt = out / f"main_{OVERFIT_EPOCHS:04d}.pth"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    reference = HMMN().state_dict()
+    assert list(state) == list(reference)  # the released network's keys, in order (eval_davis loads it strictly)
+    assert all(state[k].shape == reference[k].shape for k in reference)
+
+    # --init PATH: a new run starts from those weights (its first epoch already segments the clip)
+    hmmn_train.main(train_args(davis, tmp_path / "finetune", 1, "--init", str(ckpt)))
+    first = json.loads((tmp_path / "finetune" / "main_log.jsonl").read_text().splitlines()[0])
+    assert first["iou"] >= 0.8
+
+    # the same folder without --resume is refused; hmmn.eval_davis segments and scores with the checkpoint
+    with pytest.raises(UserError, match="--resume"):
+        hmmn_train.main(train_args(davis, out, OVERFIT_EPOCHS))
+    from hmmn import eval_davis
+    result = tmp_path / "eval"
+    assert eval_davis.main(["-s", "val", "-y", "17", "-D", str(davis), "--weights", str(ckpt), "--output",
+                            str(result), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in (result / "clip").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+
+
+# --- (d) bad data: one error line, exit status 2 -------------------------------------------------------------------
+
+def test_bad_data_is_refused_with_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="--davis"):
+        hmmn_train.main(["--stages", "main", "--init", "scratch", "--output-dir", str(tmp_path / "o")])
+    with pytest.raises(UserError, match="--coco"):
+        hmmn_train.main(["--stages", "coco", "--init", "scratch", "--output-dir", str(tmp_path / "o")])
+    with pytest.raises(UserError, match="multiple of 16"):
+        hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--crop", "80", "--init", "scratch"])
+    with pytest.raises(UserError, match="short-side"):
+        hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--short-side", "480"])
+    short = write_davis(tmp_path / "short", n_frames=2)  # a 3-frame clip cannot be drawn from 2 frames
+    with pytest.raises(UserError, match="no training video has 3 annotated frames"):
+        hmmn_train.main(train_args(short, tmp_path / "o2", 1))
+    empty = write_davis(tmp_path / "empty", empty=True)  # annotations without any object
+    with pytest.raises(UserError, match="no usable clips"):
+        hmmn_train.main(train_args(empty, tmp_path / "o3", 25))
+
+
+def test_missing_folder_exits_2_with_one_error_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "hmmn.train", "--stages", "main", "--davis",
+                          str(tmp_path / "missing"), "--init", "scratch", "--output-dir", str(tmp_path / "o")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "missing" in lines[0], run.stderr
