@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import socket
 import threading
 import zipfile
@@ -41,11 +42,24 @@ def davis(tmp_path_factory) -> Path:
                              height=H, width=W, n_objects=2)
 
 
-def _davis_client(net, davis: Path, results_root: Path, guide: str = "RS4") -> TestClient:
+def _davis_client(net, davis: Path, results_root: Path, guide: str = "RS4", **options) -> TestClient:
     dataset = DAVIS(davis, 2017, "val")
     results = ResultsFolder(results_root, f"GIS-RAmap_{guide}", "tester")
     source = DavisSource(dataset.names, _davis_loader(dataset), results, save_masks=True)
-    return TestClient(create_app(Model(net), source, guide))
+    return TestClient(create_app(Model(net), source, guide, **options))
+
+
+def _video_client(net, davis: Path, out: Path, guide: str = "RS1", fps: float = 24.0, **options) -> TestClient:
+    frames = np.stack([DAVIS(davis).video("synth-val-01").load_frame(i) for i in range(FRAMES)])
+    return TestClient(create_app(Model(net), VideoSource(Video("clip", frames, 1, fps=fps), out), guide, **options))
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _run_round(client: TestClient, sid: str) -> list:
@@ -171,9 +185,9 @@ def test_evaluation_round_trip_and_resume(net, davis, tmp_path):
 
 
 def test_custom_video_export(net, davis, tmp_path):
-    frames = np.stack([DAVIS(davis).video("synth-val-01").load_frame(i) for i in range(FRAMES)])
-    source = VideoSource(Video("clip", frames, 1), tmp_path / "out")
-    with TestClient(create_app(Model(net), source, "wo_RS")) as client:
+    import cv2
+
+    with _video_client(net, davis, tmp_path / "out", guide="wo_RS", fps=10.0) as client:
         payload = client.post("/api/session").json()
         sid = payload["info"]["sid"]
         assert payload["mode"] == "video" and not payload["info"]["has_gt"]
@@ -183,18 +197,24 @@ def test_custom_video_export(net, davis, tmp_path):
         events = _run_round(client, sid)
         assert events[-1][1]["recommended"] is None and events[-1][1]["scores"] is None  # wo_RS, no ground truth
         exported = client.post(f"/api/s/{sid}/export").json()
+        assert (exported["codec"], exported["fps"]) == ("h264", 10.0)
+        assert client.get(exported["video"]).headers["content-type"] == "video/mp4"
         archive = client.get(exported["zip"])
         assert archive.headers["content-type"] == "application/zip"
         zip_path = tmp_path / "got.zip"
         zip_path.write_bytes(archive.content)
         names = zipfile.ZipFile(zip_path).namelist()
         assert sorted(names) == [f"masks/{i:05d}.png" for i in range(FRAMES)] + ["overlay.mp4"]
-        assert (tmp_path / "out" / "clip" / "overlay.mp4").stat().st_size > 0
+        # What browsers play: H.264, at the clip's own rate (not a fixed 24 fps), every frame.
+        capture = cv2.VideoCapture(str(tmp_path / "out" / "clip" / "overlay.mp4"))
+        fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
+        assert fourcc.lower() in ("avc1", "h264") and capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+        assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == FRAMES
+        capture.release()
 
 
 def test_closing_a_tab_mid_round_leaves_the_server_working(net, davis, tmp_path):
-    frames = np.stack([DAVIS(davis).video("synth-val-01").load_frame(i) for i in range(FRAMES)])
-    with TestClient(create_app(Model(net), VideoSource(Video("clip", frames, 1), tmp_path), "RS1")) as client:
+    with _video_client(net, davis, tmp_path) as client:
         sid = client.post("/api/session").json()["info"]["sid"]
         client.post(f"/api/s/{sid}/stroke", json=STROKE)
         app = client.app.state.app
@@ -202,11 +222,154 @@ def test_closing_a_tab_mid_round_leaves_the_server_working(net, davis, tmp_path)
         app.worker.submit(gate.wait, 30)
         assert client.post(f"/api/s/{sid}/run").status_code == 202
         assert client.post(f"/api/s/{sid}/close").status_code == 204  # the page's pagehide beacon
+        # A reload during the round gets the running round back (the page follows its progress again).
+        assert client.post("/api/session", json={"resume": sid}).json()["status"]["running"]
+        assert client.post(f"/api/s/{sid}/close").status_code == 204  # ... and that tab closes too
         gate.set()
-        app.worker.submit(lambda: None).result(timeout=300)  # the orphaned round has finished
-        assert client.get(f"/api/s/{sid}/state").status_code == 404
-        other = client.post("/api/session").json()["info"]["sid"]
-        assert client.post(f"/api/s/{other}/stroke", json=STROKE).status_code == 200
+        app.worker.submit(lambda: None).result(timeout=300)  # the round has finished, its tab gone
+        # The next tab takes the closed tab's work over instead of starting again.
+        other = client.post("/api/session").json()
+        assert other["info"]["sid"] == sid and other["status"]["round"] == 1
+        assert client.post(f"/api/s/{sid}/stroke", json=STROKE).status_code == 200
+
+
+def test_work_survives_reload_and_server_restart(net, davis, tmp_path):
+    """Defect 2: a reload (same tab id) and a server restart give the rounds, scores, strokes and clock back."""
+    with _davis_client(net, davis, tmp_path) as client:
+        sid = client.post("/api/session").json()["info"]["sid"]
+        client.post(f"/api/s/{sid}/stroke", json=STROKE)
+        _run_round(client, sid)
+        client.post(f"/api/s/{sid}/select")
+        client.post(f"/api/s/{sid}/stroke", json=dict(STROKE, frame=2, object_id=2))
+        before = client.get(f"/api/s/{sid}/state").json()
+        masks = [client.get(f"/api/s/{sid}/mask/{i}.png").content for i in range(FRAMES)]
+        clock = client.app.state.app.sessions[sid].clock
+        assert client.post(f"/api/s/{sid}/close").status_code == 204  # the reload's pagehide
+        again = client.post("/api/session", json={"resume": sid}).json()
+        assert again["info"]["sid"] == sid and again["status"] == before
+        saved = json.loads((next(tmp_path.glob("GIS-RAmap_RS4_*/sessions_tester")) / f"{sid}.json").read_text())
+        assert len(saved["rounds"]) == 1 and len(saved["strokes"]) == 1
+
+    with _davis_client(net, davis, tmp_path) as client:  # the server restarted
+        assert client.get(f"/api/s/{sid}/state").status_code == 404  # not loaded until the tab asks
+        back = client.post("/api/session", json={"resume": sid}).json()
+        status = back["status"]
+        assert back["info"]["sid"] == sid and back["info"]["sequence"] == "synth-val-00"
+        for key in ("round", "history", "strokes", "stroke_frame", "paths", "recommended", "finding", "scores"):
+            assert status[key] == before[key], key
+        restored = client.app.state.app.sessions[sid]
+        assert (restored.clock.scribble, restored.clock.operate, restored.clock.finding) == (
+            clock.scribble, clock.operate, clock.finding)
+        # The same masks (the round run again on the same machine), the unrun stroke's preview included.
+        assert [client.get(f"/api/s/{sid}/mask/{i}.png").content for i in range(FRAMES)] == masks
+        client.post(f"/api/s/{sid}/clear")
+        client.post(f"/api/s/{sid}/undo")  # the cleared stroke comes back and is run
+        _run_round(client, sid)
+        result = client.post(f"/api/s/{sid}/satisfied").json()
+        assert result["n_rounds"] == 2 and not list(Path(result["csv"]).parent.glob("sessions_tester/*.json"))
+
+        # Defect 10: the last sequence done, the final screen gets every sequence's scores.
+        nxt = client.post("/api/session").json()["info"]["sid"]
+        client.post(f"/api/s/{nxt}/stroke", json=STROKE)
+        _run_round(client, nxt)
+        client.post(f"/api/s/{nxt}/satisfied")
+        final = client.post("/api/session").json()
+        assert final["finished"] and [r["sequence"] for r in final["results"]] == ["synth-val-00", "synth-val-01"]
+        rows = list(csv.DictReader(open(result["csv"])))
+        assert final["results"][0]["J"] == pytest.approx(np.mean([float(r["final_J"]) for r in rows[:2]]))
+        assert final["results"][0]["rounds"] == 2 and final["results"][1]["rounds"] == 1
+
+
+def test_a_dead_tab_frees_its_sequence_after_the_timeout(net, davis, tmp_path):
+    """Defect 1: a browser that died without pagehide keeps its sequence only for --tab-timeout seconds; the next
+    tab then gets the sequence with the dead tab's strokes."""
+    clock = FakeClock()
+    with _davis_client(net, davis, tmp_path, tab_timeout=10, clock=clock) as client:
+        a = client.post("/api/session").json()["info"]["sid"]
+        client.post(f"/api/s/{a}/stroke", json=STROKE)
+        b = client.post("/api/session").json()
+        assert b["info"]["sequence"] == "synth-val-01" and b["heartbeat_s"] < 10
+        waiting = client.post("/api/session").json()
+        assert waiting["waiting"] and "10 s" in waiting["message"] and waiting["retry_after_s"] > 0
+        clock.now += 6
+        assert client.post(f"/api/s/{b['info']['sid']}/alive").status_code == 204  # b's heartbeat; a is silent
+        clock.now += 6
+        taken = client.post("/api/session").json()
+        assert taken["info"]["sid"] == a and taken["status"]["strokes"] == 1  # a's work, not a fresh start
+        assert client.post("/api/session").json()["waiting"]  # b is still alive
+
+
+def test_a_full_server_refuses_a_new_tab_instead_of_evicting_one(net, davis, tmp_path):
+    """Defect 7: beyond max_tabs live tabs the new one is told why; no tab's rounds are dropped."""
+    clock = FakeClock()
+    with _video_client(net, davis, tmp_path, tab_timeout=10, max_tabs=2, clock=clock) as client:
+        first = client.post("/api/session").json()["info"]["sid"]
+        client.post(f"/api/s/{first}/stroke", json=STROKE)
+        _run_round(client, first)
+        client.post("/api/session")
+        refused = client.post("/api/session")
+        assert refused.status_code == 503 and "2 tabs" in refused.json()["error"]
+        assert client.get(f"/api/s/{first}/state").json()["round"] == 1
+        clock.now += 11  # both tabs died: the next one gets the one with work, and room is made without loss
+        taken = client.post("/api/session").json()
+        assert taken["info"]["sid"] == first and taken["status"]["round"] == 1
+
+
+def test_nested_json_is_a_400_without_a_traceback(net, davis, tmp_path, caplog):
+    """Defect 6: json's recursive decoder on a deeply nested body is a bad request, not a 500."""
+    with _video_client(net, davis, tmp_path) as client:
+        sid = client.post("/api/session").json()["info"]["sid"]
+        for body in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+            response = client.post(f"/api/s/{sid}/stroke", content=body)
+            assert response.status_code == 400 and "nested" in response.json()["error"]
+        assert client.post("/api/session", content=b"[" * 100_000).status_code == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_strokes_undo_redo_and_another_frame(net, davis, tmp_path):
+    """Defect 5: strokes not yet run are never dropped by drawing on another frame without a confirmation;
+    undo and redo of strokes."""
+    with _video_client(net, davis, tmp_path) as client:
+        sid = client.post("/api/session").json()["info"]["sid"]
+        client.post(f"/api/s/{sid}/stroke", json=STROKE)
+        status = client.post(f"/api/s/{sid}/stroke", json=dict(STROKE, path=[[0.6, 0.6]])).json()
+        assert status["strokes"] == 2 and status["redo"] == 0
+        refused = client.post(f"/api/s/{sid}/stroke", json=dict(STROKE, frame=2))
+        assert refused.status_code == 409 and "frame 1" in refused.json()["error"]
+        assert client.get(f"/api/s/{sid}/state").json()["strokes"] == 2
+        undone = client.post(f"/api/s/{sid}/undo").json()
+        assert (undone["strokes"], undone["redo"], undone["paths"]) == (1, 1, [{"object_id": 1, "path": STROKE["path"]}])
+        assert client.post(f"/api/s/{sid}/redo").json()["strokes"] == 2
+        assert client.post(f"/api/s/{sid}/redo").status_code == 409
+        replaced = client.post(f"/api/s/{sid}/stroke", json=dict(STROKE, frame=2, replace=True)).json()
+        assert (replaced["strokes"], replaced["stroke_frame"]) == (1, 2)
+        assert client.post(f"/api/s/{sid}/undo").json()["strokes"] == 0
+        redone = client.post(f"/api/s/{sid}/redo").json()  # the last stroke back, on its own frame
+        assert (redone["strokes"], redone["stroke_frame"]) == (1, 2)
+        client.post(f"/api/s/{sid}/clear")
+        assert client.post(f"/api/s/{sid}/undo").json()["strokes"] == 1  # a Clear is undone too
+        client.post(f"/api/s/{sid}/undo")
+        assert client.post(f"/api/s/{sid}/undo").status_code == 409
+        assert client.post(f"/api/s/{sid}/restart").json()["round"] == 0
+
+
+def test_working_size(net, davis, tmp_path):
+    """--size: the model works on frames shrunk to the shorter side, the masks come back at the frame size."""
+    import cv2
+
+    with _video_client(net, davis, tmp_path, size=32) as client:
+        payload = client.post("/api/session").json()
+        sid, info = payload["info"]["sid"], payload["info"]
+        assert (info["height"], info["width"], info["work_height"], info["work_width"]) == (H, W, 32, 48)
+        session = client.app.state.app.sessions[sid]
+        assert session.state.frames.shape[1:3] == (32, 48)
+        client.post(f"/api/s/{sid}/stroke", json=STROKE)
+        _run_round(client, sid)
+        png = client.get(f"/api/s/{sid}/mask/1.png").content
+        assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2] == (H, W)
+        assert session.labels.shape == (FRAMES, H, W)
+        outline = client.get(f"/api/s/{sid}/mask/1.png?outline=1").content
+        assert outline != png
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -215,6 +378,8 @@ def test_closing_a_tab_mid_round_leaves_the_server_working(net, davis, tmp_path)
     (["--video", "{dir}", "--objects", "300"], "--objects must be 1..254"),
     (["--davis", "{dir}"], "DAVIS"),
     (["--davis", "{dir}", "--user", "../x"], "--user"),
+    (["--video", "{dir}", "--size", "8"], "--size"),
+    (["--video", "{dir}", "--tab-timeout", "0"], "--tab-timeout"),
 ])
 def test_cli_rejects_bad_input_before_loading(tmp_path, argv, message):
     bad_video = tmp_path / "clip.mp4"
@@ -225,6 +390,17 @@ def test_cli_rejects_bad_input_before_loading(tmp_path, argv, message):
     argv = [a.format(file=bad_video, dir=tmp_path) for a in argv] + ["--weights", "seeded", "--port", str(port)]
     with pytest.raises(UserError, match=message):
         main(argv)
+
+
+def test_bench_times_the_apps_round(capsys, one_thread):
+    from gis.app.bench import main as bench
+
+    assert bench(["--height", "64", "--width", "96", "--frames", "2", "--sizes", "full", "32", "--paths", "fast",
+                  "--device", "cpu"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| fast")]
+    assert [r.split(" | ")[1] for r in rows] == ["96×64 (full)", "48×32 (`--size 32`)"]
+    with pytest.raises(UserError, match="--sizes"):
+        bench(["--sizes", "tiny"])
 
 
 def test_custom_video_loading(tmp_path):
@@ -238,14 +414,14 @@ def test_custom_video_loading(tmp_path):
     folder.mkdir()
     for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"{i:05d}.png"), frame[:, :, ::-1])
-    name, loaded = load_video(folder)
-    assert name == "frames" and loaded.shape == (3, 480, 640, 3)  # larger than 480p: shrunk to it
+    name, loaded, fps = load_video(folder)
+    assert name == "frames" and loaded.shape == (3, 480, 640, 3) and fps == 24.0  # shrunk to 480p; DAVIS's rate
     writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 96))
     for frame in frames:
         writer.write(np.ascontiguousarray(frame[:96, :160, ::-1]))
     writer.release()
-    name, loaded = load_video(tmp_path / "clip.mp4")
-    assert name == "clip" and loaded.shape == (3, 96, 160, 3)  # small videos keep their size
+    name, loaded, fps = load_video(tmp_path / "clip.mp4")
+    assert name == "clip" and loaded.shape == (3, 96, 160, 3) and fps == 10.0  # small videos keep their size
     cv2.imwrite(str(folder / "00003.png"), frames[0, :100, :100])
     with pytest.raises(UserError, match="one size"):
         load_video(folder)

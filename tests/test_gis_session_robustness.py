@@ -42,7 +42,7 @@ def frame(root: Path, name: str, index: int) -> Path:
 def test_missing_frame_is_one_error_before_any_work(davis, tmp_path, monkeypatch):
     root, names = davis
     frame(root, names[1], 2).unlink()
-    monkeypatch.setattr("gis.ivos_main_davis.load_model", lambda *a: pytest.fail("weights loaded before the check"))
+    monkeypatch.setattr("gis.model.load_model", lambda *a: pytest.fail("weights loaded before the check"))
     from gis.ivos_main_davis import main
 
     with pytest.raises(UserError, match=rf"{names[1]}/00002\.jpg not found \(1 of the 4 frames"):

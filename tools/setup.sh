@@ -16,7 +16,7 @@ TORCH_PAIR=("torch==2.14.*" "torchvision==0.29.*")
 
 # The project's packages are imported from outside the checkout, so that a package added since the editable
 # install (which maps the top-level packages it saw) triggers a reinstall.
-if [ -f "$STAMP" ] && (cd / && "$ROOT/$VENV/bin/python" -c "import torch, torchvision, davisinteractive, starlette, uvicorn, playwright, common, vos, bmvos, emvos, hmmn, tbd, gis") 2>/dev/null; then
+if [ -f "$STAMP" ] && (cd / && "$ROOT/$VENV/bin/python" -c "import torch, torchvision, davisinteractive, starlette, uvicorn, playwright, imageio_ffmpeg, common, vos, bmvos, emvos, hmmn, tbd, gis") 2>/dev/null; then
   echo "setup: .venv is up to date ($("$VENV/bin/python" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'))"
   exit 0
 fi
@@ -33,7 +33,7 @@ pip_install "${TORCH_PAIR[@]}"
 # which cannot be built on current Pythons), and its build needs (Cython, a setuptools that still
 # ships pkg_resources).
 pip_install numpy opencv-python pillow gdown tqdm scikit-image scipy pytest \
-  networkx pandas scikit-learn absl-py requests six matplotlib starlette uvicorn httpx2 playwright \
+  networkx pandas scikit-learn absl-py requests six matplotlib starlette uvicorn httpx2 playwright imageio-ffmpeg \
   cython "setuptools<81" wheel
 pip_install --no-deps --no-build-isolation "davisinteractive==1.0.4"
 pip_install --no-deps --no-build-isolation -e .

@@ -2,6 +2,7 @@
 
     python -m gis.app --davis data/DAVIS [--guide RS1|RS4|wo_RS] [--user NAME]
     python -m gis.app --video clip.mp4 [--objects N]
+    python -m gis.app ... --size 240 --fast      # a CPU: propagate at a shorter side of 240 px
 
 Open the printed URL. Through SSH, forward the port first: `ssh -L 7860:127.0.0.1:7860 server`.
 """
@@ -16,15 +17,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from common.data.datasets import DAVIS
 from common.inference.fast import add_fast_arguments, fast_options_from_args
 from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
-from gis.app.evaluation import ResultsFolder, remaining
-from gis.app.session import MAX_OBJECTS, Model, Video
-from gis.fast import FAST_HELP, FastGIS
-from gis.ivos import GUIDE_METHODS
-from gis.model import load_model
+from gis.options import FAST_HELP, GUIDE_METHODS, MAX_OBJECTS, TAB_TIMEOUT_S
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-masks", action="store_true", help="also save each sequence's final masks as palette PNGs")
     p.add_argument("--weights", default="gis-davis",
                    help="checkpoint path or registry name; 'seeded' (or 'none') = seeded random weights")
+    p.add_argument("--size", type=int, default=None,
+                   help="working size: the shorter side (px) the model propagates at, masks upsampled to the frame "
+                        "(e.g. 240 on a CPU); default: the frames' own size, as the paper")
+    p.add_argument("--tab-timeout", type=float, default=TAB_TIMEOUT_S,
+                   help="seconds after which a tab that is no longer heard of (its browser died) frees its sequence; "
+                        "its work goes to the next tab")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes the app to the network)")
     p.add_argument("--port", type=int, default=7860)
     add_fast_arguments(p, fast_help=FAST_HELP)
@@ -61,7 +63,8 @@ def _user_name(given: Optional[str]) -> str:
     return name
 
 
-def _davis_loader(dataset: DAVIS):
+def _davis_loader(dataset):
+    from gis.app.session import Video
     from gis.davis_frames import load_all_frames
 
     def load(name: str) -> Video:
@@ -93,6 +96,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"--port must be 1..65535, got {args.port}")
     if not 1 <= args.objects <= MAX_OBJECTS:
         raise UserError(f"--objects must be 1..{MAX_OBJECTS} (the DAVIS palette's object colours), got {args.objects}")
+    if args.size is not None and not 16 <= args.size <= 4096:
+        raise UserError(f"--size must be a shorter side of 16..4096 px, got {args.size}")
+    if not 0 < args.tab_timeout <= 86400:
+        raise UserError(f"--tab-timeout must be seconds in (0, 86400], got {args.tab_timeout:g}")
     _check_port(args.host, args.port)
     try:
         import uvicorn
@@ -100,6 +107,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from gis.app.server import DavisSource, VideoSource, create_app
     except ImportError as err:
         raise UserError(f"the web app needs {err.name}; run `make setup` (or pip install starlette uvicorn)") from None
+
+    # torch and the model load only now: --help and argument errors answer at once.
+    from common.data.datasets import DAVIS
+    from gis.app.evaluation import ResultsFolder, remaining
+    from gis.app.session import Model, Video
+    from gis.fast import FastGIS
+    from gis.model import load_model
 
     # Check and load the input before the model, so mistakes are reported at once.
     if args.davis is not None:
@@ -113,20 +127,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         from gis.app.media import load_video
 
-        name, frames = load_video(args.video)
-        source = VideoSource(Video(name, frames, args.objects), args.output)
-        print(f"{args.video}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, {args.objects} object(s); "
-              f"exports go to {args.output / name}")
+        name, frames, fps = load_video(args.video)
+        source = VideoSource(Video(name, frames, args.objects, fps=fps), args.output)
+        print(f"{args.video}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} at {fps:g} fps, "
+              f"{args.objects} object(s); exports go to {args.output / name}")
 
     device = pick_device(args.device)
     net = load_model(args.weights, device)
     model = Model(net, FastGIS(net, fast_options) if fast_options is not None else None)
-    print(f"GIS-RAmap on {device}{' (fast mode)' if model.fast is not None else ''}")
+    size = f"working size {args.size} px (shorter side)" if args.size else "full size"
+    print(f"GIS-RAmap on {device}{' (fast mode)' if model.fast is not None else ''}, {size}")
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: --host {args.host} makes the app reachable from other machines, without any login; "
               f"prefer the default 127.0.0.1 and an SSH tunnel", file=sys.stderr)
-    app = create_app(model, source, args.guide)
+    app = create_app(model, source, args.guide, size=args.size, tab_timeout=args.tab_timeout)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"open http://{shown}:{args.port}/  (Ctrl+C stops the server)", flush=True)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -87,18 +87,22 @@ def object_scores(gt: np.ndarray, masks: np.ndarray, n_objects: int) -> dict:
 
 class ResultsFolder:
     """`<root>/<algorithm>_<timestamp>/result_<user>.csv`; resumes the newest such folder of the same
-    algorithm that already has this user's CSV, so sequences written there are skipped."""
+    algorithm that already has this user's CSV or unfinished work (`sessions_<user>/`), so sequences
+    written there are skipped and the work comes back."""
 
     def __init__(self, root: Path, algorithm: str, user: str, fresh: bool = False):
         self.algorithm, self.user = algorithm, user
-        existing = sorted(Path(root).glob(f"{algorithm}_*/result_{user}.csv"))
+        # A folder with this user's CSV, or with work of theirs not finished yet (saved by the app's tabs).
+        existing = sorted({p.parent for p in Path(root).glob(f"{algorithm}_*/result_{user}.csv")}
+                          | {p.parent.parent for p in Path(root).glob(f"{algorithm}_*/sessions_{user}/*.json")})
         if existing and not fresh:
-            self.csv_path = existing[-1]
+            self.csv_path = existing[-1] / f"result_{user}.csv"
         else:
             stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
             self.csv_path = Path(root) / f"{algorithm}_{stamp}" / f"result_{user}.csv"
         self.folder = self.csv_path.parent
-        self.resumed = self.csv_path.is_file()
+        self.sessions_dir = self.folder / f"sessions_{user}"
+        self.resumed = self.csv_path.is_file() or self.sessions_dir.is_dir()
 
     def done_sequences(self) -> Set[str]:
         if not self.csv_path.is_file():
@@ -116,6 +120,21 @@ class ResultsFolder:
             for obj, (j, f) in enumerate(zip(scores["J"], scores["F"]), start=1):
                 writer.writerow([sequence, obj, n_rounds, j, f, times["scribble_time"], times["operation_time"],
                                  times["finding_time"], times["total_time"]])
+
+    def summary(self) -> List[dict]:
+        """Per sequence of the CSV: rounds, mean J and F over its objects and total time (the final screen)."""
+        if not self.csv_path.is_file():
+            return []
+        with open(self.csv_path, newline="") as fp:
+            rows = list(csv.DictReader(fp))
+        out = []
+        for name in sorted({r["sequence"] for r in rows}):
+            mine = [r for r in rows if r["sequence"] == name]
+            j = float(np.mean([float(r["final_J"]) for r in mine]))
+            f = float(np.mean([float(r["final_F"]) for r in mine]))
+            out.append({"sequence": name, "objects": len(mine), "rounds": int(mine[0]["N_rounds"]), "J": j, "F": f,
+                        "JF": (j + f) / 2, "total_time": float(mine[0]["total_time"])})
+        return out
 
     def masks_dir(self, sequence: str) -> Path:
         return self.folder / "masks" / sequence
