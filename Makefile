@@ -17,7 +17,7 @@ test:
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; fi; exit $$rc
 
 demo:
-	$(PY) -m vos.demo --out demo_out $(DEVICE_FLAG)
+	$(PY) -m vos.demo --out demo_out --trained $(OUT)/train-sample $(DEVICE_FLAG)
 
 # The GIS-RAmap evaluation GUI on a generated sample with seeded weights (offline): http://127.0.0.1:7860/
 GUI_SAMPLE := $(OUT)/gis/gui-sample
@@ -65,7 +65,7 @@ VERIFY_ARGS ?=
 verify-bmvos verify-emvos verify-tbd verify-hmmn: verify-%:
 	$(PY) -m vos.verify $* --davis $(DATA)/DAVIS --output $(OUT)/$* $(DEVICE_FLAG) $(VERIFY_ARGS)
 
-# Train PAPER (tbd, emvos or bmvos) from scratch on generated data for MINUTES of wall-clock time, then score it
+# Train PAPER (tbd, emvos, bmvos or hmmn) from scratch on generated data for MINUTES of wall-clock time, then score it
 # on generated videos it never saw: $(OUT)/train-sample/$(PAPER)/{best.pth,scores.json} (README: "Training on
 # generated data").
 PAPER ?= tbd

@@ -9,14 +9,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
 from common.data.palette import read_label_png
-from common.hub.checkpoints import official_or_seeded, seeded_init
+from common.hub.checkpoints import demo_model, official_or_seeded, seeded_init
 from common.inference.fast import FastOptions
 from common.runtime.device import Stopwatch
 from gis.model import GISNet
@@ -40,12 +40,15 @@ def _davis_with_scribbles(davis_root: Path, work: Path) -> Path:
     return copy
 
 
-def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device) -> Dict[str, float]:
+def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device,
+             trained: Optional[Path] = None) -> Dict[str, Any]:
+    """The DAVIS interactive session of the sample (RS4, the robot) and, when given, YouTube-IVOS on its
+    YouTube-VOS sample; `trained`: a GIS checkpoint to use instead of the cached official or seeded weights."""
     from gis.framework import registered_sequences
     from gis.ivos_main_davis import result_dir_name, run_ivos
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    net = official_or_seeded("gis-davis", GISNet, device)
+    net, weights = demo_model("gis-davis", GISNet, device, trained=trained)
     davis = _davis_with_scribbles(Path(davis_root), out_dir / "data")
     session_dir = out_dir / result_dir_name("J_AND_F", "RS4")
     if session_dir.exists():
@@ -58,7 +61,7 @@ def run_demo(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device
     last = report[report["interaction"] == report["interaction"].max()]
     row = {"J&F-Mean": float(last["j_and_f"].mean()), "J-Mean": float(last["jaccard"].mean()),
            "F-Mean": float(last["contour"].mean()), "AUC": float(summary["auc"]),
-           "J&F@60s": float(summary["metric_at_threshold"]["J_AND_F"])}
+           "J&F@60s": float(summary["metric_at_threshold"]["J_AND_F"]), "weights": weights}
     print(f"gis: DAVIS session, {DEMO_INTERACTIONS} interactions: AUC {row['AUC']:.3f}, J&F@60s {row['J&F@60s']:.3f}; "
           f"masks in {session_dir / 'result_video'}")
     if ytvos_root is not None:

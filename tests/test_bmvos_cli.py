@@ -169,6 +169,9 @@ def test_run_demo_returns_the_davis_row(sample, tmp_path):
     from common.evaluation.evaluate import GLOBAL_COLUMNS
 
     row = run_demo(sample["davis"], sample["ytvos"], tmp_path / "demo", torch.device("cpu"))
-    assert list(row) == list(GLOBAL_COLUMNS)
+    assert list(row) == list(GLOBAL_COLUMNS) + ["weights"] and row["weights"] == "seeded"
     assert (tmp_path / "demo" / "davis17-val" / "global_results-val.csv").is_file()
     assert (tmp_path / "demo" / "ytvos18-valid.zip").is_file()
+    # a checkpoint trained here (`make train-sample`'s best.pth) replaces the seeded weights, and says so
+    row = run_demo(sample["davis"], None, tmp_path / "trained", torch.device("cpu"), trained=sample["weights"])
+    assert row["weights"] == "trained here on generated data"

@@ -202,3 +202,27 @@ def test_davis_mode_scores_the_set_against_the_published_numbers(sample, tmp_pat
     scored = evaluate(sample, results, split="val", year=2017, workers=1, progress=False).global_row
     assert float(row["J&F"]) == pytest.approx(100 * scored["J&F-Mean"], abs=0.051)
     assert (out / "jf_vs_fps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_with_the_models_trained_here(sample, tmp_path, capsys):
+    """`--weights trained`: each method's `make train-sample` checkpoint, checked before any method runs, passed
+    to its `vos.segment` and recorded with its results."""
+    import torch
+
+    from tbd.model import TBD
+
+    trained = tmp_path / "train-sample"
+    mask = str(masks_of(sample) / "00000.png")
+    clip = ["--frames", str(frames_of(sample)), "--mask", mask, "--native-size", "--device", "cpu"]
+    out = tmp_path / "out"
+    assert_user_error(capsys, compare.main, [*clip, "--methods", "tbd", "--weights", "trained", "--trained",
+                                             str(trained), "--out", str(out)],
+                      f"{trained / 'tbd' / 'best.pth'} not found; train it with `make train-sample PAPER=tbd`", out)
+    (trained / "tbd").mkdir(parents=True)
+    torch.manual_seed(3)
+    torch.save(TBD().state_dict(), trained / "tbd" / "best.pth")
+    assert compare.main([*clip, "--methods", "tbd", "--weights", "trained", "--trained", str(trained), "--gt",
+                         str(masks_of(sample)), "--out", str(out)]) == 0
+    stats = json.loads((out / "tbd" / "stats.json").read_text())
+    assert stats["weights"] == str(trained / "tbd" / "best.pth")
+    assert (out / "jf_vs_fps.png").is_file()

@@ -1,7 +1,7 @@
 """BMVOS, EMVOS, TBD and HMMN on one footing: the same clip, one grid video, one table, one scatter plot.
 
     python -m vos.compare (--video clip.mp4 | --frames DIR) --mask first.png [--gt DIR]
-        [--methods bmvos,emvos,tbd,hmmn] [--weights seeded] [--fast [--precision P]] [--out DIR] [--device cuda]
+        [--methods bmvos,emvos,tbd,hmmn] [--weights seeded|trained] [--fast [--precision P]] [--out DIR] [--device cuda]
     python -m vos.compare --davis data/DAVIS [--results outputs] [--methods ...] [--fast]   (make compare)
 
 Clip mode runs `vos.segment` once per method, each in its own process (so the CPU peak memory is that
@@ -14,7 +14,8 @@ the last frame are not scored, nor are frames before --mask-frame.
 DAVIS mode runs the official weights over DAVIS 2017 val with the evaluator's settings into
 `<results>/<paper>/davis17-val`, reusing finished videos (the folders `make reproduce-<paper>` writes),
 scores J&F and draws the table and plot against the published numbers (`--weights seeded`, a pipeline
-check, keeps its results in `<out>/seeded-results` instead). Frames/s is this run's; when every
+check, keeps its results in `<out>/seeded-results` instead; `--weights trained`, the models `make
+train-sample` trained here, in `<out>/trained-results`). Frames/s is this run's; when every
 video was reused, the first video is segmented once more to time it.
 """
 from __future__ import annotations
@@ -97,11 +98,33 @@ def segment_args(args: argparse.Namespace, method: str, out: Path) -> List[str]:
                                                                   ("--overwrite", args.overwrite)) if on]
     command = [sys.executable, "-m", "vos.segment", "--method", method, *source, "--mask", str(args.mask),
                "--mask-frame", str(args.mask_frame), "--out", str(out), *flags]
-    if args.weights:
-        command += ["--weights", args.weights]
+    weights = method_weights(args, method)
+    if weights:
+        command += ["--weights", weights]
     if args.device:
         command += ["--device", args.device]
     return command
+
+
+TRAINED = "trained"  # --weights trained: each paper's `make train-sample` model, <trained>/<paper>/best.pth
+WEIGHTS_TITLE = {None: "official weights", SEEDED: "seeded weights, not the papers'",
+                 TRAINED: "weights trained here on generated data"}
+
+
+def method_weights(args: argparse.Namespace, method: str) -> Optional[str]:
+    """One method's `--weights`: None (its official weights), `seeded`, or the checkpoint trained here."""
+    if args.weights == TRAINED:
+        return str(args.trained / method / "best.pth")
+    return args.weights
+
+
+def check_trained_weights(args: argparse.Namespace, methods: Sequence[str]) -> None:
+    """--weights trained: every method's checkpoint exists, before any method runs."""
+    for method in methods:
+        path = args.trained / method / "best.pth"
+        if not path.is_file():
+            raise UserError(f"--weights trained: {path} not found; train it with `make train-sample PAPER={method}` "
+                            f"(or point --trained at its folder, or leave {method} out of --methods)")
 
 
 def child_env() -> Dict[str, str]:
@@ -132,7 +155,7 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
     for method in methods:
         print(f"== {method} ==", flush=True)
         folder = out / method
-        settings = result_settings(method, args.weights, args.fast_options, args.native_size, clip)
+        settings = result_settings(method, method_weights(args, method), args.fast_options, args.native_size, clip)
         if not args.overwrite and is_finished(folder) and not settings_differ(folder, settings):
             print(f"reusing the finished {folder}")
         else:  # its own process, so that the CPU peak memory is this method's alone
@@ -157,8 +180,7 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
     write_text_atomic(out / "table.csv", csv_table(rows))
     written = [grid, out / "table.md", out / "table.csv"]
     if gt is not None:
-        weights = "seeded weights" if args.weights == SEEDED else "official weights"
-        scatter_plot(rows, out / "jf_vs_fps.png", f"{clip.name}: J&F vs frames/s ({weights})")
+        scatter_plot(rows, out / "jf_vs_fps.png", f"{clip.name}: J&F vs frames/s ({WEIGHTS_TITLE[args.weights]})")
         written.append(out / "jf_vs_fps.png")
     print("\n" + markdown_table(rows) + "\nwritten: " + ", ".join(str(p) for p in written))
     return 0
@@ -203,8 +225,8 @@ def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Op
 def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
     DAVIS(args.davis, 2017, "val")  # checks the layout before anything runs
     out = args.out or Path("outputs") / "compare" / DAVIS_SET
-    # seeded results must never be mistaken for the official ones in outputs/<paper>/davis17-val
-    results = out / "seeded-results" if args.weights == SEEDED else args.results
+    # seeded or trained-here results must never be mistaken for the official ones in outputs/<paper>/davis17-val
+    results = out / f"{args.weights}-results" if args.weights else args.results
     check_output_folder(out, "--out")
     check_output_folder(results, "--results")
     on_interrupt(f"finished videos are kept in {results}/<method>/{DAVIS_SET} and a rerun resumes after them")
@@ -214,7 +236,7 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
                    "--results", str(results)] + fast_arguments(args.fast_options) + \
                   [f for f, on in (("--native-size", args.native_size), ("--overwrite", args.overwrite)) if on] + \
                   (["--device", args.device] if args.device else []) + \
-                  (["--weights", args.weights] if args.weights else [])
+                  (["--weights", args.weights, "--trained", str(args.trained)] if args.weights else [])
         proc = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=child_env())
         found = [line[len("COMPARE-ROW "):] for line in proc.stdout.splitlines() if line.startswith("COMPARE-ROW ")]
         check_child(proc.returncode if proc.returncode != 0 or found else 1, f"{method} on DAVIS 2017 val",
@@ -223,8 +245,7 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "table.md", markdown_table(rows))
     write_text_atomic(out / "table.csv", csv_table(rows))
-    weights = "seeded weights, not the papers'" if args.weights == SEEDED else "official weights"
-    scatter_plot(rows, out / "jf_vs_fps.png", f"DAVIS 2017 val: J&F vs frames/s ({weights})")
+    scatter_plot(rows, out / "jf_vs_fps.png", f"DAVIS 2017 val: J&F vs frames/s ({WEIGHTS_TITLE[args.weights]})")
     print("\n" + markdown_table(rows) + f"\nwritten: {out / 'table.md'}, {out / 'table.csv'}, {out / 'jf_vs_fps.png'}")
     return 0
 
@@ -235,9 +256,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_input_arguments(parser, required=False)
     parser.add_argument("--gt", type=Path, default=None, help="ground truth of the clip: one PNG per frame")
     parser.add_argument("--methods", default=",".join(SEMI_SUPERVISED), help="comma-separated subset (default: all four)")
-    parser.add_argument("--weights", default=None, choices=[SEEDED],
-                        help=f"'{SEEDED}': seeded initialisation for every method (default: each paper's official "
-                             f"DAVIS weights)")
+    parser.add_argument("--weights", default=None, choices=[SEEDED, TRAINED],
+                        help=f"'{SEEDED}': seeded initialisation for every method; '{TRAINED}': each method's model "
+                             f"trained here by `make train-sample`, <trained>/<method>/best.pth (default: each "
+                             f"paper's official DAVIS weights)")
+    parser.add_argument("--trained", type=Path, default=Path("outputs/train-sample"),
+                        help="with --weights trained: the folder `make train-sample` wrote")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: outputs/compare/<clip name>, or outputs/compare/davis17-val)")
     parser.add_argument("--davis", type=Path, default=None, help="DAVIS mode: the DAVIS 2017 root")
@@ -247,9 +271,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     args.fast_options = fast_options_from_args(args)
     methods = parse_methods(args.methods)
+    if args.weights == TRAINED:
+        check_trained_weights(args, [args.worker] if args.worker else methods)
 
     if args.worker:
-        row = davis_row(args.worker, args.davis, args.results, args.device, args.fast_options, args.weights,
+        row = davis_row(args.worker, args.davis, args.results, args.device, args.fast_options,
+                        method_weights(args, args.worker),
                         not args.native_size, args.overwrite)
         print("COMPARE-ROW " + json.dumps(row), flush=True)
         return 0

@@ -18,7 +18,10 @@ A paper package `P` (bmvos, emvos, tbd, hmmn; gis where an interactive method al
                       table: J&F-Mean in % for the semi-supervised papers (YouTube-VOS: the overall score),
                       {(metric, guide): (AUC, J&F@60s)} for the interactive one; further columns (training
                       logs, variants) go into tables of their own
-    P/demo.py         run_demo(davis_root, ytvos_root, out_dir, device) -> {"J&F-Mean": ..., ...}
+    P/demo.py         run_demo(davis_root, ytvos_root, out_dir, device, trained=None)
+                          -> {"J&F-Mean": ..., ..., "weights": "official" | "seeded" | "trained here on
+                          generated data"}; `trained`, a checkpoint trained here (`make train-sample`), is
+                          used instead of the cached official or seeded weights
 
 and, for the semi-supervised papers (a video from its first-frame mask):
 
@@ -51,7 +54,7 @@ COMMON = (
     ("checkpoints", "OFFICIAL_WEIGHTS", None),
     ("model", "load_model", ("weights", "device")),
     ("reproduce", "PUBLISHED", None),
-    ("demo", "run_demo", ("davis_root", "ytvos_root", "out_dir", "device")),
+    ("demo", "run_demo", ("davis_root", "ytvos_root", "out_dir", "device", "trained")),
 )
 SEMI_SUPERVISED = (
     ("inference", "segment_video", ("model", "video", "resize")),

@@ -1,9 +1,10 @@
 """`make demo`: the main job on an embedded default.
 
 Generates the synthetic DAVIS-format sample, runs every paper package end to end on it through its
-`demo.run_demo` (official weights when they are already in the weights cache, a seeded initialisation
-otherwise), writes palette PNGs and prints one J&F table, below the metric pipeline's own check (ground
-truth scored against itself).
+`demo.run_demo` (the weights `make train-sample` trained here when `<trained>/<paper>/best.pth` exists, else
+the official weights when they are already in the weights cache, else a seeded initialisation), writes
+palette PNGs and prints one J&F table, each row labelled with the weights it used, below the metric
+pipeline's own check (ground truth scored against itself).
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--papers", default=",".join(PAPER_NAMES),
                         help=f"comma-separated subset of {','.join(PAPER_NAMES)} (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sample")
+    parser.add_argument("--trained", type=Path, default=Path("outputs/train-sample"),
+                        help="where `make train-sample` put its models: <trained>/<paper>/best.pth is used when "
+                             "present")
     add_device_argument(parser)
     args = parser.parse_args(argv)
 
@@ -54,12 +58,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows: List[tuple] = [("ground truth (metric check)", _metric_pipeline_only(davis_root, args.out))]
     for paper in papers:
         print(f"\n== {paper} ==")
-        rows.append((paper, PAPERS[paper].demo.run_demo(davis_root, ytvos_root, args.out / paper, device)))
+        trained = args.trained / paper / "best.pth"
+        rows.append((paper, PAPERS[paper].demo.run_demo(davis_root, ytvos_root, args.out / paper, device,
+                                                        trained=trained if trained.is_file() else None)))
 
     print("\nDemo results on the synthetic DAVIS 2017 sample (synthetic data; not benchmark numbers)")
-    print(f"{'method':<30}" + "".join(f"{c:>10}" for c in COLUMNS))
+    print(f"{'method':<30}" + "".join(f"{c:>10}" for c in COLUMNS) + "  weights")
     for name, row in rows:
-        print(f"{name:<30}" + "".join(f"{row[c]:>10.3f}" if c in row else f"{'-':>10}" for c in COLUMNS))
+        print(f"{name:<30}" + "".join(f"{row[c]:>10.3f}" if c in row else f"{'-':>10}" for c in COLUMNS)
+              + f"  {row.get('weights', '')}")
     print(f"\noutputs: {args.out.resolve()}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Train BMVOS, EMVOS or TBD from scratch on generated data, then score it on generated videos it never saw.
+"""Train BMVOS, EMVOS, TBD or HMMN from scratch on generated data, then score it on generated videos it never saw.
 
     python -m vos.train_sample tbd [--minutes 30] [--out outputs/train-sample] [--device cpu]
     make train-sample PAPER=tbd [MINUTES=30]
@@ -7,8 +7,9 @@
    more videos and COCO-layout images than the demo sample; 1-3 objects that move, turn, occlude each other and,
    in half the scenes, resemble each other), kept and reused by later runs.
 2. Trains the paper's two stages (COCO, then DAVIS-layout videos) from a random start with the scratch-training
-   switches (`SCRATCH_FLAGS`: encoder trained, BatchNorm in train mode, a higher learning rate, small crops),
-   each stage for its share of `--minutes` of wall-clock time, validating on the training set's own val videos.
+   switches (`SCRATCH_FLAGS`: encoder trained, BatchNorm in train mode, a higher learning rate, small crops;
+   HMMN's own in `HMMN_FLAGS`), each stage for its share of `--minutes` of wall-clock time, validating on the
+   training set's own val videos.
 3. Scores the best checkpoint with the paper's own test command line (`--weights <out>/<paper>/best.pth`) on
    `<out>/eval/DAVIS`: the videos `python -m common.data.synthetic` writes at its default size and object count
    with `--seed 7` (a seed the training data never used).
@@ -31,7 +32,7 @@ from typing import List, Optional, Sequence
 
 from common.runtime.errors import UserError, run_cli
 
-PAPERS = ("tbd", "emvos", "bmvos")
+PAPERS = ("tbd", "emvos", "bmvos", "hmmn")
 EVAL_SEED = 7            # `python -m common.data.synthetic OUT --seed 7 --videos 5`; never used for training data
 EVAL_VIDEOS = 5
 COCO_SHARE = 0.3         # of the time budget, for the COCO stage; the rest trains on the videos
@@ -41,6 +42,12 @@ SCRATCH_FLAGS = ["--init", "scratch", "--train-encoder", "--bn-train", "--lr", "
 SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96", "--short-side", "96",
                   "--coco-clip-length", "3", "--video-clip-length", "4", "--min-fg-pixels", "64",
                   "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
+# HMMN (hmmn.train, STCN's recipe): its encoders always train and its crops are random (no --short-side,
+# --min-fg-pixels); lr 3e-5 instead of 1e-5, as 1e-4 saturates the released aggregation's clamp from a random
+# start (hmmn/README.md); 3-frame clips as in its recipe.
+HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-5", "--batch-size", "4", "--clips-per-epoch", "16",
+              "--crop", "96", "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
+VIDEO_STAGE = {"hmmn": "main"}  # the second stage's name where it is not "davis"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,9 +93,10 @@ def write_data(args: argparse.Namespace) -> dict:
 
 
 def train_argv(paper: str, stages: str, data: dict, ckpt: Path, args: argparse.Namespace) -> List[str]:
-    argv = ([] if paper == "bmvos" else ["--train"]) + [
+    argv = (["--train"] if paper in ("emvos", "tbd") else []) + [
         "--coco", str(data["coco"]), "--davis", str(data["davis"]), "--stages", stages,
-        "--output-dir", str(ckpt), "--workers", str(args.workers)] + SCRATCH_FLAGS + SCHEDULE_FLAGS
+        "--output-dir", str(ckpt), "--workers", str(args.workers)]
+    argv += HMMN_FLAGS if paper == "hmmn" else SCRATCH_FLAGS + SCHEDULE_FLAGS
     return argv + (["--device", args.device] if args.device else [])
 
 
@@ -96,6 +104,10 @@ def train(paper: str, argv: List[str], minutes_per_stage: float, device_name: Op
     """The paper's own training entry point, in this process, with a time limit per stage."""
     from common.runtime.device import pick_device, seed_everything
 
+    if paper == "hmmn":
+        from hmmn.train import build_parser as parser, run as run_hmmn
+        run_hmmn(parser().parse_args(argv + ["--time-limit", f"{minutes_per_stage:.4f}"]))
+        return
     device = pick_device(device_name)
     if paper == "bmvos":
         from bmvos.model import BMVOS
@@ -126,7 +138,10 @@ def final_weights(ckpt: Path, stage: str) -> Path:
 
 
 def test_command(paper: str, eval_davis: Path, weights: Path, out: Path, device: Optional[str]) -> List[str]:
-    if paper == "bmvos":
+    if paper == "hmmn":
+        cmd = ["-m", "hmmn.eval_davis", "-s", "val", "-y", "17", "-D", str(eval_davis), "--output",
+               str(out / "davis17-val"), "--weights", str(weights)]
+    elif paper == "bmvos":
         cmd = ["-m", "bmvos.main_runfile", "--dataset", "DAVIS17_val", "--davis", str(eval_davis), "--output", str(out),
                "--weights", str(weights), "--native-size"]
     else:
@@ -159,13 +174,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # the video stage starts from the COCO stage's final weights (a time-limited stage counts as finished) and
     # gets what the budget has left
     spent = (time.monotonic() - started) / 60
-    train(args.paper, train_argv(args.paper, "coco,davis", data, ckpt, args) + ["--resume"],
+    video = VIDEO_STAGE.get(args.paper, "davis")
+    train(args.paper, train_argv(args.paper, f"coco,{video}", data, ckpt, args) + ["--resume"],
           max(args.minutes - spent, 0.01), args.device)
     train_seconds = time.monotonic() - started
 
     best = run_dir / "best.pth"
-    shutil.copyfile(final_weights(ckpt, "coco_davis"), best)
-    for stage in ("coco", "coco_davis"):
+    shutil.copyfile(final_weights(ckpt, f"coco_{video}"), best)
+    for stage in ("coco", f"coco_{video}"):
         for name in (f"{stage}_log.csv", f"{stage}_curves.png"):
             if (ckpt / name).is_file():
                 shutil.copyfile(ckpt / name, run_dir / name)

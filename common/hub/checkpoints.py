@@ -5,6 +5,7 @@
     load_state_dict('bmvos-davis')    -> {key: Tensor}, `torch.load(weights_only=True)`, `module.` stripped
     load_into(model, state_dict)      strict load; one `UserError` naming the first mismatching key
     official_or_seeded('bmvos-davis', BMVOS, device)   demos: cached official weights, else a seeded init
+    demo_model('bmvos-davis', BMVOS, device, trained=PATH)  the same, or weights trained here, and which it used
     build_with_weights(BMVOS, args.weights, device, paper='BMVOS')   entry points: `--weights seeded|NAME|PATH`
 
 The cache is `$VOS_WEIGHTS` or `~/.cache/vos-papers`, one folder per paper holding the official file
@@ -363,16 +364,33 @@ def official_or_seeded(name: str, build: Callable[[], ModuleT], device: torch.de
     Never downloads, so `make demo` runs offline. Prints which weights it used, prefixed with the paper,
     because with the seeded initialisation the scores mean nothing.
     """
+    return demo_model(name, build, device, seed=seed)[0]
+
+
+# What `demo_model` used, as `make demo` labels its rows
+TRAINED_HERE, OFFICIAL, SEEDED_INIT = "trained here on generated data", "official", "seeded"
+
+
+def demo_model(name: str, build: Callable[[], ModuleT], device: torch.device, *,
+               trained: Optional[Path] = None, seed: int = 0) -> Tuple[ModuleT, str]:
+    """(model, which weights) for a demo: `trained` (a checkpoint trained on this machine, e.g. by `make
+    train-sample`) when given, else the official checkpoint `name` when it is cached, else `seeded_init`.
+    Never downloads; prints which weights it used, prefixed with the paper."""
     spec = spec_for(name)
+    if trained is not None:
+        print(f"{spec.paper}: weights trained here on generated data, {trained}")
+        model = build()
+        load_into(model, Path(trained))
+        return model.to(device).eval(), TRAINED_HERE
     path = cached_path(name)
     if path is None:
         print(f"{spec.paper}: official weights not in the cache (python -m vos.weights fetch {name}); "
               f"using a seeded random initialisation, so the scores mean nothing")
-        return seeded_init(build, device, seed=seed)
+        return seeded_init(build, device, seed=seed), SEEDED_INIT
     print(f"{spec.paper}: official weights {path}")
     model = build()
     load_into(model, path)
-    return model.to(device).eval()
+    return model.to(device).eval(), OFFICIAL
 
 
 SEEDED = "seeded"  # the `--weights` value every entry point accepts for a run without the official weights

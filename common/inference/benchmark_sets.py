@@ -20,7 +20,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -209,16 +209,23 @@ def run_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], output: P
 
 def run_sample(davis_root: Path, ytvos_root: Optional[Path], out_dir: Path, device: torch.device, *, title: str,
                build: Callable[[], torch.nn.Module], default_weights: Mapping[str, str], segment: Segment,
-               layout: SetLayout = SetLayout()) -> Dict[str, float]:
+               layout: SetLayout = SetLayout(), trained: Optional[Path] = None) -> Dict[str, Any]:
     """`make demo`'s run of one paper on a generated sample: its DAVIS 2017 val (scored) and, when given, its
-    YouTube-VOS 2018 valid (zipped), redone from scratch. The official weights when they are already cached,
-    else `build()`'s seeded initialisation: a demo never downloads. Returns the DAVIS J&F row."""
+    YouTube-VOS 2018 valid (zipped), redone from scratch. `trained` (weights trained here, `make train-sample`)
+    when given, else the official weights when they are already cached, else `build()`'s seeded
+    initialisation: a demo never downloads. Returns the DAVIS J&F row and, under "weights", which were used."""
     from common.evaluation.evaluate import GLOBAL_COLUMNS
-    from common.hub.checkpoints import official_or_seeded
+    from common.hub.checkpoints import demo_model
+
+    used = []
+
+    def load_model(name: str) -> torch.nn.Module:
+        model, which = demo_model(name, build, device, trained=trained)
+        used.append(which)
+        return model
 
     sets = ["davis17-val"] + (["ytvos18-valid"] if ytvos_root is not None else [])
     summary = run_sets(sets, {"davis": davis_root, "ytvos": ytvos_root}, Path(out_dir), device, title=title,
-                       weights=None, default_weights=default_weights,
-                       load_model=lambda name: official_or_seeded(name, build, device), segment=segment,
+                       weights=None, default_weights=default_weights, load_model=load_model, segment=segment,
                        overwrite=True, layout=layout)
-    return {column: summary["davis17-val"][column] for column in GLOBAL_COLUMNS}
+    return {**{column: summary["davis17-val"][column] for column in GLOBAL_COLUMNS}, "weights": used[0]}

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import random
@@ -52,7 +53,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from common.data.output_folder import write_file_atomic
+from common.data.output_folder import write_file_atomic, write_text_atomic
 from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError
 from common.training.curves import CSV_FIELDS, write_curves_png
@@ -512,10 +513,11 @@ class Trainer:
             return
         with open(self.csv_path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
-        with open(self.csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        kept = io.StringIO()
+        writer = csv.DictWriter(kept, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(self.csv_path, kept.getvalue())  # a Ctrl-C here never loses the whole log
 
     def _draw_curves(self) -> None:
         if self.csv_path.exists():
