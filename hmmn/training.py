@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.training.trainer import LossNotFinite, TrainConfig, Trainer, Validate
+from common.training.trainer import TrainConfig, Trainer, Validate
 from hmmn.model import HMMN, KernelGuidedMemory, soft_aggregate_logits
 from hmmn.options import MEMORY_DROPOUT
 
@@ -260,15 +260,7 @@ class HMMNTrainer(Trainer):
                 continue
             logits = self.step_module(imgs, masks)
             loss = bootstrapped_ce(logits, masks, self.recipe.top_p_at(iteration, total))
-            if not self._everywhere(bool(torch.isfinite(loss))):
-                raise LossNotFinite(
-                    f"[{cfg.save_name}] loss became {loss.item()} at epoch {epoch}, batch {step}; training stopped. "
-                    f"The last good state is {self.resume_path if self.resume_path.exists() else 'not saved yet'}; "
-                    f"resume from it (--resume) with a lower learning rate or check the training data")
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
+            self.optimize(loss, epoch, step)
             inter, union = target_iou_counts(logits.detach(), masks)
             sums += torch.tensor([loss.item() * imgs.shape[0], imgs.shape[0], inter, union], dtype=torch.float64)
             self._epoch_rows.append({"step": self.step, "epoch": epoch, "loss": loss.item(),

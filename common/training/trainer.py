@@ -309,7 +309,7 @@ class Trainer:
         main = self.dist.is_main  # rank 0 validates, saves and logs; the others only train
         bar = tqdm(range(self.epoch + 1, cfg.epochs + 1), desc=f"train {cfg.save_name}", unit="epoch",
                    initial=self.epoch, total=cfg.epochs, dynamic_ncols=True, disable=not main)
-        started = time.monotonic()
+        started, first_epoch = time.monotonic(), self.epoch + 1
         for epoch in bar:
             loss, iou = self.train_epoch(epoch)
             # past the time limit on any rank: this epoch is the stage's last (validated and checkpointed)
@@ -321,9 +321,13 @@ class Trainer:
                 tqdm.write(f"[{cfg.save_name} ep{epoch:04d}] loss {loss:.5f}  iou {iou:.5f}  J&F {self.score:.5f}")
             if main:
                 self._log_steps(validated)
-            time_left = {} if cfg.time_limit_s <= 0 else {
-                "time_left": f"{max(0.0, cfg.time_limit_s - (time.monotonic() - started)) / 60:.1f}min"}
-            bar.set_postfix(loss=f"{loss:.4f}", iou=f"{iou:.4f}", step=self.step, **time_left)
+            bar.set_postfix(loss=f"{loss:.4f}", iou=f"{iou:.4f}", step=self.step)
+            if cfg.time_limit_s > 0:  # the bar's total (so its ETA) is the epochs the time limit leaves room for
+                elapsed = time.monotonic() - started
+                done = epoch - first_epoch + 1
+                left = math.ceil(max(0.0, cfg.time_limit_s - elapsed) / (elapsed / done))
+                bar.total = min(cfg.epochs, epoch + left)
+                bar.refresh()
             self.epoch = epoch
             self.time_limited = out_of_time
             if main and (epoch % cfg.save_step == 0 or out_of_time):
@@ -370,17 +374,7 @@ class Trainer:
                 continue
             scores = self.step_module(imgs, masks)
             loss = clip_loss(scores, masks)
-            if not self._everywhere(bool(torch.isfinite(loss))):  # DDP: all ranks stop together
-                where = f" (rank {self.dist.rank}; some rank's loss was not finite)" if self.dist.enabled else ""
-                raise LossNotFinite(
-                    f"[{cfg.save_name}] loss became {loss.item()}{where} at epoch {epoch}, batch {step}; "
-                    f"training stopped. "
-                    f"The last good state is {self.resume_path if self.resume_path.exists() else 'not saved yet'}; "
-                    f"resume from it (--resume) with a lower learning rate or check the training data")
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
+            self.optimize(loss, epoch, step)
             b = imgs.shape[0]
             h, w = scores.shape[-2:]
             batch_iou = fg_iou(scores.detach().reshape(-1, 2, h, w), masks[:, 1:].reshape(-1, h, w)).item()
@@ -394,6 +388,20 @@ class Trainer:
             torch.distributed.all_reduce(totals)
             loss_meter.sum, loss_meter.count, iou_meter.sum, iou_meter.count = totals.tolist()
         return loss_meter.avg, iou_meter.avg
+
+    def optimize(self, loss: torch.Tensor, epoch: int, batch: int) -> None:
+        """One optimizer step on `loss`; a loss that is not finite on any rank stops every rank with one line."""
+        if not self._everywhere(bool(torch.isfinite(loss))):  # DDP: all ranks stop together
+            where = f" (rank {self.dist.rank}; some rank's loss was not finite)" if self.dist.enabled else ""
+            raise LossNotFinite(
+                f"[{self.config.save_name}] loss became {loss.item()}{where} at epoch {epoch}, batch {batch}; "
+                f"training stopped. "
+                f"The last good state is {self.resume_path if self.resume_path.exists() else 'not saved yet'}; "
+                f"resume from it (--resume) with a lower learning rate or check the training data")
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
 
     def _batches(self) -> Iterator[dict]:
         """The loader's batches; a `UserError` raised in a DataLoader worker (a bad mask, an unreadable frame)
