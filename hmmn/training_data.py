@@ -31,6 +31,7 @@ from torchvision.transforms import InterpolationMode
 from common.data.datasets import COCO, read_list
 from common.data.paths import PathLike
 from common.runtime.errors import UserError
+from common.training.clips import CHECKED_UP_FRONT, check_label_mode, require_label_mode
 
 IMAGE_FILL = (124, 116, 104)  # STCN's `im_mean` (ImageNet mean * 255): the fill of affine warps and crop padding
 SECOND_OBJECT = 2
@@ -153,9 +154,7 @@ class ClipAugmenter:
 
 
 def _label_tensor(label: Image.Image) -> torch.Tensor:
-    array = np.array(label, dtype=np.uint8)
-    if array.ndim == 3:
-        array = array[..., 0]
+    array = np.array(label, dtype=np.uint8)  # object ids: `_open` admits label modes only (P, L, 1)
     t = torch.from_numpy(array.astype(np.int64))
     t[t == 255] = 0  # void counts as background, as in the other papers' loaders
     return t
@@ -167,10 +166,11 @@ def _open(img_path: Path, label_path: Path) -> Tuple[Image.Image, Image.Image]:
             img.load()
             label.load()
             rgb = img.convert("RGB")
-            ids = label if label.mode in ("P", "L") else label.convert("L")
-            return rgb, ids.copy()
+            ids = label.copy()
     except OSError as err:
         raise UserError(f"cannot read training frame {img_path} / {label_path}: {err}") from err
+    require_label_mode(label_path, ids.mode)  # as the other papers' loaders: an RGB rendering is not ids
+    return rgb, ids
 
 
 def pick_objects(labels: torch.Tensor, rng, two: bool) -> Tuple[int, Optional[int]]:
@@ -199,6 +199,8 @@ class StaticClips(Dataset):
 
     def __init__(self, root: PathLike, aug: ClipAugmentation = STATIC, clips_per_epoch: int = 16000, rng=None):
         self.pairs = list(COCO(root))
+        for _, label_path in self.pairs[:CHECKED_UP_FRONT]:
+            check_label_mode(label_path)
         self.augment = ClipAugmenter(aug, static=True)
         self.clips_per_epoch = clips_per_epoch
         self.rng = rng
@@ -287,6 +289,8 @@ class VideoClips(Dataset):
             raise UserError(f"no training video has {aug.clip_length} annotated frames (a JPEG with its PNG): "
                             f"checked {len(videos)} video(s), e.g. {videos[0].name if videos else 'none listed'}; "
                             f"a clip needs {aug.clip_length} frames")
+        for video in usable:
+            check_label_mode(video.labels[0])
         self.videos = usable
         self.weights = [v.weight for v in usable]
         self.augment = ClipAugmenter(aug, static=False)

@@ -212,6 +212,12 @@ def test_bad_data_is_refused_with_a_clear_error(tmp_path):
     empty = write_davis(tmp_path / "empty", empty=True)  # annotations without any object
     with pytest.raises(UserError, match="no usable clips"):
         hmmn_train.main(train_args(empty, tmp_path / "o3", 25))
+    rgb = write_davis(tmp_path / "rgb")  # an RGB rendering of the masks: refused before training, as elsewhere
+    first = rgb / "Annotations" / "480p" / "clip" / "00000.png"
+    Image.open(first).convert("RGB").save(first)
+    with pytest.raises(UserError, match="has image mode RGB"):
+        hmmn_train.main(train_args(rgb, tmp_path / "o4", 1))
+    assert not (tmp_path / "o4" / "main_last.pth").exists()
 
 
 def test_missing_folder_exits_2_with_one_error_line(tmp_path):

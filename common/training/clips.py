@@ -26,21 +26,22 @@ LABEL_MODES = ("P", "L", "1")
 CHECKED_UP_FRONT = 100
 
 
-def _label_mode_error(path: Path, mode: str) -> UserError:
-    return UserError(f"training mask {path} has image mode {mode}; annotations must be palette (P) or greyscale "
-                     f"(L) PNGs holding object ids (0 = background), as DAVIS ships them -- an RGB rendering of the "
-                     f"colours cannot be read back as ids; convert it to a palette PNG")
+def require_label_mode(path: Path, mode: str) -> None:
+    """Refuse a training annotation of image `mode` that does not hold object ids (an RGB rendering)."""
+    if mode not in LABEL_MODES:
+        raise UserError(f"training mask {path} has image mode {mode}; annotations must be palette (P) or greyscale "
+                        f"(L) PNGs holding object ids (0 = background), as DAVIS ships them -- an RGB rendering of "
+                        f"the colours cannot be read back as ids; convert it to a palette PNG")
 
 
 def check_label_mode(path: Path) -> None:
-    """Refuse an annotation whose image mode does not hold object ids (reads the header only)."""
+    """`require_label_mode` from the file's header alone (for the checks made when a dataset is built)."""
     try:
         with Image.open(path) as image:
             mode = image.mode
     except OSError as err:
         raise UserError(f"cannot read training mask {path}: {err}") from err
-    if mode not in LABEL_MODES:
-        raise _label_mode_error(path, mode)
+    require_label_mode(path, mode)
 
 
 def _open_pair(img_path: Path, mask_path: Path) -> Tuple[Image.Image, Image.Image]:
@@ -51,8 +52,7 @@ def _open_pair(img_path: Path, mask_path: Path) -> Tuple[Image.Image, Image.Imag
         mask.load()
     except OSError as err:
         raise UserError(f"cannot read training frame {img_path} / {mask_path}: {err}") from err
-    if mask.mode not in LABEL_MODES:
-        raise _label_mode_error(mask_path, mask.mode)
+    require_label_mode(mask_path, mask.mode)
     return img.convert("RGB"), mask
 
 
