@@ -19,7 +19,6 @@ Command line (every paper's entries): `python -m vos.weights list` and `python -
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import zipfile
 from collections import OrderedDict
@@ -218,7 +217,7 @@ def _torch_load(path: Path, map_location, *, cheap: bool = False):
 
     is_zip = zipfile.is_zipfile(path)
     try:
-        if cheap and is_zip and "mmap" in inspect.signature(torch.load).parameters:  # torch >= 2.1
+        if cheap and is_zip:
             return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on damage
