@@ -45,6 +45,7 @@ from vos.compare_outputs import Row, csv_table, markdown_table, scatter_plot, sc
 from vos.papers import SEMI_SUPERVISED
 from vos.segment import (add_input_arguments, frame_progress, is_finished, official_weights, read_result, read_stats,
                          result_settings, settings_differ)
+from vos.train_sample import DEFAULT_OUT, trained_checkpoint
 
 DAVIS_SET = "davis17-val"  # the result-folder name of DAVIS 2017 val, `<root>/<paper>/davis17-val`
 
@@ -114,14 +115,14 @@ WEIGHTS_TITLE = {None: "official weights", SEEDED: "seeded weights, not the pape
 def method_weights(args: argparse.Namespace, method: str) -> Optional[str]:
     """One method's `--weights`: None (its official weights), `seeded`, or the checkpoint trained here."""
     if args.weights == TRAINED:
-        return str(args.trained / method / "best.pth")
+        return str(trained_checkpoint(args.trained, method))
     return args.weights
 
 
 def check_trained_weights(args: argparse.Namespace, methods: Sequence[str]) -> None:
     """--weights trained: every method's checkpoint exists, before any method runs."""
     for method in methods:
-        path = args.trained / method / "best.pth"
+        path = trained_checkpoint(args.trained, method)
         if not path.is_file():
             raise UserError(f"--weights trained: {path} not found; train it with `make train-sample PAPER={method}` "
                             f"(or point --trained at its folder, or leave {method} out of --methods)")
@@ -260,7 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help=f"'{SEEDED}': seeded initialisation for every method; '{TRAINED}': each method's model "
                              f"trained here by `make train-sample`, <trained>/<method>/best.pth (default: each "
                              f"paper's official DAVIS weights)")
-    parser.add_argument("--trained", type=Path, default=Path("outputs/train-sample"),
+    parser.add_argument("--trained", type=Path, default=DEFAULT_OUT,
                         help="with --weights trained: the folder `make train-sample` wrote")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: outputs/compare/<clip name>, or outputs/compare/davis17-val)")

@@ -18,6 +18,7 @@ from common.evaluation.evaluate import evaluate
 from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
 from vos.papers import PAPER_NAMES
+from vos.train_sample import DEFAULT_OUT, trained_checkpoint
 
 COLUMNS = ("J&F-Mean", "J-Mean", "F-Mean")
 
@@ -37,7 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--papers", default=",".join(PAPER_NAMES),
                         help=f"comma-separated subset of {','.join(PAPER_NAMES)} (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sample")
-    parser.add_argument("--trained", type=Path, default=Path("outputs/train-sample"),
+    parser.add_argument("--trained", type=Path, default=DEFAULT_OUT,
                         help="where `make train-sample` put its models: <trained>/<paper>/best.pth is used when "
                              "present")
     add_device_argument(parser)
@@ -58,7 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows: List[tuple] = [("ground truth (metric check)", _metric_pipeline_only(davis_root, args.out))]
     for paper in papers:
         print(f"\n== {paper} ==")
-        trained = args.trained / paper / "best.pth"
+        trained = trained_checkpoint(args.trained, paper)
         rows.append((paper, PAPERS[paper].demo.run_demo(davis_root, ytvos_root, args.out / paper, device,
                                                         trained=trained if trained.is_file() else None)))
 

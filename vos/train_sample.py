@@ -48,6 +48,12 @@ SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96"
 HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-5", "--batch-size", "4", "--clips-per-epoch", "16",
               "--crop", "96", "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
 VIDEO_STAGE = {"hmmn": "main"}  # the second stage's name where it is not "davis"
+DEFAULT_OUT = Path("outputs/train-sample")
+
+
+def trained_checkpoint(out: Path, paper: str) -> Path:
+    """Where a run of this command with `--out out` leaves the paper's trained model (what `--weights` loads)."""
+    return out / paper / "best.pth"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("paper", choices=PAPERS)
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget, both stages together")
-    p.add_argument("--out", type=Path, default=Path("outputs/train-sample"), help="output folder")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     p.add_argument("--train-videos", type=int, default=60, help="generated training videos")
     p.add_argument("--coco-images", type=int, default=200, help="generated COCO-layout images")
     p.add_argument("--val-videos", type=int, default=3, help="generated videos to validate on while training")
@@ -179,7 +185,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           max(args.minutes - spent, 0.01), args.device)
     train_seconds = time.monotonic() - started
 
-    best = run_dir / "best.pth"
+    best = trained_checkpoint(args.out, args.paper)
     shutil.copyfile(final_weights(ckpt, f"coco_{video}"), best)
     for stage in ("coco", f"coco_{video}"):
         for name in (f"{stage}_log.csv", f"{stage}_curves.png"):
