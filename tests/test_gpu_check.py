@@ -129,7 +129,8 @@ def fake_gpu(monkeypatch):
 def test_a_failing_or_hung_step_makes_the_check_fail(tmp_path, fake_gpu, capsys):
     fake_gpu([python_step("passes", "print('fine')"),
               python_step("fails", "print('something broke'); raise SystemExit(3)"),
-              python_step("hangs", "import time; print('started', flush=True); time.sleep(600)", timeout_s=10),
+              # a shell starts in milliseconds, so 'started' is logged long before the timeout even on a busy machine
+              gpu_check.Step("hangs", "injected: hangs", ["sh", "-c", "echo started; exec sleep 600"], timeout_s=10),
               gpu_check.Step("needs-two", "two GPUs", [sys.executable, "-c", "raise SystemExit(1)"], 60, min_gpus=2)])
     assert gpu_check.main(["--out", str(tmp_path)]) == 1
     report = (tmp_path / "report.md").read_text()
