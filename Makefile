@@ -67,8 +67,9 @@ verify-bmvos verify-emvos verify-tbd verify-hmmn: verify-%:
 
 # Train PAPER (tbd, emvos, bmvos or hmmn) from scratch on generated data for MINUTES of wall-clock time, then score it
 # on generated videos it never saw: $(OUT)/train-sample/$(PAPER)/{best.pth,scores.json} (README: "Training on
-# generated data").
+# generated data"). RESUME=1 continues a run stopped by Ctrl-C (with the same MINUTES).
 PAPER ?= tbd
 MINUTES ?= 30
 train-sample:
-	$(PY) -m vos.train_sample $(PAPER) --minutes $(MINUTES) --out $(OUT)/train-sample $(DEVICE_FLAG)
+	$(PY) -m vos.train_sample $(PAPER) --minutes $(MINUTES) --out $(OUT)/train-sample $(DEVICE_FLAG) \
+	  $(if $(RESUME),--resume)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,18 @@ def test_time_limit_ends_the_stage(tmp_path, capsys):
     assert (tmp_path / "toy_0001.pth").is_file() and (tmp_path / "toy_best.pth").is_file()  # validated, saved
     again = Trainer(make_toy(), toy_forward, _Clips(), config, tmp_path, torch.device("cpu"), resume=True)
     assert again.finished  # a resumed run goes on to the next stage
+
+
+def test_time_limit_counts_the_seconds_before_a_resume(tmp_path):
+    """A stage stopped by Ctrl-C and resumed keeps its time budget: the seconds it trained before count."""
+    config = toy_config(epochs=1000, save_step=1000, val_step=1000, resume_every=1)
+    Trainer(make_toy(), toy_forward, _Clips(), replace(config, epochs=2), tmp_path, torch.device("cpu")).train()
+    state = torch.load(tmp_path / "toy_last.pth", weights_only=True)
+    assert state["epoch"] == 2 and state["seconds"] > 0  # the resume checkpoint carries the seconds trained
+    state["seconds"] = 3600.0  # as if the interrupted run had trained for an hour
+    torch.save(state, tmp_path / "toy_last.pth")
+    again = Trainer(make_toy(), toy_forward, _Clips(), replace(config, time_limit_s=1800.0), tmp_path,
+                    torch.device("cpu"), resume=True)
+    result = again.train()
+    assert result["epoch"] == 3 and again.time_limited  # over its budget already: one more epoch, then it stops
+    assert result["seconds"] > 3600.0

@@ -276,8 +276,9 @@ def test_train_sample_end_to_end(tmp_path, paper, video_stage):
     from vos.train_sample import main
 
     out = tmp_path / "train-sample"
-    assert main([paper, "--minutes", "0.01", "--out", str(out), "--train-videos", "2", "--coco-images", "2",
-                 "--val-videos", "1", "--eval-videos", "1", "--workers", "0", "--device", "cpu"]) == 0
+    small = ["--minutes", "0.01", "--out", str(out), "--train-videos", "2", "--coco-images", "2", "--val-videos", "1",
+             "--eval-videos", "1", "--workers", "0", "--device", "cpu"]
+    assert main([paper] + small) == 0
     run = out / paper
     scores = json.loads((run / "scores.json").read_text())
     assert set(scores) == {"J&F", "J", "F", "train_seconds"}
@@ -296,8 +297,23 @@ def test_train_sample_end_to_end(tmp_path, paper, video_stage):
     assert (params["height"], params["width"], params["n_objects"], params["seed"]) == (96, 160, 2, 7)
     assert json.loads((out / "data" / "DAVIS" / "SYNTHETIC.json").read_text())["seed"] != 7
     from common.runtime.errors import UserError
-    with pytest.raises(UserError, match="already holds a training run"):
+    with pytest.raises(UserError, match="already holds a training run; pass --resume"):
         main([paper, "--out", str(out)])
+    with pytest.raises(UserError, match="started with --minutes 0.01"):
+        main([paper, "--out", str(out), "--resume", "--minutes", "5"])
+    with pytest.raises(UserError, match="holds no run to continue"):
+        main([paper, "--out", str(tmp_path / "none"), "--resume"])
+
+    # Ctrl-C in the video stage, then --resume: the COCO stage is not trained again, the video stage goes on from
+    # its resume checkpoint (already past its time: one more epoch), and the seconds of both runs add up
+    last = run / "checkpoints" / f"coco_{video_stage}_last.pth"
+    state = torch.load(last, weights_only=True)
+    torch.save(dict(state, time_limited=False), last)
+    assert main([paper, "--resume"] + small) == 0
+    for stage, epochs in (("coco", {"1"}), (f"coco_{video_stage}", {"1", "2"})):
+        with open(run / f"{stage}_log.csv", newline="") as f:
+            assert {r["epoch"] for r in csv.DictReader(f)} == epochs
+    assert json.loads((run / "scores.json").read_text())["train_seconds"] > scores["train_seconds"]
     with pytest.raises(UserError, match="--out .* is a file"):
         main([paper, "--out", str(run / "scores.json")])
     with pytest.raises(UserError, match="--minutes"):

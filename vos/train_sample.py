@@ -2,21 +2,24 @@
 
     python -m vos.train_sample tbd [--minutes 30] [--out outputs/train-sample] [--device cpu]
     make train-sample PAPER=tbd [MINUTES=30]
+    python -m vos.train_sample tbd --resume        # after Ctrl-C: continue where it stopped (same --minutes)
 
 1. Writes a generated training set, `<out>/data/{DAVIS,COCO}` (`common.data.synthetic.make_training_sample`: many
    more videos and COCO-layout images than the demo sample; 1-3 objects that move, turn, occlude each other and,
    in half the scenes, resemble each other), kept and reused by later runs.
 2. Trains the paper's two stages (COCO, then DAVIS-layout videos) from a random start with the scratch-training
    switches (`SCRATCH_FLAGS`: encoder trained, BatchNorm in train mode, a higher learning rate, small crops;
-   HMMN's own in `HMMN_FLAGS`), each stage for its share of `--minutes` of wall-clock time, validating on the
-   training set's own val videos.
+   HMMN's own in `HMMN_FLAGS`), each stage for its share of `--minutes` of training time, validating on the
+   training set's own val videos. `--resume` continues an interrupted run: each stage restarts from its last
+   resume checkpoint, and the minutes it trained before count against its share.
 3. Scores the best checkpoint with the paper's own test command line (`--weights <out>/<paper>/best.pth`) on
    `<out>/eval/DAVIS`: the videos `python -m common.data.synthetic` writes at its default size and object count
    with `--seed 7` (a seed the training data never used).
 
 Writes `<out>/<paper>/best.pth`, `<out>/<paper>/scores.json` ({"J&F", "J", "F"} in percent and "train_seconds"),
 the per-step CSV logs and learning-curve PNGs of both stages, and keeps the checkpoints in
-`<out>/<paper>/checkpoints/`.
+`<out>/<paper>/checkpoints/`. "train_seconds" is the time spent in the two stages' training loops (validation
+included), summed over resumed runs; writing the data and scoring are not counted.
 """
 from __future__ import annotations
 
@@ -26,11 +29,11 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from common.runtime.errors import UserError, run_cli
+from common.data.output_folder import check_output_folder, write_text_atomic
+from common.runtime.errors import UserError, on_interrupt, run_cli
 
 PAPERS = ("tbd", "emvos", "bmvos", "hmmn")
 EVAL_SEED = 7            # `python -m common.data.synthetic OUT --seed 7 --videos 5`; never used for training data
@@ -49,6 +52,7 @@ HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-5", "--batch-size",
               "--crop", "96", "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
 VIDEO_STAGE = {"hmmn": "main"}  # the second stage's name where it is not "davis"
 DEFAULT_OUT = Path("outputs/train-sample")
+RUN_FILE = "run.json"  # in <out>/<paper>: the --minutes of the run, which a resume must keep
 
 
 def trained_checkpoint(out: Path, paper: str) -> Path:
@@ -68,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-videos", type=int, default=EVAL_VIDEOS, help="generated videos to score on")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in <out>/<paper> (give the same --minutes)")
     return p
 
 
@@ -79,12 +85,26 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
     if args.workers < 0:
         raise UserError(f"--workers {args.workers}: must be at least 0")
-    from common.data.output_folder import check_output_folder
-
     check_output_folder(args.out, "--out")
     run_dir = args.out / args.paper
-    if (run_dir / "checkpoints").exists():
-        raise UserError(f"{run_dir} already holds a training run; delete that folder to train again")
+    if (run_dir / "checkpoints").exists() and not args.resume:
+        raise UserError(f"{run_dir} already holds a training run; pass --resume to continue it "
+                        f"(make train-sample PAPER={args.paper} RESUME=1), or delete that folder to train again")
+    if args.resume:
+        started_with = _run_minutes(run_dir)
+        if started_with is None:
+            raise UserError(f"--resume: {run_dir} holds no run to continue; start without --resume")
+        if started_with != args.minutes:
+            raise UserError(f"--resume: the run in {run_dir} was started with --minutes {started_with:g} "
+                            f"(make: MINUTES={started_with:g}); resume it with the same budget")
+
+
+def _run_minutes(run_dir: Path) -> Optional[float]:
+    """The --minutes a run in `run_dir` was started with (None: no run there)."""
+    try:
+        return float(json.loads((run_dir / RUN_FILE).read_text())["minutes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def write_data(args: argparse.Namespace) -> dict:
@@ -132,6 +152,16 @@ def train(paper: str, argv: List[str], minutes_per_stage: float, device_name: Op
     run_train(args, device)
 
 
+def stage_seconds(ckpt: Path, stage: str) -> float:
+    """Seconds the stage has trained so far, over all its runs (its resume checkpoint's count; 0 before one)."""
+    import torch
+
+    last = ckpt / f"{stage}_last.pth"
+    if not last.is_file():
+        return 0.0
+    return float(torch.load(last, map_location="cpu", weights_only=True).get("seconds", 0.0))
+
+
 def final_weights(ckpt: Path, stage: str) -> Path:
     """The stage's best validated weights, else its last numbered checkpoint (the time limit writes one)."""
     best = ckpt / f"{stage}_best.pth"
@@ -174,16 +204,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_args(args)
     run_dir = args.out / args.paper
     ckpt = run_dir / "checkpoints"
-    data = write_data(args)
-    started = time.monotonic()
-    train(args.paper, train_argv(args.paper, "coco", data, ckpt, args), args.minutes * COCO_SHARE, args.device)
-    # the video stage starts from the COCO stage's final weights (a time-limited stage counts as finished) and
-    # gets what the budget has left
-    spent = (time.monotonic() - started) / 60
+    data = write_data(args)  # the same seed writes the same data, so a resumed run trains on what it began with
+    on_interrupt(f"training stopped; the checkpoints in {ckpt} are kept, and the same command with --resume "
+                 f"continues from the last one")
+    # a run stopped before its first resume checkpoint has nothing to continue from: it starts again
+    resume = ["--resume"] if (ckpt / "coco_last.pth").is_file() else []
+    if args.resume and not resume:
+        print(f"notice: {ckpt} holds no resume checkpoint yet (the first comes with the first validation); "
+              f"training starts again")
+    if not resume and ckpt.exists():
+        shutil.rmtree(ckpt)  # only this command's partial logs and checkpoints: the log would otherwise continue them
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / RUN_FILE, json.dumps({"minutes": args.minutes}) + "\n")
+    train(args.paper, train_argv(args.paper, "coco", data, ckpt, args) + resume, args.minutes * COCO_SHARE,
+          args.device)
+    # the video stage starts from the COCO stage's final weights (--resume loads them once that stage has finished;
+    # a time-limited stage counts as finished) and gets what the budget has left
+    coco_seconds = stage_seconds(ckpt, "coco")
     video = VIDEO_STAGE.get(args.paper, "davis")
     train(args.paper, train_argv(args.paper, f"coco,{video}", data, ckpt, args) + ["--resume"],
-          max(args.minutes - spent, 0.01), args.device)
-    train_seconds = time.monotonic() - started
+          max(args.minutes - coco_seconds / 60, 0.01), args.device)
+    train_seconds = coco_seconds + stage_seconds(ckpt, f"coco_{video}")
+    on_interrupt(None)
 
     best = trained_checkpoint(args.out, args.paper)
     shutil.copyfile(final_weights(ckpt, f"coco_{video}"), best)

@@ -75,7 +75,7 @@ def add_training_arguments(group, *, output_dir: Path, seed: int,
     group.add_argument("--lr", type=positive_float, help=help_["lr"])
     group.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                        help="end each stage at the first epoch end past this many minutes of training, as if its "
-                            "epochs were done (default: no limit)")
+                            "epochs were done; with --resume the minutes trained before count (default: no limit)")
 
 
 # The help of `add_training_arguments`' flags whose official setting is the DenseNet trainers' (BMVOS, EMVOS, TBD)

@@ -85,6 +85,7 @@ class TrainConfig:
     resume_every: int = 0           # write the resume checkpoint every this many epochs (0: at val/save steps)
     train_encoder: bool = False     # False = official (encoder frozen); True gives submodules `encoder` gradients
     time_limit_s: float = 0.0       # > 0: end the stage at the first epoch end past this many seconds of training
+                                    # (seconds of earlier runs of the stage, before a resume, count too)
 
 # a stage that has seen this many batches without one usable clip batch stops with an error (see `Trainer`)
 NO_USABLE_CLIPS_AFTER = 20
@@ -264,6 +265,7 @@ class Trainer:
         self._epoch_rows: List[Dict[str, Any]] = []  # this epoch's CSV rows, written when it ends
         self.best_score = 0.0       # upstream starts at 0: a checkpoint is "best" only with a positive score
         self.time_limited = False   # the stage ended at its time limit (counts as finished)
+        self.seconds = 0.0          # seconds spent in this stage's training loop, over all runs resumed so far
         self.score = 0.0
         if resume:
             self.load_resume_checkpoint()
@@ -305,16 +307,16 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.finished:
             print(f"[{cfg.save_name}] already finished ({self.epoch} epochs); using its final weights")
-            return {"epoch": self.epoch, "best_score": self.best_score}
+            return {"epoch": self.epoch, "best_score": self.best_score, "seconds": self.seconds}
         main = self.dist.is_main  # rank 0 validates, saves and logs; the others only train
         bar = tqdm(range(self.epoch + 1, cfg.epochs + 1), desc=f"train {cfg.save_name}", unit="epoch",
                    initial=self.epoch, total=cfg.epochs, dynamic_ncols=True, disable=not main)
-        started, first_epoch = time.monotonic(), self.epoch + 1
+        started, first_epoch, seconds_before = time.monotonic(), self.epoch + 1, self.seconds
         for epoch in bar:
             loss, iou = self.train_epoch(epoch)
+            self.seconds = seconds_before + time.monotonic() - started
             # past the time limit on any rank: this epoch is the stage's last (validated and checkpointed)
-            out_of_time = not self._everywhere(not (cfg.time_limit_s > 0
-                                                    and time.monotonic() - started >= cfg.time_limit_s))
+            out_of_time = not self._everywhere(not (cfg.time_limit_s > 0 and self.seconds >= cfg.time_limit_s))
             validated = self.validate is not None and (epoch % cfg.val_step == 0 or out_of_time)
             if validated and main:
                 self.score = self.run_validation()
@@ -323,9 +325,8 @@ class Trainer:
                 self._log_steps(validated)
             bar.set_postfix(loss=f"{loss:.4f}", iou=f"{iou:.4f}", step=self.step)
             if cfg.time_limit_s > 0:  # the bar's total (so its ETA) is the epochs the time limit leaves room for
-                elapsed = time.monotonic() - started
-                done = epoch - first_epoch + 1
-                left = math.ceil(max(0.0, cfg.time_limit_s - elapsed) / (elapsed / done))
+                per_epoch = (time.monotonic() - started) / (epoch - first_epoch + 1)
+                left = math.ceil(max(0.0, cfg.time_limit_s - self.seconds) / per_epoch)
                 bar.total = min(cfg.epochs, epoch + left)
                 bar.refresh()
             self.epoch = epoch
@@ -354,7 +355,7 @@ class Trainer:
                   f"{self.path(f'{self.epoch:04d}')}")
         elif main:
             print(f"[{cfg.save_name}] finished training ({cfg.epochs} epochs, best score {self.best_score:.5f})")
-        return {"epoch": self.epoch, "best_score": self.best_score}
+        return {"epoch": self.epoch, "best_score": self.best_score, "seconds": self.seconds}
 
     def train_epoch(self, epoch: int) -> tuple:
         cfg = self.config
@@ -458,6 +459,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "time_limited": self.time_limited,
+            "seconds": self.seconds,
             "best_score": self.best_score,
             "score": self.score,
             "rng": rng,
@@ -479,6 +481,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.step = int(state.get("step", 0))
         self.time_limited = bool(state.get("time_limited", False))
+        self.seconds = float(state.get("seconds", 0.0))
         self._truncate_csv()  # rows of epochs after the checkpoint are trained again
         self.best_score = float(state["best_score"])
         self.score = float(state["score"])
