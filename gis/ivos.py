@@ -258,6 +258,10 @@ class GISSession:
         """Current masks [T,H,W] uint8: argmax over background + objects (lowest index on ties)."""
         return crop(torch.argmax(self.prob_maps, dim=1), self.pad).cpu().numpy().astype(np.uint8)
 
+    def frame_labels(self, frame: int) -> np.ndarray:
+        """`labels()[frame]` without the argmax over every other frame."""
+        return crop(torch.argmax(self.prob_maps[frame], dim=0), self.pad).cpu().numpy().astype(np.uint8)
+
     def _padded_interaction(self, interaction: np.ndarray) -> torch.Tensor:
         (top, bottom), (left, right) = self.pad
         return F.pad(torch.from_numpy(interaction).to(self.device), (left, right, top, bottom), mode="reflect")

@@ -263,7 +263,7 @@ class TabSession:
     def _interaction(self) -> np.ndarray:
         frame = self.stroke_frame
         return scribble_channels(self.scribbles()["scribbles"][frame], self.video.n_objects,
-                                 self.state.labels()[frame], first_round=self.state.round == 0)
+                                 self.state.frame_labels(frame), first_round=self.state.round == 0)
 
     def preview_blocking(self, stamp: int) -> None:
         """Re-segment the stroked frame from its strokes (skipped when newer strokes superseded them)."""
