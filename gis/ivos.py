@@ -230,6 +230,7 @@ class GISSession:
         self.fast_annotations: List["AnnotationFeatures"] = []
         self.feature_cache: Dict[int, "FrameFeatures"] = {}
         self.feature_cache_bytes = 0
+        self.fast_preview: Optional[tuple] = None  # (frame, interaction, result) of the last fast preview
         self.device = next(net.parameters()).device
         self.frames = frames
         self.num_frames, self.height, self.width = frames.shape[:3]
@@ -290,7 +291,10 @@ class GISSession:
         anno_np = np.array(self.annotated_frames + [annotated_frame])
         iact = self._padded_interaction(interaction)
         if self.fast is not None:
-            probs = self._segment_annotation_fast(iact, anno_np, annotated_frame)[0]
+            result = self._segment_annotation_fast(iact, anno_np, annotated_frame)
+            # The next round segments this frame first, from the same input when no stroke came since.
+            self.fast_preview = (annotated_frame, interaction.copy(), result)
+            probs = result[0]
         else:
             probs = self._segment_annotation(self._image(annotated_frame), iact, anno_np, annotated_frame)[0]
         return crop(torch.argmax(probs, dim=0), self.pad).cpu().numpy().astype(np.uint8)
@@ -381,7 +385,12 @@ class GISSession:
                     neighbor, neighbor_prob = anno, anno_prob
                     continue
                 # Only this round's annotation guides its own frame.
-                probs, anno, annotation, score = self._segment_annotation_fast(iact, anno_np, frame)
+                previewed = self.fast_preview
+                if previewed is not None and previewed[0] == frame and np.array_equal(previewed[1], interaction):
+                    probs, anno, annotation, score = previewed[2]  # the same computation on the same input
+                else:
+                    probs, anno, annotation, score = self._segment_annotation_fast(iact, anno_np, frame)
+                self.fast_preview = None
                 anno_prob = probs[1:].unsqueeze(1)
                 neighbor, neighbor_prob = anno, anno_prob
                 self.fast_annotations.append(annotation)

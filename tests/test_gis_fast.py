@@ -186,6 +186,42 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
     np.testing.assert_allclose(fast_scores, faithful_scores, atol=1e-3)
 
 
+def test_a_round_reuses_its_preview_only_for_the_same_interaction(davis_sample):
+    """The fast path's round takes the annotated frame's segmentation from the preview of the same strokes
+    (the app previews every stroke, then Run segments that frame first); with other strokes, or on another
+    frame, it computes it again. Either way the round equals one without a preview, bit for bit."""
+    from common.inference.fast import FastOptions
+    from gis.davis_frames import load_all_frames
+    from gis.fast import FastGIS
+    from gis.ivos import GISSession
+    from tests.parity.test_gis import _net
+
+    davis, name = davis_sample
+    frames = load_all_frames(davis, name, 5)
+    fast = FastGIS(_net(), FastOptions(precision="fp32"))
+    rng = np.random.default_rng(1)
+    stroke, other = (rng.random((2, 3) + SIZE).astype(np.float32) for _ in range(2))
+
+    def round_after(preview, frame):
+        session = GISSession(fast.net, frames, 2, fast=fast)
+        calls = []
+        real = session._segment_annotation_fast
+        session._segment_annotation_fast = lambda *a: calls.append(a[-1]) or real(*a)
+        with torch.no_grad():
+            if preview is not None:
+                session.preview_annotation(*preview)
+            session.run_round(stroke, frame)
+        return session.prob_maps.clone(), session.scores.copy(), len(calls)
+
+    maps, scores, calls = round_after(None, 2)
+    assert calls == 1
+    for preview, computed in (((stroke, 2), 1), ((other, 2), 2), ((stroke, 3), 2)):
+        reused_maps, reused_scores, calls = round_after(preview, 2)
+        assert calls == computed, preview[1]
+        assert torch.equal(reused_maps, maps)
+        np.testing.assert_array_equal(reused_scores, scores)
+
+
 def test_fast_options_choose_the_head_precision_and_layout():
     """`FastOptions` picks the per-object head's autocast dtype ("auto": the device's default) and the layout
     (channels_last by default on CUDA only); the wrapper is an `nn.Module` whose state_dict is the network's,
