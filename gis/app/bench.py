@@ -10,13 +10,14 @@ DAVIS sequence's round within a minute.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
 import numpy as np
 
-from common.runtime.device import add_device_argument, pick_device
+from common.runtime.device import add_device_argument, pick_device, sleeping_cpu_threads
 from common.runtime.errors import UserError, run_cli
 from common.runtime.training_arguments import at_least
 
@@ -65,6 +66,7 @@ def time_round(model: Model, video: Video, size: Optional[int]) -> tuple:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     sizes = [_size(s) for s in args.sizes]
+    sleeping_cpu_threads()  # as the app
     import torch
 
     from common.data.datasets import DAVIS
@@ -83,7 +85,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         frames = np.stack([np.asarray(clip.load_frame(i)) for i in range(args.frames)])
         video = Video("synth-val-00", frames, 2, DAVIS(root).gt_masks("synth-val-00"))
     print(f"{args.frames} frames of {args.width}x{args.height}, 2 objects, {device}, "
-          f"{torch.get_num_threads()} threads, weights {args.weights}")
+          f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), weights {args.weights}")
     print("| path | working size | s/preview | s/round | s/frame | 70-frame round (s, extrapolated) |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     rows: List[str] = []
