@@ -67,6 +67,52 @@ def crop(x: torch.Tensor, pad: PadInfo) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
+# Working size (`--size`): the model at a shorter side of N pixels, the masks back at the frame size
+# ----------------------------------------------------------------------------------------------
+def working_shape(height: int, width: int, size: Optional[int]) -> Tuple[int, int]:
+    """(h, w) with the shorter side shrunk to `size` (unchanged when None or not smaller)."""
+    if size is None or size >= min(height, width):
+        return height, width
+    scale = size / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def shrink_frame(rgb: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
+    return rgb if rgb.shape[:2] == hw else cv2.resize(rgb, hw[::-1], interpolation=cv2.INTER_AREA)
+
+
+def working_frames(frames: np.ndarray, size: Optional[int]) -> np.ndarray:
+    """`frames` [T,H,W,3] at the working size `size` (unchanged when None or not smaller)."""
+    hw = working_shape(*frames.shape[1:3], size)
+    return frames if hw == frames.shape[1:3] else np.stack([shrink_frame(f, hw) for f in frames])
+
+
+class WorkingFrames:
+    """Lazily read frames (`gis.davis_frames.DavisFrames`: decoded where the reference decodes them), each
+    shrunk to the working size when it is read."""
+
+    def __init__(self, frames, size: Optional[int]):
+        self.frames = frames
+        t, h, w = frames.shape[:3]
+        self.shape = (t, *working_shape(h, w, size), 3)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, frame: int) -> np.ndarray:
+        return shrink_frame(self.frames[frame], self.shape[1:3])
+
+
+def upsample_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Labels `[..., h, w]` at the frame size (nearest neighbour, so ids stay ids)."""
+    if labels.shape[-2:] == (height, width):
+        return labels
+    flat = labels.reshape(-1, *labels.shape[-2:])
+    out = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_NEAREST) for f in flat])
+    return out.reshape(*labels.shape[:-2], height, width)
+
+
+# ----------------------------------------------------------------------------------------------
 # Interactions -> maps
 # ----------------------------------------------------------------------------------------------
 def postprocess_interaction_map(raw: np.ndarray, dilation: int, sigma: float = 6.0) -> np.ndarray:

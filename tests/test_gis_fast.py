@@ -120,6 +120,33 @@ def _davis_cli(davis: Path, name: str, out: Path, *extra: str, weights: str = "n
     return {"summary": summary, "masks": masks}
 
 
+def test_robot_benchmark_at_a_working_size(davis_sample, tmp_path, monkeypatch):
+    """`gis.ivos_main_davis --size N` (the app's --size): the model gets frames with a shorter side of N, on
+    both paths, and the framework gets (and the PNGs hold) masks at the frame size; without it, the frames."""
+    import gis.ivos as ivos
+    from common.runtime.errors import UserError
+    from gis.ivos_main_davis import main
+
+    seen = []
+
+    class Recording(ivos.GISSession):
+        def __init__(self, net, frames, *args, **kwargs):
+            seen.append((frames.shape[1:3], np.asarray(frames[0]).shape[:2]))
+            super().__init__(net, frames, *args, **kwargs)
+
+    monkeypatch.setattr(ivos, "GISSession", Recording)
+    davis, name = davis_sample
+    for extra, work in (((), SIZE), (("--size", "32"), (32, 48)), (("--size", "32", "--fast"), (32, 48))):
+        seen.clear()
+        out = tmp_path / ("-".join(extra) or "full")
+        masks = _davis_cli(davis, name, out, *extra)["masks"]
+        assert seen == [(work, work)], extra
+        folder = out / "GIS-RAmap[JF]_[RS4]"
+        assert masks and {read_label_png(folder / p).shape for p in masks} == {SIZE}, extra
+    with pytest.raises(UserError, match="--size"):
+        main(["--davis", str(davis), "--output", str(tmp_path / "bad"), "--size", "8"])
+
+
 def test_fast_cli_agrees_on_the_synthetic_sample(davis_sample, tmp_path):
     """`--fast --precision fp32` through the CLI vs faithful, with the parity fixtures' weights saved as a
     checkpoint: seeded weights leave every pixel a near tie (see the session test below), so which label
