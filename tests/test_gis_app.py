@@ -417,9 +417,12 @@ def test_bench_times_the_apps_round(capsys, one_thread):
     from gis.app.bench import main as bench
 
     assert bench(["--height", "64", "--width", "96", "--frames", "2", "--sizes", "full", "32", "--paths", "fast",
-                  "--device", "cpu"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| fast")]
-    assert [r.split(" | ")[1] for r in rows] == ["96×64 (full)", "48×32 (`--size 32`)"]
+                  "--robot-rounds", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| robot J&F (1 rounds) |" in out
+    rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| fast")]
+    assert [r[1] for r in rows] == ["96×64 (full)", "48×32 (`--size 32`)"]
+    assert all(0 <= float(r[6]) <= 1 for r in rows) and len(rows[0]) == 7
     with pytest.raises(UserError, match="--sizes"):
         bench(["--sizes", "tiny"])
 
