@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
+from common.inference.fast import PRECISIONS
 from common.runtime.device import add_device_argument, pick_device, sleeping_cpu_threads
 from common.runtime.errors import UserError, run_cli
 from common.runtime.training_arguments import at_least
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", nargs="+", default=["full", "360", "240"], help="working sizes: 'full' or a shorter side")
     p.add_argument("--paths", nargs="+", default=["faithful", "fast"], choices=["faithful", "fast"])
     p.add_argument("--weights", default="seeded")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="the fast path's head precision, as gis.app's --precision (auto: the device's default)")
     p.add_argument("--robot-rounds", type=at_least(0), default=3,
                    help="interactions of the robot benchmark per configuration (0: no J&F column)")
     add_device_argument(p)
@@ -103,12 +106,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         frames = np.stack([np.asarray(clip.load_frame(i)) for i in range(args.frames)])
         video = Video("synth-val-00", frames, 2, DAVIS(root).gt_masks("synth-val-00"))
         print(f"{args.frames} frames of {args.width}x{args.height}, 2 objects, {device}, {torch.get_num_threads()} "
-              f"threads (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), weights {args.weights}")
+              f"threads (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), weights {args.weights}, "
+              f"fast path's head precision {args.precision}")
         jf = f" robot J&F ({args.robot_rounds} rounds) |" if args.robot_rounds else ""
         print(f"| path | working size | s/preview | s/round | s/frame | 70-frame round (s, extrapolated) |{jf}")
         print("| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * bool(args.robot_rounds))
         for path in args.paths:
-            model = Model(net, FastGIS(net, FastOptions()) if path == "fast" else None)
+            model = Model(net, FastGIS(net, FastOptions(precision=args.precision)) if path == "fast" else None)
             time_round(model, Video(video.name, video.frames[:2], 2, video.gt[:2]), 16)  # warm-up: one-time costs
             for size in sizes:
                 preview, seconds, (h, w) = time_round(model, video, size)
