@@ -12,6 +12,10 @@ with it, so that it serves both as the query and, one step later, as the neighbo
 * the difference module's image-only projections and the image half of its first two convolutions;
 * the feature compounder's query projection (its share of `cat_conv`) and the skip branch of `RF2`.
 
+A round also takes its annotated frame's segmentation from the preview of the same strokes when there is
+one (`GISSession.preview_annotation`, which the app runs on every stroke): the same computation on the same
+input, so the same result.
+
 The per-object parts (object features, mask channels, decoders, segmentation head) stay batched over
 objects. Convolutions over concatenated inputs are split into a shared and a per-object part
 (`conv(cat(a, b)) = conv_a(a) + conv_b(b)`), which reorders float sums: masks may differ from the

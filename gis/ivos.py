@@ -67,6 +67,52 @@ def crop(x: torch.Tensor, pad: PadInfo) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
+# Working size (`--size`): the model at a shorter side of N pixels, the masks back at the frame size
+# ----------------------------------------------------------------------------------------------
+def working_shape(height: int, width: int, size: Optional[int]) -> Tuple[int, int]:
+    """(h, w) with the shorter side shrunk to `size` (unchanged when None or not smaller)."""
+    if size is None or size >= min(height, width):
+        return height, width
+    scale = size / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def shrink_frame(rgb: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
+    return rgb if rgb.shape[:2] == hw else cv2.resize(rgb, hw[::-1], interpolation=cv2.INTER_AREA)
+
+
+def working_frames(frames: np.ndarray, size: Optional[int]) -> np.ndarray:
+    """`frames` [T,H,W,3] at the working size `size` (unchanged when None or not smaller)."""
+    hw = working_shape(*frames.shape[1:3], size)
+    return frames if hw == frames.shape[1:3] else np.stack([shrink_frame(f, hw) for f in frames])
+
+
+class WorkingFrames:
+    """Lazily read frames (`gis.davis_frames.DavisFrames`: decoded where the reference decodes them), each
+    shrunk to the working size when it is read."""
+
+    def __init__(self, frames, size: Optional[int]):
+        self.frames = frames
+        t, h, w = frames.shape[:3]
+        self.shape = (t, *working_shape(h, w, size), 3)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, frame: int) -> np.ndarray:
+        return shrink_frame(self.frames[frame], self.shape[1:3])
+
+
+def upsample_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Labels `[..., h, w]` at the frame size (nearest neighbour, so ids stay ids)."""
+    if labels.shape[-2:] == (height, width):
+        return labels
+    flat = labels.reshape(-1, *labels.shape[-2:])
+    out = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_NEAREST) for f in flat])
+    return out.reshape(*labels.shape[:-2], height, width)
+
+
+# ----------------------------------------------------------------------------------------------
 # Interactions -> maps
 # ----------------------------------------------------------------------------------------------
 def postprocess_interaction_map(raw: np.ndarray, dilation: int, sigma: float = 6.0) -> np.ndarray:
@@ -230,6 +276,7 @@ class GISSession:
         self.fast_annotations: List["AnnotationFeatures"] = []
         self.feature_cache: Dict[int, "FrameFeatures"] = {}
         self.feature_cache_bytes = 0
+        self.fast_preview: Optional[tuple] = None  # (frame, interaction, result) of the last fast preview
         self.device = next(net.parameters()).device
         self.frames = frames
         self.num_frames, self.height, self.width = frames.shape[:3]
@@ -257,6 +304,10 @@ class GISSession:
     def labels(self) -> np.ndarray:
         """Current masks [T,H,W] uint8: argmax over background + objects (lowest index on ties)."""
         return crop(torch.argmax(self.prob_maps, dim=1), self.pad).cpu().numpy().astype(np.uint8)
+
+    def frame_labels(self, frame: int) -> np.ndarray:
+        """`labels()[frame]` without the argmax over every other frame."""
+        return crop(torch.argmax(self.prob_maps[frame], dim=0), self.pad).cpu().numpy().astype(np.uint8)
 
     def _padded_interaction(self, interaction: np.ndarray) -> torch.Tensor:
         (top, bottom), (left, right) = self.pad
@@ -286,7 +337,10 @@ class GISSession:
         anno_np = np.array(self.annotated_frames + [annotated_frame])
         iact = self._padded_interaction(interaction)
         if self.fast is not None:
-            probs = self._segment_annotation_fast(iact, anno_np, annotated_frame)[0]
+            result = self._segment_annotation_fast(iact, anno_np, annotated_frame)
+            # The next round segments this frame first, from the same input when no stroke came since.
+            self.fast_preview = (annotated_frame, interaction.copy(), result)
+            probs = result[0]
         else:
             probs = self._segment_annotation(self._image(annotated_frame), iact, anno_np, annotated_frame)[0]
         return crop(torch.argmax(probs, dim=0), self.pad).cpu().numpy().astype(np.uint8)
@@ -377,7 +431,12 @@ class GISSession:
                     neighbor, neighbor_prob = anno, anno_prob
                     continue
                 # Only this round's annotation guides its own frame.
-                probs, anno, annotation, score = self._segment_annotation_fast(iact, anno_np, frame)
+                previewed = self.fast_preview
+                if previewed is not None and previewed[0] == frame and np.array_equal(previewed[1], interaction):
+                    probs, anno, annotation, score = previewed[2]  # the same computation on the same input
+                else:
+                    probs, anno, annotation, score = self._segment_annotation_fast(iact, anno_np, frame)
+                self.fast_preview = None
                 anno_prob = probs[1:].unsqueeze(1)
                 neighbor, neighbor_prob = anno, anno_prob
                 self.fast_annotations.append(annotation)

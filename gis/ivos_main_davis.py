@@ -135,14 +135,17 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
              max_time: Optional[float] = None, proportion: float = 0.99, dilation: int = 5,
              min_nb_nodes: int = 2, save_masks: bool = False, host: str = "localhost",
              user_key: Optional[str] = None, echo: bool = True, on_round: Optional[RoundCallback] = None,
-             fast: Optional[FastGIS] = None, resume: Optional[Dict[str, object]] = None) -> dict:
+             fast: Optional[FastGIS] = None, resume: Optional[Dict[str, object]] = None,
+             size: Optional[int] = None) -> dict:
     """One davisinteractive session (the reference's `Main_tester.run_IVOS`); returns its global summary,
     with `metric_per_interaction` added.
 
     `samples` defaults to every sequence of the framework's `subset` with scribbles 1..3.
     `on_round` receives, after every submission, a dict with the sequence, scribble index, round,
     annotated frame, submitted masks, the round's scores and the recommended frames.
-    `fast` (from `gis.fast`) runs the rounds on the fast path.
+    `fast` (from `gis.fast`) runs the rounds on the fast path. `size`: the working size, as the app's
+    `--size` (the model sees frames with that shorter side; its masks are upsampled, nearest, to the frame
+    size, where the framework scores them); None is the frames' own size, as the paper.
     `resume` (local sessions): settings that identify the run beyond the arguments here (weights...);
     when given, the sequences that a run with the same settings finished in `out_dir` are kept and
     only the others run (`gis.session_progress`).
@@ -157,7 +160,8 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     from davisinteractive.session import DavisInteractiveSession
 
     from gis.davis_frames import DavisFrames, load_all_frames
-    from gis.ivos import GISSession, annotated_frame_of, scribble_channels
+    from gis.ivos import (GISSession, WorkingFrames, annotated_frame_of, scribble_channels, upsample_labels,
+                          working_frames)
     from gis.session_progress import SessionProgress, remaining_samples
 
     if guide not in GUIDE_METHODS:
@@ -176,7 +180,8 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
     header = _summary_header(max_interactions)
     settings = {"metric": metric, "guide": guide, "subset": subset, "samples": [list(s) for s in samples],
                 "max_interactions": max_interactions, "max_time": max_time, "proportion": proportion,
-                "dilation": dilation, "min_nb_nodes": min_nb_nodes, "fast": fast is not None, **(resume or {})}
+                "dilation": dilation, "min_nb_nodes": min_nb_nodes, "fast": fast is not None,
+                **({"size": size} if size is not None else {}), **(resume or {})}
     progress = SessionProgress(out_dir, settings)
     kept_rows = progress.resume() if resume is not None and local else None
     # An earlier run's reports and summaries: this session writes its own, over all sequences.
@@ -219,10 +224,12 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
             sequence, scribbles, first = sess.get_scribbles(only_last=False)
             if first:
                 info = Davis.dataset[sequence]
+                frame_hw = tuple(info["image_size"][::-1])
                 if fast is None:
-                    frames = DavisFrames(Path(davis_root), sequence, info["num_frames"], info["image_size"][::-1])
+                    frames = DavisFrames(Path(davis_root), sequence, info["num_frames"], frame_hw)
+                    frames = frames if size is None else WorkingFrames(frames, size)
                 else:
-                    frames = load_all_frames(Path(davis_root), sequence, info["num_frames"])
+                    frames = working_frames(load_all_frames(Path(davis_root), sequence, info["num_frames"]), size)
                 state = GISSession(net, frames, info["num_objects"], proportion=proportion,
                                    max_rounds=max_interactions, fast=fast)
                 gt = Davis(str(davis_root)).load_annotations(sequence)  # for the per-object CSV
@@ -237,7 +244,7 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
             iact = scribble_channels(scribbles["scribbles"][annotated], state.n_objects, state.labels()[annotated],
                                      first_round=state.round == 0, dilation=dilation)
             visited = state.run_round(iact, annotated)
-            masks = state.labels()
+            masks = upsample_labels(state.labels(), *frame_hw)  # as they are without a working size
             model_seconds += time.perf_counter() - start
             n_frames_done += len(visited) - 1
             recommended = state.finish_round(guide)
@@ -323,7 +330,7 @@ def run_session_folder(net: GISNet, args: argparse.Namespace, samples: List[Tupl
                            samples=samples, max_interactions=args.max_interactions, max_time=args.max_time,
                            proportion=args.proportion, dilation=args.dilation, min_nb_nodes=args.min_nb_nodes,
                            save_masks=args.save_masks, host=args.host, user_key=args.user_key, fast=fast,
-                           resume={"weights": args.weights})
+                           resume={"weights": args.weights}, size=args.size)
     except KeyboardInterrupt:
         raise  # the finished sequences stay in the .partial folder for the rerun
     except BaseException:
@@ -360,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-key", default=None, help="davisinteractive user key (remote server only)")
     p.add_argument("--save-masks", action="store_true", help="write every round's masks as PNGs, config.test_save_pngs_option")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
+    p.add_argument("--size", type=int, default=None,
+                   help="working size: the shorter side (px) the model propagates at, masks upsampled to the frame "
+                        "and scored there (as gis.app's --size); default: the frames' own size, as the paper")
     add_fast_arguments(p, fast_help=FAST_HELP)
     add_device_argument(p)
     return p
@@ -381,6 +391,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fast_options = fast_options_from_args(args)
     if args.max_interactions < 1:
         raise UserError(f"--max-interactions must be at least 1, got {args.max_interactions}")
+    if args.size is not None and not 16 <= args.size <= 4096:
+        raise UserError(f"--size must be a shorter side of 16..4096 px, got {args.size}")
     # The folder's own list of the subset when it has one (DAVIS: the same as the framework's table; other
     # DAVIS-format data such as the synthetic sample: its sequences), else the framework's table.
     own_list = args.sequences or (args.davis / "ImageSets" / "2017" / f"{args.subset}.txt").is_file()

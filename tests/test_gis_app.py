@@ -392,13 +392,37 @@ def test_cli_rejects_bad_input_before_loading(tmp_path, argv, message):
         main(argv)
 
 
+def test_the_app_lets_waiting_cpu_threads_sleep():
+    """The app sets OMP_WAIT_POLICY=PASSIVE before torch loads (spinning OpenMP threads doubled a CPU round
+    whenever another process wanted a core); a policy set by the user is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys\nfrom common.runtime.errors import UserError\nfrom gis.app.__main__ import main\n"
+            "try:\n    main(['--video', 'x.mp4', '--objects', '0'])\nexcept UserError:\n    pass\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    root = Path(__file__).resolve().parents[1]
+    for given, expected in ((None, "PASSIVE False"), ("ACTIVE", "ACTIVE False")):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        if given is not None:
+            env["OMP_WAIT_POLICY"] = given
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+        assert out.strip() == expected
+
+
 def test_bench_times_the_apps_round(capsys, one_thread):
     from gis.app.bench import main as bench
 
     assert bench(["--height", "64", "--width", "96", "--frames", "2", "--sizes", "full", "32", "--paths", "fast",
-                  "--device", "cpu"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| fast")]
-    assert [r.split(" | ")[1] for r in rows] == ["96×64 (full)", "48×32 (`--size 32`)"]
+                  "--robot-rounds", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| robot J&F (1 rounds) |" in out
+    rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| fast")]
+    assert [r[1] for r in rows] == ["96×64 (full)", "48×32 (`--size 32`)"]
+    assert all(0 <= float(r[6]) <= 1 for r in rows) and len(rows[0]) == 7
     with pytest.raises(UserError, match="--sizes"):
         bench(["--sizes", "tiny"])
 

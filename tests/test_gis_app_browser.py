@@ -5,9 +5,10 @@ drawn while the previous one is still being segmented, a reload after round 1, C
 an RS4 candidate picked with its key, Satisfied (confirmed); then a browser that dies without a word
 and a phone that takes its sequence over after the tab timeout. The CSV row is checked against
 davisinteractive's metrics on the saved masks, and any JavaScript console error fails the test. A
-second test exports a custom video and plays its H.264 overlay.mp4 in the page.
+second test exports a custom video and plays its H.264 overlay.mp4 in the page; a third plays the video in
+a loop and restarts it after a round.
 
-One browser serves both tests. Set GIS_APP_SCREENSHOTS=folder to keep the phone and desktop screenshots
+One browser serves all three tests. Set GIS_APP_SCREENSHOTS=folder to keep the phone and desktop screenshots
 (the README's docs/img/gis-app-*.png come from this test).
 """
 from __future__ import annotations
@@ -339,4 +340,82 @@ def test_custom_video_export_plays_in_the_browser(browser, net, davis, tmp_path)
     assert played["duration"] == pytest.approx(FRAMES / 10.0, abs=0.05)  # 10 fps, not 24
     mean = frames.mean()
     assert abs(played["mean"] - mean) < 0.25 * mean + 10, (played, mean)  # a real frame, not black
+    assert errors == []
+
+
+def _shown_frames(page) -> list:
+    """The frame numbers the page has shown since `_record_shown_frames` (its `#frame-number` text)."""
+    return page.evaluate("window.shownFrames")
+
+
+def _record_shown_frames(page) -> None:
+    page.evaluate("""() => {
+        window.shownFrames = [];
+        const number = document.getElementById('frame-number');
+        new MutationObserver(() => window.shownFrames.push(Number(number.textContent.split(' / ')[0])))
+            .observe(number, {childList: true, characterData: true, subtree: true});
+    }""")
+
+
+def test_play_loops_and_restart_starts_over(browser, net, davis, tmp_path):
+    """Play (button, then P to pause) steps through the frames at the video's rate and starts again at the
+    first after the last; Restart the video (confirmed) drops the round and the strokes and shows the first
+    frame without masks, as the reference GUI, which builds the window anew."""
+    from common.data.datasets import DAVIS
+    from gis.app.__main__ import _davis_loader
+    from gis.app.evaluation import ResultsFolder
+    from gis.app.server import DavisSource, create_app
+    from gis.app.session import Model
+
+    dataset = DAVIS(davis, 2017, "val")
+    results = ResultsFolder(tmp_path / "results", "GIS-RAmap_RS1", "player")
+    starlette = create_app(Model(net), DavisSource(dataset.names, _davis_loader(dataset), results), "RS1")
+    gt = DAVIS(davis).gt_masks("synth-val-00")
+    errors, dialogs = [], []
+    with serve(starlette) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        _watch(page, errors)
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+        page.goto(url)
+        _wait_loaded(page)
+        empty = _coloured_pixels(page)
+        assert page.inner_text("#frame-number") == f"0 / {FRAMES - 1}"
+
+        _record_shown_frames(page)
+        page.click("#play")
+        assert page.inner_text("#play") == "Pause"
+        # Two passes through the video: every frame in order, then the first again.
+        page.wait_for_function(f"window.shownFrames.length >= {2 * FRAMES + 1}", timeout=60_000)
+        page.keyboard.press("p")
+        page.wait_for_function("view.player === null")
+        assert page.inner_text("#play") == "Play"
+        shown = _shown_frames(page)
+        assert shown[:2 * FRAMES + 1] == [(i + 1) % FRAMES for i in range(2 * FRAMES + 1)], shown
+        page.wait_for_function("(() => { const f = document.getElementById('frame'); return f.complete && "
+                               "f.src.endsWith(`frame/${view.frame}.jpg`); })()")
+
+        # A round, then another frame: Restart goes back to the first frame, with no round and no mask.
+        page.locator("#slider").fill("0")
+        page.wait_for_function("document.getElementById('frame-number').textContent.startsWith('0 /')")
+        page.keyboard.press("1")
+        _drag(page, _interior(gt[0] == 1))
+        _wait_strokes(page, 1)
+        page.click("#run")
+        _wait_round(page, 1)
+        page.wait_for_function("document.getElementById('mask').complete")
+        assert _coloured_pixels(page) != empty
+        page.locator("#slider").fill("2")
+        page.wait_for_function("document.getElementById('frame-number').textContent.startsWith('2 /')")
+        page.click("#restart")
+        page.wait_for_function("document.getElementById('round').textContent === '0 rounds done' && "
+                               "document.getElementById('slider').value === '0'", timeout=60_000)
+        assert len(dialogs) == 1 and "Start this video over" in dialogs[0]
+        assert page.inner_text("#frame-number") == f"0 / {FRAMES - 1}"
+        page.wait_for_function("(() => { const f = document.getElementById('frame'), m = document.getElementById('mask');"
+                               " return f.complete && f.src.endsWith('frame/0.jpg') && m.complete && "
+                               "m.src.includes('mask/0.png'); })()")
+        assert _coloured_pixels(page) == empty
+        assert page.locator("#scores tbody tr").count() == 0 and page.evaluate("view.status.strokes") == 0
+        assert page.is_disabled("#restart") and page.is_disabled("#finish")
+        page.close()
     assert errors == []

@@ -120,6 +120,33 @@ def _davis_cli(davis: Path, name: str, out: Path, *extra: str, weights: str = "n
     return {"summary": summary, "masks": masks}
 
 
+def test_robot_benchmark_at_a_working_size(davis_sample, tmp_path, monkeypatch):
+    """`gis.ivos_main_davis --size N` (the app's --size): the model gets frames with a shorter side of N, on
+    both paths, and the framework gets (and the PNGs hold) masks at the frame size; without it, the frames."""
+    import gis.ivos as ivos
+    from common.runtime.errors import UserError
+    from gis.ivos_main_davis import main
+
+    seen = []
+
+    class Recording(ivos.GISSession):
+        def __init__(self, net, frames, *args, **kwargs):
+            seen.append((frames.shape[1:3], np.asarray(frames[0]).shape[:2]))
+            super().__init__(net, frames, *args, **kwargs)
+
+    monkeypatch.setattr(ivos, "GISSession", Recording)
+    davis, name = davis_sample
+    for extra, work in (((), SIZE), (("--size", "32"), (32, 48)), (("--size", "32", "--fast"), (32, 48))):
+        seen.clear()
+        out = tmp_path / ("-".join(extra) or "full")
+        masks = _davis_cli(davis, name, out, *extra)["masks"]
+        assert seen == [(work, work)], extra
+        folder = out / "GIS-RAmap[JF]_[RS4]"
+        assert masks and {read_label_png(folder / p).shape for p in masks} == {SIZE}, extra
+    with pytest.raises(UserError, match="--size"):
+        main(["--davis", str(davis), "--output", str(tmp_path / "bad"), "--size", "8"])
+
+
 def test_fast_cli_agrees_on_the_synthetic_sample(davis_sample, tmp_path):
     """`--fast --precision fp32` through the CLI vs faithful, with the parity fixtures' weights saved as a
     checkpoint: seeded weights leave every pixel a near tie (see the session test below), so which label
@@ -184,6 +211,42 @@ def test_fast_session_on_the_synthetic_sample(davis_sample):
     wrong = (fast_masks != faithful_masks) & decided
     assert not wrong.any(), f"{int(wrong.sum())} decided pixels differ"
     np.testing.assert_allclose(fast_scores, faithful_scores, atol=1e-3)
+
+
+def test_a_round_reuses_its_preview_only_for_the_same_interaction(davis_sample):
+    """The fast path's round takes the annotated frame's segmentation from the preview of the same strokes
+    (the app previews every stroke, then Run segments that frame first); with other strokes, or on another
+    frame, it computes it again. Either way the round equals one without a preview, bit for bit."""
+    from common.inference.fast import FastOptions
+    from gis.davis_frames import load_all_frames
+    from gis.fast import FastGIS
+    from gis.ivos import GISSession
+    from tests.parity.test_gis import _net
+
+    davis, name = davis_sample
+    frames = load_all_frames(davis, name, 5)
+    fast = FastGIS(_net(), FastOptions(precision="fp32"))
+    rng = np.random.default_rng(1)
+    stroke, other = (rng.random((2, 3) + SIZE).astype(np.float32) for _ in range(2))
+
+    def round_after(preview, frame):
+        session = GISSession(fast.net, frames, 2, fast=fast)
+        calls = []
+        real = session._segment_annotation_fast
+        session._segment_annotation_fast = lambda *a: calls.append(a[-1]) or real(*a)
+        with torch.no_grad():
+            if preview is not None:
+                session.preview_annotation(*preview)
+            session.run_round(stroke, frame)
+        return session.prob_maps.clone(), session.scores.copy(), len(calls)
+
+    maps, scores, calls = round_after(None, 2)
+    assert calls == 1
+    for preview, computed in (((stroke, 2), 1), ((other, 2), 2), ((stroke, 3), 2)):
+        reused_maps, reused_scores, calls = round_after(preview, 2)
+        assert calls == computed, preview[1]
+        assert torch.equal(reused_maps, maps)
+        np.testing.assert_array_equal(reused_scores, scores)
 
 
 def test_fast_options_choose_the_head_precision_and_layout():

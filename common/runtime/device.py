@@ -65,6 +65,16 @@ def _parse_device(name: str) -> "torch.device":
     return device
 
 
+def sleeping_cpu_threads() -> None:
+    """Let OpenMP threads that wait for work sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE` unless the
+    environment sets it). Spinning is a little faster on an idle CPU, but when anything else wants a core
+    (a browser, another job) the spinning threads take the time the working one needs: on a 2-core CPU
+    shared with one busy process a GIS round took twice as long (README, "Working size"). torch's OpenMP
+    reads the setting once, when torch is imported: afterwards this does nothing."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cuda, cuda:1 or cpu (default: cuda if available, else cpu)")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from common.inference.fast import add_fast_arguments, fast_options_from_args
-from common.runtime.device import add_device_argument, pick_device
+from common.runtime.device import add_device_argument, pick_device, sleeping_cpu_threads
 from common.runtime.errors import UserError, run_cli
 from gis.options import FAST_HELP, GUIDE_METHODS, MAX_OBJECTS, TAB_TIMEOUT_S
 
@@ -91,6 +91,7 @@ def _check_port(host: str, port: int) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    sleeping_cpu_threads()  # before torch: a CPU round shares the cores with the browser at least
     fast_options = fast_options_from_args(args)
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be 1..65535, got {args.port}")

@@ -23,12 +23,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-import cv2
 import numpy as np
 
 from gis.app.evaluation import RoundClock, object_scores
 from gis.fast import FastGIS
-from gis.ivos import GUIDE_METHODS, GISSession, propagation_order, scribble_channels
+from gis.ivos import (GUIDE_METHODS, GISSession, propagation_order, scribble_channels, upsample_labels,
+                      working_frames)
 from gis.model import GISNet
 from gis.options import MAX_OBJECTS
 
@@ -63,25 +63,6 @@ class Video:
 class Model:
     net: GISNet
     fast: Optional[FastGIS] = None
-
-
-def working_frames(frames: np.ndarray, size: Optional[int]) -> np.ndarray:
-    """`frames` with the shorter side shrunk to `size` (unchanged when None or not smaller)."""
-    t, h, w = frames.shape[:3]
-    if size is None or size >= min(h, w):
-        return frames
-    scale = size / min(h, w)
-    wh = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.stack([cv2.resize(f, wh, interpolation=cv2.INTER_AREA) for f in frames])
-
-
-def upsample_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Labels `[..., h, w]` at the frame size (nearest neighbour, so ids stay ids)."""
-    if labels.shape[-2:] == (height, width):
-        return labels
-    flat = labels.reshape(-1, *labels.shape[-2:])
-    out = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_NEAREST) for f in flat])
-    return out.reshape(*labels.shape[:-2], height, width)
 
 
 def parse_stroke(payload: object, n_frames: int, n_objects: int) -> dict:
@@ -263,7 +244,7 @@ class TabSession:
     def _interaction(self) -> np.ndarray:
         frame = self.stroke_frame
         return scribble_channels(self.scribbles()["scribbles"][frame], self.video.n_objects,
-                                 self.state.labels()[frame], first_round=self.state.round == 0)
+                                 self.state.frame_labels(frame), first_round=self.state.round == 0)
 
     def preview_blocking(self, stamp: int) -> None:
         """Re-segment the stroked frame from its strokes (skipped when newer strokes superseded them)."""
