@@ -406,10 +406,13 @@ def test_play_loops_and_restart_starts_over(browser, net, davis, tmp_path):
         assert _coloured_pixels(page) != empty
         page.locator("#slider").fill("2")
         page.wait_for_function("document.getElementById('frame-number').textContent.startsWith('2 /')")
+        page.click("#play")  # Restart while the video plays also stops the playback
+        page.wait_for_function("view.player !== null")
         page.click("#restart")
         page.wait_for_function("document.getElementById('round').textContent === '0 rounds done' && "
                                "document.getElementById('slider').value === '0'", timeout=60_000)
         assert len(dialogs) == 1 and "Start this video over" in dialogs[0]
+        assert page.evaluate("view.player") is None and page.inner_text("#play") == "Play"
         assert page.inner_text("#frame-number") == f"0 / {FRAMES - 1}"
         page.wait_for_function("(() => { const f = document.getElementById('frame'), m = document.getElementById('mask');"
                                " return f.complete && f.src.endsWith('frame/0.jpg') && m.complete && "

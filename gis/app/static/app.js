@@ -400,6 +400,7 @@ async function restart() {
   await view.queue;
   if (busy()) return;
   if (!confirm("Start this video over? Its rounds, strokes and clock are dropped.")) return;
+  stopPlaying();  // starting over shows the first frame, which playback would move on from
   const status = await call(api("restart"));
   if (!status) return;
   applyStatus(status);
