@@ -123,7 +123,7 @@ def bench_round(davis_root: Path, device: torch.device, fast: Optional[FastOptio
         for run in range(4):
             session = GISSession(net, frames, n_obj, fast=engine)
             with Stopwatch(device) as watch:
-                iact = scribble_channels(scribble["scribbles"][frame], n_obj, session.labels()[frame], first_round=True)
+                iact = scribble_channels(scribble["scribbles"][frame], n_obj, session.frame_labels(frame), first_round=True)
                 session.run_round(iact, frame)
                 session.labels()
             if run > 0:

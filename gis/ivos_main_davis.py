@@ -241,7 +241,7 @@ def run_ivos(net: GISNet, davis_root: Path, out_dir: Path, *, metric: str = "J_A
             log(f"Running sequence {sequence} (scribble {sess.samples[sess.sample_idx][1]}) round {state.round + 1}")
 
             start = time.perf_counter()
-            iact = scribble_channels(scribbles["scribbles"][annotated], state.n_objects, state.labels()[annotated],
+            iact = scribble_channels(scribbles["scribbles"][annotated], state.n_objects, state.frame_labels(annotated),
                                      first_round=state.round == 0, dilation=dilation)
             visited = state.run_round(iact, annotated)
             masks = upsample_labels(state.labels(), *frame_hw)  # as they are without a working size
