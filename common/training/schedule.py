@@ -34,12 +34,15 @@ class Stage:
 
     def train_config(self, save_name: str, *, num_workers: int, bn_train: bool, shuffle: bool = True,
                      swap_attach_probability: Optional[float] = None, lr: Optional[float] = None,
-                     train_encoder: bool = False, time_limit_minutes: Optional[float] = None) -> TrainConfig:
+                     train_encoder: bool = False, deep_supervision: bool = False,
+                     time_limit_minutes: Optional[float] = None) -> TrainConfig:
         """The `Trainer` configuration of this stage (`swap_attach_probability=None` keeps the official 0.2,
-        `lr=None` the official 1e-4; `train_encoder` and a time limit are not in the official recipe)."""
+        `lr=None` the official 1e-4; `train_encoder`, `deep_supervision` and a time limit are not in the official
+        recipe)."""
         config = TrainConfig(save_name=save_name, epochs=self.epochs, batch_size=self.batch_size,
                              save_step=self.save_step, val_step=self.val_step, num_workers=num_workers,
                              shuffle=shuffle, bn_train=bn_train, train_encoder=train_encoder,
+                             deep_supervision=deep_supervision,
                              time_limit_s=60.0 * time_limit_minutes if time_limit_minutes else 0.0)
         if swap_attach_probability is not None:
             config.swap_attach_probability = swap_attach_probability
@@ -64,6 +67,8 @@ class Overrides:
     # scratch-training switches (`add_training_arguments`); off / None = the official recipe
     lr: Optional[float] = None
     train_encoder: bool = False
+    deep_supervision: bool = False
+    teacher_forcing: bool = False  # read by the papers' training forwards, not by the Trainer
     time_limit: Optional[float] = None  # --time-limit: minutes per stage
 
     @classmethod
@@ -73,10 +78,11 @@ class Overrides:
 
     def train_config(self, plan: Stage, save_name: str, *, num_workers: int, bn_train: bool, shuffle: bool = True,
                      swap_attach_probability: Optional[float] = None) -> TrainConfig:
-        """`plan.train_config(...)` with these overrides' learning rate and encoder switch."""
+        """`plan.train_config(...)` with these overrides' learning rate and scratch-training switches."""
         return plan.train_config(save_name, num_workers=num_workers, bn_train=bn_train, shuffle=shuffle,
                                  swap_attach_probability=swap_attach_probability, lr=self.lr,
-                                 train_encoder=self.train_encoder, time_limit_minutes=self.time_limit)
+                                 train_encoder=self.train_encoder, deep_supervision=self.deep_supervision,
+                                 time_limit_minutes=self.time_limit)
 
 
 def stage_plan(official: Mapping[str, Stage], name: str, o: Overrides) -> Stage:

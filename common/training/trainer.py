@@ -14,6 +14,8 @@ encoder's BatchNorm layers use their running statistics during training. That is
 Encoder: the papers run their DenseNet encoder under `torch.no_grad()` (frozen, ImageNet weights).
 `TrainConfig.train_encoder=True` (off by default, for training from a random start) gives every submodule
 named `encoder` gradients during the training forward only (see `encoder_gradients`).
+`TrainConfig.deep_supervision=True` (off by default, likewise) adds the loss of the decoder's coarse masks to the
+optimised loss (`common.training.deep_supervision`); the log's loss stays the final logits' cross-entropy.
 
 Logs (rank 0, next to the checkpoints): `<save_name>_log.jsonl` (one line per epoch), `<save_name>_log.csv`
 (one row per optimizer step: step, epoch, loss, iou, jf (the validation score, on the step that ended a
@@ -57,6 +59,7 @@ from common.data.output_folder import write_file_atomic, write_text_atomic
 from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError
 from common.training.curves import CSV_FIELDS, write_curves_png
+from common.training.deep_supervision import DeepSupervision
 from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach
 
 # forward_clip(model, imgs [B,L,3,H,W] float, masks [B,L,1,H,W] int64) -> scores [B,L-1,2,H,W] raw logits
@@ -84,6 +87,7 @@ class TrainConfig:
     bn_train: bool = False          # False = official behaviour (module stays in eval())
     resume_every: int = 0           # write the resume checkpoint every this many epochs (0: at val/save steps)
     train_encoder: bool = False     # False = official (encoder frozen); True gives submodules `encoder` gradients
+    deep_supervision: bool = False  # False = official; True adds the decoder's coarse masks to the loss
     time_limit_s: float = 0.0       # > 0: end the stage at the first epoch end past this many seconds of training
                                     # (seconds of earlier runs of the stage, before a resume, count too)
 
@@ -255,6 +259,7 @@ class Trainer:
                                  pin_memory=device.type == "cuda")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         self.step_module: nn.Module = _ClipStep(self.model, forward_clip, config.train_encoder)
+        self.deep_supervision = DeepSupervision(self.model) if config.deep_supervision else None
         if self.dist.enabled:
             self.step_module = nn.parallel.DistributedDataParallel(
                 self.step_module, device_ids=[device.index] if device.type == "cuda" else None,
@@ -374,8 +379,8 @@ class Trainer:
                 self._check_usable_clips()
                 continue
             scores = self.step_module(imgs, masks)
-            loss = clip_loss(scores, masks)
-            self.optimize(loss, epoch, step)
+            loss = clip_loss(scores, masks)  # what the log shows: the final logits' loss, with or without the extra
+            self.optimize(loss + self.deep_supervision.loss(masks) if self.deep_supervision else loss, epoch, step)
             b = imgs.shape[0]
             h, w = scores.shape[-2:]
             batch_iou = fg_iou(scores.detach().reshape(-1, 2, h, w), masks[:, 1:].reshape(-1, h, w)).item()

@@ -1,0 +1,147 @@
+"""The scratch-training switches --deep-supervision and --teacher-forcing (off by default: the official recipe)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common.runtime.errors import UserError
+from common.training import TrainConfig, Trainer
+from common.training.deep_supervision import WEIGHT, DeepSupervision
+
+
+class _Decoder(nn.Module):
+    """The shape of the papers' decoders: 2-channel maps at 1/8 (deconv1) and 1/4 (deconv2) on the way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deconv1 = nn.Conv2d(3, 2, 1)  # a side branch here: it does not feed the final logits
+        self.deconv2 = nn.Conv2d(3, 2, 1)
+        self.head = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.deconv1(F.avg_pool2d(x, 8))
+        self.deconv2(F.avg_pool2d(x, 4))
+        return self.head(x)
+
+
+class _Toy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.decoder = _Decoder()
+
+
+def toy_forward(model, imgs, masks):
+    """One decoder call per frame 1..L-1, as the papers' training forwards (one object per clip)."""
+    return torch.stack([model.decoder(imgs[:, i]) for i in range(1, imgs.shape[1])], dim=1)
+
+
+class _Clips(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> dict:
+        imgs = torch.rand(3, 3, 16, 16)
+        masks = (imgs.mean(1, keepdim=True) > 0.5).long()
+        masks[0, 0, 0, 0], masks[0, 0, 0, 1] = 0, 1  # an object on frame 0: no batch is skipped
+        return {"imgs": imgs, "masks": masks}
+
+
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_the_switch_trains_the_coarse_maps(tmp_path, deep_supervision):
+    model = _Toy()
+    before = model.decoder.deconv1.weight.detach().clone()
+    config = TrainConfig(save_name="toy", epochs=1, batch_size=2, save_step=1, val_step=1, num_workers=0, lr=1e-2,
+                         deep_supervision=deep_supervision)
+    Trainer(model, toy_forward, _Clips(), config, tmp_path, torch.device("cpu")).train()
+    # off (official): the side branch gets no gradient; on: its loss trains it
+    assert torch.equal(model.decoder.deconv1.weight, before) is not deep_supervision
+    assert not torch.equal(model.decoder.head.weight, _Toy().decoder.head.weight)
+
+
+def test_loss_is_the_coarse_maps_cross_entropy_on_the_padded_masks():
+    model = _Toy()
+    supervision = DeepSupervision(model)
+    # 40x40 frames are padded to 48x48 by the decoders: the maps are 6x6 and 12x12 of the padded frame
+    imgs = torch.rand(2, 3, 3, 48, 48)
+    masks = torch.zeros(2, 3, 1, 40, 40, dtype=torch.long)
+    masks[:, :, :, 4:20, 8:30] = 1
+    toy_forward(model, imgs, masks)
+    assert [tuple(m.shape[-2:]) for m in supervision.maps] == [(6, 6), (12, 12)] * 2
+    maps = list(supervision.maps)
+    loss = supervision.loss(masks)
+    padded = F.pad(masks[:, 1:].flatten(0, 1).float(), [4, 4, 4, 4], mode="reflect").view(2, 2, 1, 48, 48)
+    expected = 0.0
+    for i, coarse in enumerate(maps):
+        target = F.avg_pool2d(padded[:, i // 2], 48 // coarse.shape[-1])[:, 0] > 0.5
+        expected += F.cross_entropy(coarse, target.long())
+    assert torch.allclose(loss, WEIGHT * expected / 2)
+    assert supervision.maps == []  # consumed
+
+
+def test_nothing_is_kept_outside_the_training_forward():
+    model = _Toy()
+    supervision = DeepSupervision(model)
+    with torch.no_grad():  # validation
+        toy_forward(model, torch.rand(1, 4, 3, 16, 16), None)
+    assert supervision.maps == []
+
+
+def test_a_model_without_coarse_maps_is_refused():
+    with pytest.raises(UserError, match="--deep-supervision: this model has no decoder.deconv1"):
+        DeepSupervision(nn.Sequential(nn.Conv2d(3, 2, 1)))
+
+
+def _paper(name: str):
+    if name == "bmvos":
+        from bmvos.model import BMVOS
+        from bmvos.train import bmvos_forward_clip
+        return BMVOS, bmvos_forward_clip
+    if name == "emvos":
+        from emvos.model import EMVOS
+        from emvos.train import emvos_forward_clip
+        return EMVOS, emvos_forward_clip
+    from tbd.model import TBD
+    from tbd.train import tbd_forward_clip
+    return TBD, tbd_forward_clip
+
+
+@pytest.mark.parametrize("paper", ["bmvos", "emvos", "tbd"])
+def test_each_paper_gives_the_16th_stage_a_direct_loss(paper):
+    build, forward_clip = _paper(paper)
+    torch.manual_seed(0)
+    model = build()
+    supervision = DeepSupervision(model)
+    imgs = torch.rand(2, 3, 3, 32, 32)
+    masks = torch.zeros(2, 3, 1, 32, 32, dtype=torch.long)
+    masks[:, :, :, 8:24, 4:20] = 1
+    forward_clip(model, imgs, masks)
+    assert [tuple(m.shape[-2:]) for m in supervision.maps] == [(4, 4), (8, 8)] * 2  # deconv1, deconv2 per frame
+    supervision.loss(masks).backward()
+    # the 1/16 stage, where the matching scores and the previous mask enter, is reached by this loss alone
+    assert model.vos.decoder.blend1.conv.weight.grad.abs().sum() > 0
+
+
+# --- --teacher-forcing: the training state follows the clip's masks -------------------------------------------------
+
+@pytest.mark.parametrize("paper", ["bmvos", "emvos", "tbd"])
+def test_teacher_forcing_makes_the_state_follow_the_masks(paper):
+    build, forward_clip = _paper(paper)
+    torch.manual_seed(0)
+    model = build().eval()
+    imgs = torch.rand(2, 3, 3, 32, 32)
+    masks = torch.zeros(2, 3, 1, 32, 32, dtype=torch.long)
+    masks[:, :, :, 4:16, 4:20] = 1
+    moved = masks.clone()
+    moved[:, 1] = 0
+    moved[:, 1, :, 16:30, 12:28] = 1  # only frame 1's mask differs
+    with torch.no_grad():
+        official = [forward_clip(model, imgs, m) for m in (masks, moved)]
+        forced = [forward_clip(model, imgs, m, teacher_forcing=True) for m in (masks, moved)]
+    # upstream, frame 1's mask is only a target: the predictions do not depend on it
+    assert torch.equal(official[0], official[1])
+    # forced, frame 2 is predicted from a state that followed frame 1's mask; frame 1 itself is not
+    assert torch.equal(forced[0][:, 0], forced[1][:, 0]) and torch.equal(forced[0][:, 0], official[0][:, 0])
+    assert not torch.allclose(forced[0][:, 1], forced[1][:, 1])
