@@ -272,17 +272,21 @@ class BMVOS(nn.Module):
 
         return VideoOutput(unpad(torch.stack(masks, dim=1), padding), frame_ids)
 
-    def forward_train(self, imgs: torch.Tensor, first_masks: torch.Tensor) -> torch.Tensor:
+    def forward_train(self, imgs: torch.Tensor, first_masks: torch.Tensor,
+                      state_masks: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Training path (TBD's recipe, which the official BMVOS README defers to).
 
         imgs: float `[B, L, 3, H, W]` in [0, 1]; first_masks: `[B, 1, H, W]` binary (1 = object)
         mask of frame 0. Returns the decoder logits `[B, L-1, 2, H, W]` of frames 1..L-1. As in the
         official TBD/EMVOS training path: a single object, no aggregation, states updated with
-        the softmax, and the encoder run without gradient (it is not trained).
+        the softmax, and the encoder run without gradient (it is not trained). `state_masks` (teacher forcing,
+        not upstream): `[B, L, 1, H, W]` binary masks the state follows after each frame instead of the softmax.
         """
         length = imgs.shape[1]
         padding = centered_padding(imgs.shape[-2], imgs.shape[-1], STRIDE)
-        imgs, (first,) = pad_video(imgs, [first_masks.long()], padding)
+        forced = [] if state_masks is None else list(state_masks.long().unbind(1))
+        imgs, padded = pad_video(imgs, [first_masks.long()] + forced, padding)
+        first, forced = padded[0], padded[1:]
 
         with torch.no_grad():
             feats = self.vos.encoder(imgs[:, 0])
@@ -297,7 +301,8 @@ class BMVOS(nn.Module):
             score = self.vos(feats, key, state)
             scores.append(score)
             if i < length - 1:
-                state = self.vos.update_state(key, torch.softmax(score, dim=1), state)
+                seg = two_channel_seg(forced[i], 1) if forced else torch.softmax(score, dim=1)
+                state = self.vos.update_state(key, seg, state)
         return unpad(torch.stack(scores, dim=1), padding)
 
 

@@ -18,6 +18,7 @@ be shrunk for smoke runs (`--epochs`, `--crop`, ...).
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
@@ -36,9 +37,11 @@ if TYPE_CHECKING:  # the model, torch and the trainer load after the arguments a
 SEED = 19971007  # upstream does not seed; a fixed seed makes runs repeatable
 
 
-def bmvos_forward_clip(model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Trainer hook: clips `[B, L, 3, H, W]` + masks `[B, L, 1, H, W]` -> logits `[B, L-1, 2, H, W]`."""
-    return model.forward_train(imgs, masks[:, 0])
+def bmvos_forward_clip(model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor,
+                       teacher_forcing: bool = False) -> torch.Tensor:
+    """Trainer hook: clips `[B, L, 3, H, W]` + masks `[B, L, 1, H, W]` -> logits `[B, L-1, 2, H, W]`.
+    `teacher_forcing` (`--teacher-forcing`, not upstream): the state follows the clip's masks, not the prediction."""
+    return model.forward_train(imgs, masks[:, 0], masks if teacher_forcing else None)
 
 
 def train(model: BMVOS, stages: Sequence[str], args: argparse.Namespace, device: torch.device,
@@ -48,6 +51,8 @@ def train(model: BMVOS, stages: Sequence[str], args: argparse.Namespace, device:
     from common.training.schedule import Overrides
     from common.training.tbd_recipe import train_tbd_recipe
 
+    if args.teacher_forcing:
+        forward_clip = functools.partial(forward_clip, teacher_forcing=True)
     # validation runs at the stored size: the 480p rule belongs to the official evaluator only
     return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, resize=False), stages,
                             {"coco": args.coco, "davis": args.davis, "ytvos": args.ytvos}, args.output_dir, device,

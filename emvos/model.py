@@ -129,6 +129,8 @@ class EMVOS(nn.Module):
       first is frame 0's number). Returns `{'masks': int64 [1, n_out, 1, H, W]}`.
     - Training (batch > 1): `given_masks` is the `[B, L', 1, H, W]` tensor of clip masks in {0, 1} (only its
       frame 0 is used). Returns `{'scores': [B, L-1, 2, H, W]}`, the raw logits of frames 1..L-1.
+      `state_masks` (training only, teacher forcing; upstream: None) `[B, L, 1, H, W]` binary masks: after frame i
+      the "previous" reference takes its mask from `state_masks[:, i]` instead of the prediction.
     The encoder always runs without gradients (it is frozen in the official training, too).
     """
 
@@ -142,13 +144,16 @@ class EMVOS(nn.Module):
         return feats, self.vos.matcher.get_norm_key(feats["s16"]), self.vos.matcher.get_key(feats["s16"])
 
     def forward(self, imgs: torch.Tensor, given_masks: Union[torch.Tensor, Sequence[Optional[torch.Tensor]]],
-                val_frame_ids: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
+                val_frame_ids: Optional[Sequence[int]] = None,
+                state_masks: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         b, length = imgs.shape[:2]
         training_batch = b != 1
+        forced = [] if state_masks is None else list(state_masks.unbind(1))
         if training_batch:
             given_masks = [given_masks[:, 0]] + [None] * (length - 1)
         padding = centered_padding(imgs.shape[-2], imgs.shape[-1], STRIDE)
-        imgs, given_masks = pad_video(imgs, given_masks, padding)
+        imgs, padded = pad_video(imgs, list(given_masks) + forced, padding)
+        given_masks, forced = padded[:length], padded[length:]
 
         # frame 0: every object gets its state from the given mask
         init_mask = given_masks[0]
@@ -175,6 +180,8 @@ class EMVOS(nn.Module):
             if not training_batch:
                 pred_mask, segs = aggregate_by_odds(segs, object_ids)
             if i < length - 1:
+                if forced:
+                    segs = {k: _one_hot(forced[i], 1) for k in object_ids}
                 self.vos.update(norm_key, key, segs, states, object_ids)
 
             if training_batch:

@@ -214,7 +214,9 @@ class TBD(nn.Module):
       - `given_masks` list of length L: entry t is an int64 `[B, 1, H, W]` label map or None
         (frame 0 must be given);
       - `dist` `[B, h*w, h*w]` distance matrix of the unpadded size (built and cached when None);
-      - `val_frame_ids` (B = 1 only) absolute frame numbers to output, the first one being frame 0's.
+      - `val_frame_ids` (B = 1 only) absolute frame numbers to output, the first one being frame 0's;
+      - `state_masks` (training only, teacher forcing; upstream: None) `[B, L, 1, H, W]` binary masks: after frame
+        i the object's state follows `state_masks[:, i]` instead of the prediction.
     B = 1 (inference) -> `{'masks': int64 [1, n_out, 1, H, W]}` (objects aggregated);
     B > 1 (training)  -> `{'scores': [B, L-1, 2, H, W]}` raw logits of the last object, frames 1..L-1.
     """
@@ -232,12 +234,15 @@ class TBD(nn.Module):
 
     def forward(self, imgs: torch.Tensor, given_masks: Sequence[Optional[torch.Tensor]],
                 dist: Optional[torch.Tensor] = None,
-                val_frame_ids: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
+                val_frame_ids: Optional[Sequence[int]] = None,
+                state_masks: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         b, length, _, height, width = imgs.shape
         if dist is None:
             dist = distance_matrix(height, width, imgs.device).unsqueeze(0).expand(b, -1, -1)
         padding = centered_padding(height, width, STRIDE)
-        imgs, given_masks = pad_video(imgs, given_masks, padding)
+        forced = [] if state_masks is None else list(state_masks.unbind(1))
+        imgs, padded = pad_video(imgs, list(given_masks) + forced, padding)
+        given_masks, forced = padded[:length], padded[length:]
 
         # Frame 0: one state per object given there.
         object_ids = object_ids_in(given_masks[0])
@@ -272,7 +277,8 @@ class TBD(nn.Module):
 
             if i < length - 1:
                 for k in object_ids:
-                    states[k] = self.vos.update_state(key, pred_seg[k], states[k])
+                    seg = _one_hot(forced[i], 1) if forced else pred_seg[k]
+                    states[k] = self.vos.update_state(key, seg, states[k])
 
             if b != 1:
                 assert final_score is not None, "training clips need an object in frame 0"

@@ -10,6 +10,7 @@ clip's actual size (identical for 384 crops, and what makes smaller smoke-test c
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -22,11 +23,14 @@ from tbd.inference import segment_video
 from tbd.model import distance_matrix
 
 
-def tbd_forward_clip(model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """The official trainer's call with the clip's distance matrix -> raw logits `[B, L-1, 2, H, W]`."""
+def tbd_forward_clip(model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor,
+                     teacher_forcing: bool = False) -> torch.Tensor:
+    """The official trainer's call with the clip's distance matrix -> raw logits `[B, L-1, 2, H, W]`.
+    `teacher_forcing` (`--teacher-forcing`, not upstream): the state follows the clip's masks, not the prediction."""
     b, length, _, height, width = imgs.shape
     dist = distance_matrix(height, width, imgs.device).unsqueeze(0).repeat(b, 1, 1)
-    return model(imgs, [masks[:, 0]] + (length - 1) * [None], dist, None)["scores"]
+    return model(imgs, [masks[:, 0]] + (length - 1) * [None], dist, None,
+                 state_masks=masks if teacher_forcing else None)["scores"]
 
 
 def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Path]], out_dir: Path,
@@ -39,6 +43,8 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
     `roots`: 'coco', 'davis', 'ytvos' dataset roots. COCO and DAVIS stages validate on DAVIS 2017 val
     (when a DAVIS root is given); the YouTube-VOS stage on the cho_val list when there is one.
     """
+    if overrides.teacher_forcing:
+        forward_clip = functools.partial(forward_clip, teacher_forcing=True)
     return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, resize=False),
                             stages, roots, out_dir, device, overrides, num_workers=num_workers, resume=resume,
                             bn_train=bn_train, swap_attach_probability=swap_attach_probability,
