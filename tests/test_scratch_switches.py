@@ -68,7 +68,8 @@ def test_loss_is_the_coarse_maps_cross_entropy_on_the_padded_masks():
     imgs = torch.rand(2, 3, 3, 48, 48)
     masks = torch.zeros(2, 3, 1, 40, 40, dtype=torch.long)
     masks[:, :, :, 4:20, 8:30] = 1
-    toy_forward(model, imgs, masks)
+    with supervision.collecting():
+        toy_forward(model, imgs, masks)
     assert [tuple(m.shape[-2:]) for m in supervision.maps] == [(6, 6), (12, 12)] * 2
     maps = list(supervision.maps)
     loss = supervision.loss(masks)
@@ -84,9 +85,12 @@ def test_loss_is_the_coarse_maps_cross_entropy_on_the_padded_masks():
 def test_nothing_is_kept_outside_the_training_forward():
     model = _Toy()
     supervision = DeepSupervision(model)
-    with torch.no_grad():  # validation
-        toy_forward(model, torch.rand(1, 4, 3, 16, 16), None)
-    assert supervision.maps == []
+    with supervision.collecting():
+        toy_forward(model, torch.rand(1, 2, 3, 16, 16), None)
+    assert len(supervision.maps) == 2
+    supervision.maps.clear()
+    toy_forward(model, torch.rand(1, 4, 3, 16, 16), None)  # validation, a later stage: no hook left behind
+    assert supervision.maps == [] and not model.decoder.deconv1._forward_hooks
 
 
 def test_a_model_without_coarse_maps_is_refused():
@@ -117,7 +121,8 @@ def test_each_paper_gives_the_16th_stage_a_direct_loss(paper):
     imgs = torch.rand(2, 3, 3, 32, 32)
     masks = torch.zeros(2, 3, 1, 32, 32, dtype=torch.long)
     masks[:, :, :, 8:24, 4:20] = 1
-    forward_clip(model, imgs, masks)
+    with supervision.collecting():
+        forward_clip(model, imgs, masks)
     assert [tuple(m.shape[-2:]) for m in supervision.maps] == [(4, 4), (8, 8)] * 2  # deconv1, deconv2 per frame
     supervision.loss(masks).backward()
     # the 1/16 stage, where the matching scores and the previous mask enter, is reached by this loss alone

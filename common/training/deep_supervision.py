@@ -8,12 +8,15 @@ narrow 2-channel path starves its gradient. Adding the cross-entropy of those tw
 (downsampled: a cell is foreground when most of it is) supervises the 1/16 stage directly. The network, its
 state_dict and inference are untouched; the hooks only listen during the training forward.
 
-    supervision = DeepSupervision(model)          # before the training forward
+    supervision = DeepSupervision(model)
+    with supervision.collecting():
+        scores = forward_clip(model, imgs, masks)
     loss = clip_loss(scores, masks) + supervision.loss(masks)
 """
 from __future__ import annotations
 
-from typing import List
+import contextlib
+from typing import Iterator, List
 
 import torch
 import torch.nn as nn
@@ -30,21 +33,28 @@ WEIGHT = 3.0
 
 
 class DeepSupervision:
-    """Collects the coarse maps of every training forward and turns them into an extra loss."""
+    """Collects the coarse maps of the training forwards run inside `collecting()` and turns them into a loss."""
 
     def __init__(self, model: nn.Module, weight: float = WEIGHT) -> None:
         self.weight = weight
         self.maps: List[torch.Tensor] = []
-        modules = [m for name, m in model.named_modules() if name.endswith(COARSE_MAPS)]
-        if len(modules) != len(COARSE_MAPS):
+        self.modules = [m for name, m in model.named_modules() if name.endswith(COARSE_MAPS)]
+        if len(self.modules) != len(COARSE_MAPS):
             raise UserError(f"--deep-supervision: this model has no {' and '.join(COARSE_MAPS)} (the coarse masks "
                             f"of the BMVOS/EMVOS/TBD decoders) to supervise")
-        for module in modules:
-            module.register_forward_hook(self._keep)
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Hooks on the coarse maps for the duration only: nothing listens to validation or to a later stage."""
+        handles = [module.register_forward_hook(self._keep) for module in self.modules]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def _keep(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
-        if torch.is_grad_enabled():  # the training forward; validation runs under no_grad
-            self.maps.append(output)
+        self.maps.append(output)
 
     def loss(self, masks: torch.Tensor) -> torch.Tensor:
         """Summed weighted cross-entropy of the maps collected since the last call, for frames 1..L-1 of `masks`

@@ -378,7 +378,8 @@ class Trainer:
             if not self._everywhere(has_one_object_each(masks)):  # DDP: every rank skips the same steps
                 self._check_usable_clips()
                 continue
-            scores = self.step_module(imgs, masks)
+            with self.deep_supervision.collecting() if self.deep_supervision else contextlib.nullcontext():
+                scores = self.step_module(imgs, masks)
             loss = clip_loss(scores, masks)  # what the log shows: the final logits' loss, with or without the extra
             self.optimize(loss + self.deep_supervision.loss(masks) if self.deep_supervision else loss, epoch, step)
             b = imgs.shape[0]
