@@ -18,7 +18,6 @@ be shrunk for smoke runs (`--epochs`, `--crop`, ...).
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
@@ -51,8 +50,6 @@ def train(model: BMVOS, stages: Sequence[str], args: argparse.Namespace, device:
     from common.training.schedule import Overrides
     from common.training.tbd_recipe import train_tbd_recipe
 
-    if args.teacher_forcing:
-        forward_clip = functools.partial(forward_clip, teacher_forcing=True)
     # validation runs at the stored size: the 480p rule belongs to the official evaluator only
     return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, resize=False), stages,
                             {"coco": args.coco, "davis": args.davis, "ytvos": args.ytvos}, args.output_dir, device,

@@ -8,7 +8,6 @@ from stage 1's final weights. Seed 19971007, set before the model is built.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -49,7 +48,6 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
     elif needs_val:
         print("notice: no DAVIS root for validation (--davis); training without validation or best checkpoints")
 
-    forward_clip = functools.partial(emvos_forward_clip, teacher_forcing=overrides.teacher_forcing)
     finished = []
     for index, stage in enumerate(stages):
         plan = stage_plan(OFFICIAL, stage, overrides)
@@ -61,7 +59,7 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
             data = ytvos_train_clips(roots["ytvos"], plan.recipe, plan.clips_per_epoch)
         config = overrides.train_config(plan, save_name(stages, index), num_workers=num_workers, bn_train=bn_train,
                                         swap_attach_probability=swap_attach_probability)
-        trainer = Trainer(model, forward_clip, data, config, out_dir, device,
+        trainer = Trainer(model, emvos_forward_clip, data, config, out_dir, device,
                           validate if stage in VALIDATED_ON_DAVIS else None, resume=resume)
         trainer.train()
         finished.append(trainer.resume_path)

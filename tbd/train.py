@@ -10,7 +10,6 @@ clip's actual size (identical for 384 crops, and what makes smaller smoke-test c
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -43,8 +42,6 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
     `roots`: 'coco', 'davis', 'ytvos' dataset roots. COCO and DAVIS stages validate on DAVIS 2017 val
     (when a DAVIS root is given); the YouTube-VOS stage on the cho_val list when there is one.
     """
-    if overrides.teacher_forcing:
-        forward_clip = functools.partial(forward_clip, teacher_forcing=True)
     return train_tbd_recipe(model, forward_clip, lambda m, video: segment_video(m, video, resize=False),
                             stages, roots, out_dir, device, overrides, num_workers=num_workers, resume=resume,
                             bn_train=bn_train, swap_attach_probability=swap_attach_probability,

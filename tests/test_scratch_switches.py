@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from common.runtime.errors import UserError
 from common.training import TrainConfig, Trainer
 from common.training.deep_supervision import WEIGHT, DeepSupervision
+from tests.test_training import _Clips as ToyClips
 
 
 class _Decoder(nn.Module):
@@ -38,15 +39,11 @@ def toy_forward(model, imgs, masks):
     return torch.stack([model.decoder(imgs[:, i]) for i in range(1, imgs.shape[1])], dim=1)
 
 
-class _Clips(torch.utils.data.Dataset):
-    def __len__(self) -> int:
-        return 2
-
-    def __getitem__(self, i: int) -> dict:
-        imgs = torch.rand(3, 3, 16, 16)
-        masks = (imgs.mean(1, keepdim=True) > 0.5).long()
-        masks[0, 0, 0, 0], masks[0, 0, 0, 1] = 0, 1  # an object on frame 0: no batch is skipped
-        return {"imgs": imgs, "masks": masks}
+def box_masks(batch: int, frames: int, size: int, rows: slice, cols: slice) -> torch.Tensor:
+    """int64 `[batch, frames, 1, size, size]` clip masks: the object is the same box on every frame."""
+    masks = torch.zeros(batch, frames, 1, size, size, dtype=torch.long)
+    masks[..., rows, cols] = 1
+    return masks
 
 
 @pytest.mark.parametrize("deep_supervision", [False, True])
@@ -55,7 +52,7 @@ def test_the_switch_trains_the_coarse_maps(tmp_path, deep_supervision):
     before = model.decoder.deconv1.weight.detach().clone()
     config = TrainConfig(save_name="toy", epochs=1, batch_size=2, save_step=1, val_step=1, num_workers=0, lr=1e-2,
                          deep_supervision=deep_supervision)
-    Trainer(model, toy_forward, _Clips(), config, tmp_path, torch.device("cpu")).train()
+    Trainer(model, toy_forward, ToyClips(), config, tmp_path, torch.device("cpu")).train()
     # off (official): the side branch gets no gradient; on: its loss trains it
     assert torch.equal(model.decoder.deconv1.weight, before) is not deep_supervision
     assert not torch.equal(model.decoder.head.weight, _Toy().decoder.head.weight)
@@ -66,8 +63,7 @@ def test_loss_is_the_coarse_maps_cross_entropy_on_the_padded_masks():
     supervision = DeepSupervision(model)
     # 40x40 frames are padded to 48x48 by the decoders: the maps are 6x6 and 12x12 of the padded frame
     imgs = torch.rand(2, 3, 3, 48, 48)
-    masks = torch.zeros(2, 3, 1, 40, 40, dtype=torch.long)
-    masks[:, :, :, 4:20, 8:30] = 1
+    masks = box_masks(2, 3, 40, slice(4, 20), slice(8, 30))
     with supervision.collecting():
         toy_forward(model, imgs, masks)
     assert [tuple(m.shape[-2:]) for m in supervision.maps] == [(6, 6), (12, 12)] * 2
@@ -119,8 +115,7 @@ def test_each_paper_gives_the_16th_stage_a_direct_loss(paper):
     model = build()
     supervision = DeepSupervision(model)
     imgs = torch.rand(2, 3, 3, 32, 32)
-    masks = torch.zeros(2, 3, 1, 32, 32, dtype=torch.long)
-    masks[:, :, :, 8:24, 4:20] = 1
+    masks = box_masks(2, 3, 32, slice(8, 24), slice(4, 20))
     with supervision.collecting():
         forward_clip(model, imgs, masks)
     assert [tuple(m.shape[-2:]) for m in supervision.maps] == [(4, 4), (8, 8)] * 2  # deconv1, deconv2 per frame
@@ -137,8 +132,7 @@ def test_teacher_forcing_makes_the_state_follow_the_masks(paper):
     torch.manual_seed(0)
     model = build().eval()
     imgs = torch.rand(2, 3, 3, 32, 32)
-    masks = torch.zeros(2, 3, 1, 32, 32, dtype=torch.long)
-    masks[:, :, :, 4:16, 4:20] = 1
+    masks = box_masks(2, 3, 32, slice(4, 16), slice(4, 20))
     moved = masks.clone()
     moved[:, 1] = 0
     moved[:, 1, :, 16:30, 12:28] = 1  # only frame 1's mask differs
@@ -150,3 +144,18 @@ def test_teacher_forcing_makes_the_state_follow_the_masks(paper):
     # forced, frame 2 is predicted from a state that followed frame 1's mask; frame 1 itself is not
     assert torch.equal(forced[0][:, 0], forced[1][:, 0]) and torch.equal(forced[0][:, 0], official[0][:, 0])
     assert not torch.allclose(forced[0][:, 1], forced[1][:, 1])
+
+
+@pytest.mark.parametrize("teacher_forcing", [False, True])
+def test_the_trainer_hands_the_switch_to_the_papers_forward(tmp_path, teacher_forcing):
+    calls = []
+
+    def forward(model, imgs, masks, **switches):
+        calls.append(switches)
+        return toy_forward(model, imgs, masks)
+
+    config = TrainConfig(save_name="toy", epochs=1, batch_size=2, save_step=1, val_step=1, num_workers=0,
+                         teacher_forcing=teacher_forcing)
+    Trainer(_Toy(), forward, ToyClips(), config, tmp_path, torch.device("cpu")).train()
+    # off: the official call, which toy forwards without the keyword also accept
+    assert calls and all(c == ({"teacher_forcing": True} if teacher_forcing else {}) for c in calls)

@@ -16,6 +16,8 @@ Encoder: the papers run their DenseNet encoder under `torch.no_grad()` (frozen, 
 named `encoder` gradients during the training forward only (see `encoder_gradients`).
 `TrainConfig.deep_supervision=True` (off by default, likewise) adds the loss of the decoder's coarse masks to the
 optimised loss (`common.training.deep_supervision`); the log's loss stays the final logits' cross-entropy.
+`TrainConfig.teacher_forcing=True` (likewise) calls the paper's forward as `forward_clip(model, imgs, masks,
+teacher_forcing=True)`: the clip's state follows its ground-truth masks instead of the prediction.
 
 Logs (rank 0, next to the checkpoints): `<save_name>_log.jsonl` (one line per epoch), `<save_name>_log.csv`
 (one row per optimizer step: step, epoch, loss, iou, jf (the validation score, on the step that ended a
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import math
@@ -63,6 +66,7 @@ from common.training.deep_supervision import DeepSupervision
 from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach
 
 # forward_clip(model, imgs [B,L,3,H,W] float, masks [B,L,1,H,W] int64) -> scores [B,L-1,2,H,W] raw logits
+# (with TrainConfig.teacher_forcing it is called with teacher_forcing=True as well)
 ForwardClip = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 # validate(model) -> score to maximise (J&F on DAVIS 2017 val upstream); called under no_grad in eval()
 Validate = Callable[[nn.Module], float]
@@ -88,6 +92,7 @@ class TrainConfig:
     resume_every: int = 0           # write the resume checkpoint every this many epochs (0: at val/save steps)
     train_encoder: bool = False     # False = official (encoder frozen); True gives submodules `encoder` gradients
     deep_supervision: bool = False  # False = official; True adds the decoder's coarse masks to the loss
+    teacher_forcing: bool = False   # False = official; True: forward_clip(..., teacher_forcing=True), see _ClipStep
     time_limit_s: float = 0.0       # > 0: end the stage at the first epoch end past this many seconds of training
                                     # (seconds of earlier runs of the stage, before a resume, count too)
 
@@ -206,12 +211,14 @@ class _ClipStep(nn.Module):
     """`forward(imgs, masks) = forward_clip(model, imgs, masks)`: the paper's training forward as a module's
     `forward`, which is what DistributedDataParallel wraps and synchronises (papers train through
     `forward_train` or extra arguments). Holds `model` itself, so its parameters are DDP's parameters.
-    With `train_encoder`, the encoders get gradients during this forward (see `encoder_gradients`)."""
+    With `train_encoder`, the encoders get gradients during this forward (see `encoder_gradients`); with
+    `teacher_forcing`, `forward_clip` is called with `teacher_forcing=True`."""
 
-    def __init__(self, model: nn.Module, forward_clip: ForwardClip, train_encoder: bool = False) -> None:
+    def __init__(self, model: nn.Module, forward_clip: ForwardClip, train_encoder: bool = False,
+                 teacher_forcing: bool = False) -> None:
         super().__init__()
         self.model = model
-        self.forward_clip = forward_clip
+        self.forward_clip = functools.partial(forward_clip, teacher_forcing=True) if teacher_forcing else forward_clip
         self.encoders = encoder_modules(model) if train_encoder else []
         if train_encoder and not self.encoders:
             raise UserError("--train-encoder: this model has no submodule named 'encoder' to train")
@@ -258,7 +265,7 @@ class Trainer:
                                  sampler=self.sampler, num_workers=config.num_workers,
                                  pin_memory=device.type == "cuda")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        self.step_module: nn.Module = _ClipStep(self.model, forward_clip, config.train_encoder)
+        self.step_module: nn.Module = _ClipStep(self.model, forward_clip, config.train_encoder, config.teacher_forcing)
         self.deep_supervision = DeepSupervision(self.model) if config.deep_supervision else None
         if self.dist.enabled:
             self.step_module = nn.parallel.DistributedDataParallel(
