@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         train_encoder="no effect for HMMN: its recipe (STCN's) trains the encoders anyway",
         lr="Adam learning rate (reconstructed recipe: 1e-5, STCN's)",
         deep_supervision="not for HMMN (refused): its decoder has no coarse masks to supervise",
-        teacher_forcing="not for HMMN (refused): this switch belongs to the BMVOS/EMVOS/TBD trainers")
+        teacher_forcing="not for HMMN (refused): this switch belongs to the BMVOS/EMVOS/TBD trainers",
+        cosine_lr="not for HMMN (refused): its recipe has its own step decay")
     add_schedule_arguments(
         p, epochs="epochs per stage (1000 steps each at the official batch; 300 coco / 150 main)",
         batch_size="clips per batch, global over DDP processes (16 coco, 8 main)",
@@ -108,9 +109,11 @@ def check_args(args, stages: Sequence[str], o: Overrides) -> None:
         raise UserError(f"--max-skip must be at least 1, got {args.max_skip}")
     if not 0.0 <= args.memory_dropout <= 1.0:
         raise UserError(f"--memory-dropout is a probability in [0, 1], got {args.memory_dropout}")
-    if args.deep_supervision or args.teacher_forcing:
-        flag = "--deep-supervision" if args.deep_supervision else "--teacher-forcing"
-        raise UserError(f"{flag} is a switch of the BMVOS/EMVOS/TBD trainers, not of HMMN's: leave it out")
+    switches = {"--deep-supervision": args.deep_supervision, "--teacher-forcing": args.teacher_forcing,
+                "--cosine-lr": args.cosine_lr}
+    refused = [flag for flag, on in switches.items() if on]
+    if refused:
+        raise UserError(f"{refused[0]} is a switch of the BMVOS/EMVOS/TBD trainers, not of HMMN's: leave it out")
     if args.train_encoder:
         print("notice: --train-encoder changes nothing for HMMN: its recipe (STCN's) trains the encoders anyway")
     if "coco" in stages and args.coco is None:

@@ -206,7 +206,7 @@ def test_bad_data_is_refused_with_a_clear_error(tmp_path):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--crop", "80", "--init", "scratch"])
     with pytest.raises(UserError, match="short-side"):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--short-side", "480"])
-    for switch in ("--deep-supervision", "--teacher-forcing"):  # the DenseNet trainers' scratch switches
+    for switch in ("--deep-supervision", "--teacher-forcing", "--cosine-lr"):  # the DenseNet trainers' switches
         with pytest.raises(UserError, match=f"{switch} is a switch of the BMVOS/EMVOS/TBD trainers"):
             hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), switch])
     short = write_davis(tmp_path / "short", n_frames=2)  # a 3-frame clip cannot be drawn from 2 frames

@@ -1,5 +1,9 @@
-"""The scratch-training switches --deep-supervision and --teacher-forcing (off by default: the official recipe)."""
+"""The scratch-training switches --deep-supervision, --teacher-forcing and --cosine-lr (off by default: the official
+recipe)."""
 from __future__ import annotations
+
+import csv
+import math
 
 import pytest
 import torch
@@ -10,6 +14,8 @@ from common.runtime.errors import UserError
 from common.training import TrainConfig, Trainer
 from common.training.deep_supervision import WEIGHT, DeepSupervision
 from tests.test_training import _Clips as ToyClips
+from tests.test_training import make_toy, toy_config
+from tests.test_training import toy_forward as pixel_forward
 
 
 class _Decoder(nn.Module):
@@ -159,3 +165,37 @@ def test_the_trainer_hands_the_switch_to_the_papers_forward(tmp_path, teacher_fo
     Trainer(_Toy(), forward, ToyClips(), config, tmp_path, torch.device("cpu")).train()
     # off: the official call, which toy forwards without the keyword also accept
     assert calls and all(c == ({"teacher_forcing": True} if teacher_forcing else {}) for c in calls)
+
+
+def logged_lrs(out_dir) -> dict:
+    """{epoch: the learning rates of its optimizer steps} from the stage's CSV log."""
+    lrs: dict = {}
+    with open(out_dir / "toy_log.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            lrs.setdefault(int(row["epoch"]), []).append(float(row["lr"]))
+    return lrs
+
+
+@pytest.mark.parametrize("cosine_lr", [False, True])
+def test_cosine_lr_falls_along_a_half_cosine_over_the_epochs(tmp_path, cosine_lr):
+    trainer = Trainer(make_toy(), pixel_forward, ToyClips(), toy_config(epochs=4, lr=1e-2, cosine_lr=cosine_lr),
+                      tmp_path, torch.device("cpu"))
+    trainer.train()
+    lrs = logged_lrs(tmp_path)
+    assert sorted(lrs) == [1, 2, 3, 4] and all(len(set(v)) == 1 for v in lrs.values())  # one lr per epoch
+    expected = [1e-2 * (0.5 * (1 + math.cos(math.pi * e / 4)) if cosine_lr else 1.0) for e in range(4)]
+    assert [v[0] for _, v in sorted(lrs.items())] == pytest.approx(expected, rel=1e-12)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected[-1], rel=1e-12)
+
+
+def test_cosine_lr_follows_the_time_limit_when_it_ends_the_stage_sooner(tmp_path):
+    config = toy_config(epochs=100, lr=1e-2, cosine_lr=True, time_limit_s=60.0)
+    trainer = Trainer(make_toy(), pixel_forward, ToyClips(), config, tmp_path, torch.device("cpu"))
+    trainer.seconds = 45.0          # three quarters of the time limit, 2% of the epochs
+    assert trainer.progress(3) == pytest.approx(0.75)
+    trainer.seconds = 0.0           # the epochs further along than the clock
+    assert trainer.progress(51) == pytest.approx(0.5)
+    trainer.seconds = 90.0          # past the limit (the last epoch): the end of the cosine, no further
+    assert trainer.progress(3) == 1.0
+    trainer.train_epoch(3)
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.0

@@ -8,10 +8,11 @@
    more videos and COCO-layout images than the demo sample; 1-3 objects that move, turn, occlude each other and,
    in half the scenes, resemble each other), kept and reused by later runs.
 2. Trains the paper's two stages (COCO, then DAVIS-layout videos) from a random start with the scratch-training
-   switches (`SCRATCH_FLAGS`: encoder trained, BatchNorm in train mode, a higher learning rate, deep supervision,
-   teacher forcing; small crops; HMMN's own in `HMMN_FLAGS`), each stage for its share of `--minutes` of training time, validating on the
-   training set's own val videos. `--resume` continues an interrupted run: each stage restarts from its last
-   resume checkpoint, and the minutes it trained before count against its share.
+   switches (`SCRATCH_FLAGS`: encoder trained, BatchNorm in train mode, a higher learning rate decaying along a
+   cosine over each stage's time, deep supervision, teacher forcing; small crops; HMMN's own in `HMMN_FLAGS`),
+   each stage for its share of `--minutes` of training time, validating on the training set's own val videos.
+   `--resume` continues an interrupted run: each stage restarts from its last resume checkpoint, and the minutes
+   it trained before count against its share.
 3. Scores the best checkpoint with the paper's own test command line (`--weights <out>/<paper>/best.pth`) on
    `<out>/eval/DAVIS`: the videos `python -m common.data.synthetic` writes at its default size and object count
    with `--seed 7` (a seed the training data never used).
@@ -42,8 +43,8 @@ COCO_SHARE = 0.3         # of the time budget, for the COCO stage; the rest trai
 # Deviations from the official recipe that make training from a random start feasible on a CPU (all off by default
 # in the paper's training command line): see the README's "Training on generated data".
 # (--deep-supervision and --teacher-forcing: without them TBD and EMVOS never learn which object is the target)
-SCRATCH_FLAGS = ["--init", "scratch", "--train-encoder", "--bn-train", "--lr", "3e-4", "--deep-supervision",
-                 "--teacher-forcing"]
+SCRATCH_FLAGS = ["--init", "scratch", "--train-encoder", "--bn-train", "--lr", "3e-4", "--cosine-lr",
+                 "--deep-supervision", "--teacher-forcing"]
 SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96", "--short-side", "96",
                   "--coco-clip-length", "3", "--video-clip-length", "4", "--min-fg-pixels", "64",
                   "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]

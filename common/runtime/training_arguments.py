@@ -58,8 +58,8 @@ SCHEDULE_HELP: Dict[str, str] = {
 def add_training_arguments(group, *, output_dir: Path, seed: int,
                            seed_help: str = "seed set before the model is built", **paper_help: str) -> None:
     """--output-dir, --resume, --seed, --init, --bn-train, --no-swap-attach, --workers, --time-limit and the
-    scratch-training switches --train-encoder, --lr, --deep-supervision, --teacher-forcing on `group` (a parser or
-    an argument group). `paper_help` (keyed like `TRAINING_HELP`) rewords a flag for a paper whose official recipe
+    scratch-training switches --train-encoder, --lr, --cosine-lr, --deep-supervision, --teacher-forcing on `group`
+    (a parser or an argument group). `paper_help` (keyed like `TRAINING_HELP`) rewords a flag for a paper whose official recipe
     differs from the DenseNet trainers'."""
     unknown = sorted(set(paper_help) - set(TRAINING_HELP))
     if unknown:
@@ -74,6 +74,7 @@ def add_training_arguments(group, *, output_dir: Path, seed: int,
     group.add_argument("--workers", type=at_least(0), default=4, help="DataLoader workers (official 4)")
     group.add_argument("--train-encoder", action="store_true", help=help_["train_encoder"])
     group.add_argument("--lr", type=positive_float, help=help_["lr"])
+    group.add_argument("--cosine-lr", action="store_true", help=help_["cosine_lr"])
     group.add_argument("--deep-supervision", action="store_true", help=help_["deep_supervision"])
     group.add_argument("--teacher-forcing", action="store_true", help=help_["teacher_forcing"])
     group.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
@@ -89,6 +90,8 @@ TRAINING_HELP: Dict[str, str] = {
     "train_encoder": "train the DenseNet encoder too (the official recipe keeps it frozen; a randomly initialised "
                      "encoder, --init scratch, needs it)",
     "lr": "Adam learning rate (official 1e-4)",
+    "cosine_lr": "lower the learning rate along a half cosine from --lr to 0 over each stage: over its epochs, or "
+                 "over its --time-limit when that ends it sooner (the official learning rate is constant)",
     "deep_supervision": "also supervise the decoder's coarse 1/8 and 1/4 masks (not in the official recipe, which "
                         "supervises the final logits only; a random start learns to tell the target from the other "
                         "objects much sooner with it)",

@@ -18,6 +18,8 @@ named `encoder` gradients during the training forward only (see `encoder_gradien
 optimised loss (`common.training.deep_supervision`); the log's loss stays the final logits' cross-entropy.
 `TrainConfig.teacher_forcing=True` (likewise) calls the paper's forward as `forward_clip(model, imgs, masks,
 teacher_forcing=True)`: the clip's state follows its ground-truth masks instead of the prediction.
+`TrainConfig.cosine_lr=True` (likewise; upstream's learning rate is constant) sets each epoch's learning rate on a
+half cosine from `lr` to 0 over the stage: over its epochs, or over its time limit when that ends it sooner.
 
 Logs (rank 0, next to the checkpoints): `<save_name>_log.jsonl` (one line per epoch), `<save_name>_log.csv`
 (one row per optimizer step: step, epoch, loss, iou, jf (the validation score, on the step that ended a
@@ -93,6 +95,7 @@ class TrainConfig:
     train_encoder: bool = False     # False = official (encoder frozen); True gives submodules `encoder` gradients
     deep_supervision: bool = False  # False = official; True adds the decoder's coarse masks to the loss
     teacher_forcing: bool = False   # False = official; True: forward_clip(..., teacher_forcing=True), see _ClipStep
+    cosine_lr: bool = False         # False = official (constant lr); True: half cosine to 0 over the stage
     time_limit_s: float = 0.0       # > 0: end the stage at the first epoch end past this many seconds of training
                                     # (seconds of earlier runs of the stage, before a resume, count too)
 
@@ -124,6 +127,11 @@ def clip_loss(scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 def has_one_object_each(masks: torch.Tensor) -> bool:
     """Upstream skips a batch unless every clip's first-frame mask has exactly two distinct values."""
     return all(len(masks[b, 0].unique()) == 2 for b in range(masks.shape[0]))
+
+
+def cosine_lr(base: float, progress: float) -> float:
+    """The learning rate `progress` (0..1) of the way along a half cosine from `base` to 0."""
+    return base * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class _Mean:
@@ -374,6 +382,8 @@ class Trainer:
         self.model.train(cfg.bn_train)
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
+        if cfg.cosine_lr:
+            self.set_lr(cosine_lr(cfg.lr, self.progress(epoch)))
         loss_meter, iou_meter = _Mean(), _Mean()
         self._epoch_rows = []
         for step, batch in enumerate(self._batches()):
@@ -402,6 +412,21 @@ class Trainer:
             torch.distributed.all_reduce(totals)
             loss_meter.sum, loss_meter.count, iou_meter.sum, iou_meter.count = totals.tolist()
         return loss_meter.avg, iou_meter.avg
+
+    def progress(self, epoch: int) -> float:
+        """The share of the stage done when `epoch` starts, 0..1: of its epochs, or of its time limit when that is
+        further along (rank 0's clock under DDP, so every rank agrees)."""
+        done = (epoch - 1) / self.config.epochs
+        if self.config.time_limit_s > 0:
+            seconds = torch.tensor([self.seconds], dtype=torch.float64, device=self.device)
+            if self.dist.enabled:
+                torch.distributed.broadcast(seconds, src=0)
+            done = max(done, seconds.item() / self.config.time_limit_s)
+        return min(1.0, done)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def optimize(self, loss: torch.Tensor, epoch: int, batch: int) -> None:
         """One optimizer step on `loss`; a loss that is not finite on any rank stops every rank with one line."""
