@@ -59,8 +59,8 @@ def add_training_arguments(group, *, output_dir: Path, seed: int,
                            seed_help: str = "seed set before the model is built", **paper_help: str) -> None:
     """--output-dir, --resume, --seed, --init, --bn-train, --no-swap-attach, --workers, --time-limit and the
     scratch-training switches --train-encoder, --lr, --cosine-lr, --deep-supervision, --teacher-forcing on `group`
-    (a parser or an argument group). `paper_help` (keyed like `TRAINING_HELP`) rewords a flag for a paper whose official recipe
-    differs from the DenseNet trainers'."""
+    (a parser or an argument group). `paper_help` (keyed like `TRAINING_HELP`) rewords a flag for a paper whose
+    official recipe differs from the DenseNet trainers'."""
     unknown = sorted(set(paper_help) - set(TRAINING_HELP))
     if unknown:
         raise TypeError(f"no training flag for {unknown}; known: {', '.join(TRAINING_HELP)}")

@@ -37,8 +37,8 @@ class Stage:
                      train_encoder: bool = False, deep_supervision: bool = False, teacher_forcing: bool = False,
                      cosine_lr: bool = False, time_limit_minutes: Optional[float] = None) -> TrainConfig:
         """The `Trainer` configuration of this stage (`swap_attach_probability=None` keeps the official 0.2,
-        `lr=None` the official 1e-4; `train_encoder`, `deep_supervision`, `teacher_forcing`, `cosine_lr` and a time limit
-        are not in the official recipe)."""
+        `lr=None` the official 1e-4; `train_encoder`, `deep_supervision`, `teacher_forcing`, `cosine_lr` and a time
+        limit are not in the official recipe)."""
         config = TrainConfig(save_name=save_name, epochs=self.epochs, batch_size=self.batch_size,
                              save_step=self.save_step, val_step=self.val_step, num_workers=num_workers,
                              shuffle=shuffle, bn_train=bn_train, train_encoder=train_encoder,
