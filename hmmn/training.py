@@ -250,8 +250,7 @@ class HMMNTrainer(Trainer):
             self.batches_seen += 1
             iteration = (epoch - 1) * steps + step
             lr = self.recipe.lr_at(iteration, total)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            self.set_lr(lr)
             imgs = batch["imgs"].to(self.device, non_blocking=True)
             masks = batch["masks"].to(self.device, non_blocking=True)
             has_target = bool((masks[:, 0] == 1).flatten(1).any(dim=1).all())

@@ -418,10 +418,12 @@ class Trainer:
         further along (rank 0's clock under DDP, so every rank agrees)."""
         done = (epoch - 1) / self.config.epochs
         if self.config.time_limit_s > 0:
-            seconds = torch.tensor([self.seconds], dtype=torch.float64, device=self.device)
+            seconds = self.seconds
             if self.dist.enabled:
-                torch.distributed.broadcast(seconds, src=0)
-            done = max(done, seconds.item() / self.config.time_limit_s)
+                clock = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+                torch.distributed.broadcast(clock, src=0)
+                seconds = clock.item()
+            done = max(done, seconds / self.config.time_limit_s)
         return min(1.0, done)
 
     def set_lr(self, lr: float) -> None:
