@@ -189,8 +189,8 @@ def target_iou_counts(logits: torch.Tensor, masks: torch.Tensor) -> Tuple[float,
 
 @dataclass(frozen=True)
 class Recipe:
-    """Optimiser and loss schedule of one stage, positions as fractions of the stage's iterations (STCN's
-    absolute iterations divided by its stage length, so shortened runs keep the shape)."""
+    """Optimiser and loss schedule of one stage, positions as fractions of the stage (STCN's absolute iterations
+    divided by its stage length, so shortened runs keep the shape)."""
     lr: float = 1e-5
     weight_decay: float = 1e-7
     gamma: float = 0.1
@@ -199,16 +199,16 @@ class Recipe:
     bootstrap_end: float = 70_000 / 150_000
     top_p: float = 0.15
 
-    def lr_at(self, iteration: int, total: int) -> float:
-        return self.lr * self.gamma ** sum(iteration >= round(f * total) for f in self.decay_at)
+    def lr_at(self, fraction: float) -> float:
+        return self.lr * self.gamma ** sum(fraction >= f for f in self.decay_at)
 
-    def top_p_at(self, iteration: int, total: int) -> float:
-        start, end = self.bootstrap_start * total, self.bootstrap_end * total
-        if iteration < start:
+    def top_p_at(self, fraction: float) -> float:
+        if fraction < self.bootstrap_start:
             return 1.0
-        if iteration > end:
+        if fraction > self.bootstrap_end:
             return self.top_p
-        return self.top_p + (1 - self.top_p) * (end - iteration) / max(end - start, 1e-9)
+        share_left = (self.bootstrap_end - fraction) / max(self.bootstrap_end - self.bootstrap_start, 1e-9)
+        return self.top_p + (1 - self.top_p) * share_left
 
 
 STATIC_RECIPE = Recipe(decay_at=(150_000 / 300_000,), bootstrap_start=20_000 / 300_000,
@@ -241,15 +241,17 @@ class HMMNTrainer(Trainer):
         self.model.train(cfg.bn_train)
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
-        self.loader.dataset.set_progress((epoch - 1) / cfg.epochs)  # max-skip curriculum (workers copy it)
-        steps = len(self.loader)
-        total = steps * cfg.epochs
+        # the recipe's positions are shares of the stage: of its epochs, or of its --time-limit when that ends it
+        # sooner (a time-limited run still decays, bootstraps and widens its skips)
+        start = self.progress(epoch)
+        self.loader.dataset.set_progress(start)  # max-skip curriculum (workers copy it)
+        per_step = 1 / (len(self.loader) * cfg.epochs)
         sums = torch.zeros(4, dtype=torch.float64)  # loss * clips, clips, intersection, union
         self._epoch_rows = []
         for step, batch in enumerate(self.loader):
             self.batches_seen += 1
-            iteration = (epoch - 1) * steps + step
-            lr = self.recipe.lr_at(iteration, total)
+            fraction = min(1.0, start + step * per_step)
+            lr = self.recipe.lr_at(fraction)
             self.set_lr(lr)
             imgs = batch["imgs"].to(self.device, non_blocking=True)
             masks = batch["masks"].to(self.device, non_blocking=True)
@@ -258,7 +260,7 @@ class HMMNTrainer(Trainer):
                 self._check_usable_clips()
                 continue
             logits = self.step_module(imgs, masks)
-            loss = bootstrapped_ce(logits, masks, self.recipe.top_p_at(iteration, total))
+            loss = bootstrapped_ce(logits, masks, self.recipe.top_p_at(fraction))
             self.optimize(loss, epoch, step)
             inter, union = target_iou_counts(logits.detach(), masks)
             sums += torch.tensor([loss.item() * imgs.shape[0], imgs.shape[0], inter, union], dtype=torch.float64)

@@ -195,6 +195,38 @@ def test_checkpoint_is_the_official_state_dict_and_round_trips(overfit, tmp_path
     assert sorted(p.name for p in (result / "clip").iterdir()) == ["00000.png", "00001.png", "00002.png"]
 
 
+def test_a_time_limited_stage_keeps_the_recipe_shape(tmp_path, monkeypatch):
+    """Under --time-limit (the epochs far from done) the lr decay, the bootstrapped loss and the max-skip
+    curriculum follow the share of the time spent."""
+    from common.training.trainer import TrainConfig
+    from hmmn import training
+    from hmmn.train import SKIP_CURRICULUM
+    from hmmn.training import MAIN_RECIPE, HMMNTrainer
+
+    top_ps = []
+
+    def recording_loss(logits, masks, top_p):
+        top_ps.append(top_p)
+        return bootstrapped_ce(logits, masks, top_p)
+
+    monkeypatch.setattr(training, "bootstrapped_ce", recording_loss)
+    clips = VideoClips(davis_videos(write_davis(tmp_path / "DAVIS", n_objects=2)),
+                       VIDEO.scaled(crop=SIZE, enabled=False), clips_per_epoch=1, curriculum=SKIP_CURRICULUM)
+    config = TrainConfig(save_name="main", epochs=100_000, batch_size=1, save_step=100_000, val_step=100_000,
+                         num_workers=0, bn_train=True, time_limit_s=600.0)
+    torch.manual_seed(0)
+    trainer = HMMNTrainer(HMMN(), clips, config, tmp_path / "ckpt", torch.device("cpu"), MAIN_RECIPE,
+                          memory_dropout=0.0)
+    expected = {0.3: (MAIN_RECIPE.lr, 0.15 + 0.85 * (0.4667 - 0.3) / (0.4667 - 0.1333), 20),
+                0.95: (MAIN_RECIPE.lr * 0.1, 0.15, 5)}  # (lr, top share of pixels, max skip)
+    for share, (lr, top_p, max_skip) in expected.items():
+        trainer.seconds = share * config.time_limit_s
+        trainer.train_epoch(3)  # epoch 3 of 100,000: by the epochs the stage has barely started
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr, rel=1e-12)
+        assert top_ps.pop() == pytest.approx(top_p, abs=1e-3)
+        assert clips.max_skip == max_skip
+
+
 # --- (d) bad data: one error line, exit status 2 -------------------------------------------------------------------
 
 def test_bad_data_is_refused_with_a_clear_error(tmp_path):
