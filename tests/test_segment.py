@@ -8,6 +8,7 @@ PNGs, not against fixed numbers.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import List, Optional
@@ -226,3 +227,16 @@ def test_compare_with_the_models_trained_here(sample, tmp_path, capsys):
     stats = json.loads((out / "tbd" / "stats.json").read_text())
     assert stats["weights"] == str(trained / "tbd" / "best.pth")
     assert (out / "jf_vs_fps.png").is_file()
+    davis = ["--davis", str(sample), "--methods", "tbd", "--weights", "trained", "--trained", str(trained),
+             "--native-size", "--device", "cpu", "--out", str(tmp_path / "davis")]
+    assert compare.main(davis) == 0
+
+    # trained again into the same path: neither mode passes the old model's results off as the new one's
+    torch.manual_seed(4)
+    torch.save(TBD().state_dict(), trained / "tbd" / "best.pth")
+    assert_user_error(capsys, compare.main, [*clip, "--methods", "tbd", "--weights", "trained", "--trained",
+                                             str(trained), "--out", str(out)], "other settings (weights_sha256)")
+    assert_user_error(capsys, compare.main, davis, "segmented with other weights than")
+    assert compare.main([*davis, "--overwrite"]) == 0
+    made_with = json.loads((tmp_path / "davis" / "trained-results" / "tbd" / "made_with.json").read_text())
+    assert made_with["weights_sha256"] == hashlib.sha256((trained / "tbd" / "best.pth").read_bytes()).hexdigest()

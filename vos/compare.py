@@ -15,8 +15,9 @@ DAVIS mode runs the official weights over DAVIS 2017 val with the evaluator's se
 `<results>/<paper>/davis17-val`, reusing finished videos (the folders `make reproduce-<paper>` writes),
 scores J&F and draws the table and plot against the published numbers (`--weights seeded`, a pipeline
 check, keeps its results in `<out>/seeded-results` instead; `--weights trained`, the models `make
-train-sample` trained here, in `<out>/trained-results`). Frames/s is this run's; when every
-video was reused, the first video is segmented once more to time it.
+train-sample` trained here, in `<out>/trained-results`). Videos of a checkpoint file are reused only while the
+file's content is the same (`<results>/<method>/made_with.json`; a retrained model asks for `--overwrite`).
+Frames/s is this run's; when every video was reused, the first video is segmented once more to time it.
 """
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ from common.runtime.device import Stopwatch, peak_memory_mib, pick_device, reset
 from common.runtime.errors import PARENT_REPORTS_INTERRUPT, UserError, on_interrupt, run_cli
 from vos.compare_outputs import Row, csv_table, markdown_table, scatter_plot, scores_percent, write_grid_video
 from vos.papers import SEMI_SUPERVISED
-from vos.segment import (add_input_arguments, frame_progress, is_finished, official_weights, read_result, read_stats,
-                         result_settings, settings_differ)
+from vos.segment import (add_input_arguments, check_out, frame_progress, official_weights, read_result, read_stats,
+                         result_settings, weights_sha256)
 from vos.train_sample import DEFAULT_OUT, trained_checkpoint
 
 DAVIS_SET = "davis17-val"  # the result-folder name of DAVIS 2017 val, `<root>/<paper>/davis17-val`
@@ -152,12 +153,15 @@ def run_clip(args: argparse.Namespace, methods: List[str]) -> int:
     check_output_folder(out, "--out")  # created by the first method's vos.segment, or below
     on_interrupt(f"finished methods are kept in {out} and a rerun reuses them")
 
+    # up front, before any method runs: a folder made with other settings (other weights too) is refused
+    reuse = {method: check_out(out / method, result_settings(method, method_weights(args, method), args.fast_options,
+                                                             args.native_size, clip), args.overwrite)
+             for method in methods}
     rows: List[Row] = []
     for method in methods:
         print(f"== {method} ==", flush=True)
         folder = out / method
-        settings = result_settings(method, method_weights(args, method), args.fast_options, args.native_size, clip)
-        if not args.overwrite and is_finished(folder) and not settings_differ(folder, settings):
+        if reuse[method]:
             print(f"reusing the finished {folder}")
         else:  # its own process, so that the CPU peak memory is this method's alone
             check_child(subprocess.run(segment_args(args, method, folder), env=child_env()).returncode,
@@ -223,6 +227,30 @@ def davis_row(method: str, davis_root: Path, results_root: Path, device_name: Op
             "published_JF": paper.reproduce.PUBLISHED.get(DAVIS_SET)}
 
 
+MADE_WITH = "made_with.json"  # in <results>/<method>/: the checkpoint file (and its hash) its videos came from
+
+
+def check_made_with(args: argparse.Namespace, results: Path, methods: Sequence[str]) -> Dict[str, dict]:
+    """Each method's checkpoint identity; finished videos of another checkpoint file (a model retrained into the
+    same path) are refused up front rather than reused as its results."""
+    identities = {}
+    for method in methods:
+        weights = method_weights(args, method)
+        identity = {"weights": weights, "weights_sha256": weights_sha256(weights)}
+        identities[method] = identity
+        videos = results / method / DAVIS_SET
+        if identity["weights_sha256"] is None or args.overwrite or not (videos.is_dir() and any(videos.iterdir())):
+            continue  # names (official, seeded) are fixed weights; nothing to reuse; or redone anyway
+        try:
+            made_with = json.loads((results / method / MADE_WITH).read_text())
+        except (OSError, ValueError):  # none (videos of a run before this record existed) or unreadable
+            made_with = None
+        if made_with != identity:
+            raise UserError(f"{videos} holds videos segmented with other weights than {weights} as it is now "
+                            f"(retrained?); pass --overwrite to segment them again, or choose another --out")
+    return identities
+
+
 def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
     DAVIS(args.davis, 2017, "val")  # checks the layout before anything runs
     out = args.out or Path("outputs") / "compare" / DAVIS_SET
@@ -230,6 +258,7 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
     results = out / f"{args.weights}-results" if args.weights else args.results
     check_output_folder(out, "--out")
     check_output_folder(results, "--results")
+    identities = check_made_with(args, results, methods)
     on_interrupt(f"finished videos are kept in {results}/<method>/{DAVIS_SET} and a rerun resumes after them")
     rows: List[Row] = []
     for method in methods:  # each in its own process, so that the CPU peak memory is its own
@@ -238,6 +267,9 @@ def run_davis(args: argparse.Namespace, methods: List[str]) -> int:
                   [f for f, on in (("--native-size", args.native_size), ("--overwrite", args.overwrite)) if on] + \
                   (["--device", args.device] if args.device else []) + \
                   (["--weights", args.weights, "--trained", str(args.trained)] if args.weights else [])
+        if identities[method]["weights_sha256"] is not None:
+            (results / method).mkdir(parents=True, exist_ok=True)
+            write_text_atomic(results / method / MADE_WITH, json.dumps(identities[method]) + "\n")
         proc = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=child_env())
         found = [line[len("COMPARE-ROW "):] for line in proc.stdout.splitlines() if line.startswith("COMPARE-ROW ")]
         check_child(proc.returncode if proc.returncode != 0 or found else 1, f"{method} on DAVIS 2017 val",

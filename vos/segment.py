@@ -32,7 +32,7 @@ from common.data.clip import Clip, load_clip
 from common.data.output_folder import check_output_folder
 from common.data.overlay import overlay, write_mp4
 from common.data.palette import read_label_png, write_label_png
-from common.hub.checkpoints import SEEDED
+from common.hub.checkpoints import SEEDED, file_sha256
 from common.inference.fast import FastOptions, add_fast_arguments, fast_options_from_args
 from common.runtime.device import Stopwatch, add_device_argument, peak_memory_mib, pick_device, reset_peak_memory
 from common.runtime.errors import UserError, on_interrupt, run_cli
@@ -157,10 +157,17 @@ def write_result(clip: Clip, labels: Dict[int, np.ndarray], out: Path, stats: Di
     os.replace(tmp, out)
 
 
+def weights_sha256(weights: Optional[str]) -> Optional[str]:
+    """The content hash of a checkpoint file given as `--weights` (None for a registry name or `seeded`): a model
+    retrained into the same path must not pass for the one a finished result was made with."""
+    return file_sha256(Path(weights)) if weights is not None and Path(weights).is_file() else None
+
+
 def result_settings(method: str, weights: Optional[str], fast: Optional[FastOptions], native_size: bool,
                     clip: Clip) -> Dict[str, Any]:
     """What a finished folder must have been made with to be reused (`fast`: False, or the fast options)."""
     return {"method": method, "weights": weights or official_weights(method),
+            "weights_sha256": weights_sha256(weights),
             "fast": dataclasses.asdict(fast) if fast is not None else False,
             "native_size": native_size, "frames_total": len(clip), "mask_frame": clip.mask_frame,
             "object_ids": clip.object_ids}

@@ -207,6 +207,10 @@ def _file_digest(path: Path, hasher) -> str:
     return hasher.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    return _file_digest(path, hashlib.sha256())
+
+
 def _torch_load(path: Path, map_location, *, cheap: bool = False):
     """`torch.load(weights_only=True)` with its failures turned into one UserError.
 
