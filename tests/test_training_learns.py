@@ -266,6 +266,30 @@ def test_trainer_overfits_one_clip_from_scratch(paper, one_clip, tmp_path):
 
 # --- make train-sample, end to end with a tiny budget -----------------------------------------------------------------
 
+def test_train_sample_gives_each_stage_its_switches():
+    """Each call of the paper's own training command line parses, with the scratch switches of the shared recipe
+    and `--cosine-lr` in exactly the stages `COSINE_LR_STAGES` names (HMMN: its own flags, no cosine)."""
+    import argparse
+
+    from bmvos.train import build_parser as bmvos_parser
+    from emvos.run import build_parser as emvos_parser
+    from hmmn.train import build_parser as hmmn_parser
+    from tbd.run import build_parser as tbd_parser
+    from vos.train_sample import COSINE_LR_STAGES, train_argv
+
+    parsers = {"bmvos": bmvos_parser, "emvos": emvos_parser, "tbd": tbd_parser, "hmmn": hmmn_parser}
+    options = argparse.Namespace(workers=0, device="cpu")
+    data = {"coco": Path("COCO"), "davis": Path("DAVIS")}
+    for paper, parser in parsers.items():
+        video = "main" if paper == "hmmn" else "davis"
+        for stages, trains in (("coco", "coco"), (f"coco,{video}", "video")):
+            args = parser().parse_args(train_argv(paper, stages, data, Path("ckpt"), options))
+            assert args.stages == stages and args.init == "scratch" and args.bn_train
+            assert getattr(args, "cosine_lr", False) == (trains in COSINE_LR_STAGES.get(paper, ())), (paper, trains)
+            if paper != "hmmn":
+                assert args.train_encoder and args.deep_supervision and args.teacher_forcing
+
+
 @pytest.mark.parametrize("paper, video_stage", [("tbd", "davis"), ("hmmn", "main")])
 def test_train_sample_end_to_end(tmp_path, paper, video_stage):
     """`python -m vos.train_sample` writes its data, trains both stages to their time limit, and scores the
@@ -301,6 +325,10 @@ def test_train_sample_end_to_end(tmp_path, paper, video_stage):
         main([paper, "--out", str(out)])
     with pytest.raises(UserError, match="started with --minutes 0.01"):
         main([paper, "--out", str(out), "--resume", "--minutes", "5"])
+    with pytest.raises(UserError, match="started with --train-videos 2; resume it with the same budget and data"):
+        main([paper] + small + ["--resume", "--train-videos", "3"])  # other data than the run trained on
+    with pytest.raises(UserError, match="--train-frames 3: must be at least 4"):
+        main([paper] + small + ["--train-frames", "3"])
     with pytest.raises(UserError, match="holds no run to continue"):
         main([paper, "--out", str(tmp_path / "none"), "--resume"])
 
@@ -308,8 +336,11 @@ def test_train_sample_end_to_end(tmp_path, paper, video_stage):
     # its resume checkpoint (already past its time: one more epoch), and the seconds of both runs add up
     last = run / "checkpoints" / f"coco_{video_stage}_last.pth"
     state = torch.load(last, weights_only=True)
-    scratch_switches = {state["config"][k] for k in ("deep_supervision", "teacher_forcing", "cosine_lr")}
+    scratch_switches = {state["config"][k] for k in ("deep_supervision", "teacher_forcing")}
     assert scratch_switches == {paper == "tbd"}  # SCRATCH_FLAGS; HMMN has its own
+    for stage, checkpoint in (("coco", "coco_last.pth"), ("video", last.name)):  # TBD: the cosine in both stages
+        cosine = torch.load(run / "checkpoints" / checkpoint, weights_only=True)["config"]["cosine_lr"]
+        assert cosine == (paper == "tbd"), stage
     torch.save(dict(state, time_limited=False), last)
     assert main([paper, "--resume"] + small) == 0
     for stage, epochs in (("coco", {"1"}), (f"coco_{video_stage}", {"1", "2"})):

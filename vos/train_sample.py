@@ -45,11 +45,13 @@ COCO_SHARE = 0.3         # of the time budget, for the COCO stage; the rest trai
 # (--deep-supervision and --teacher-forcing: without them TBD and EMVOS never learn which object is the target)
 SCRATCH_FLAGS = ["--init", "scratch", "--train-encoder", "--bn-train", "--lr", "3e-4", "--deep-supervision",
                  "--teacher-forcing"]
-# --cosine-lr only where 30-minute runs measured it better than a constant rate (README): TBD 67.8 -> 78.1; EMVOS
-# fell 62.8 -> 56.1 and BMVOS 65.5 -> 57.7 with it
-COSINE_LR_PAPERS = ("tbd",)
+# --cosine-lr only in the stages where 30-minute runs measured it better than a constant rate (README): TBD
+# 67.8 -> 78.1 with it in both stages; EMVOS fell 62.8 -> 56.1 and BMVOS 65.5 -> 57.7 with it in both, EMVOS to
+# 53.6 with it in the video stage alone
+COSINE_LR_STAGES = {"tbd": ("coco", "video")}
+VIDEO_CLIP_LENGTH = 4
 SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96", "--short-side", "96",
-                  "--coco-clip-length", "3", "--video-clip-length", "4", "--min-fg-pixels", "64",
+                  "--coco-clip-length", "3", "--video-clip-length", str(VIDEO_CLIP_LENGTH), "--min-fg-pixels", "64",
                   "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
 # HMMN (hmmn.train, STCN's recipe): its encoders always train and its crops are random (no --short-side,
 # --min-fg-pixels); lr 3e-5 instead of 1e-5, as 1e-4 saturates the released aggregation's clamp from a random
@@ -58,7 +60,7 @@ HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-5", "--batch-size",
               "--crop", "96", "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
 VIDEO_STAGE = {"hmmn": "main"}  # the second stage's name where it is not "davis"
 DEFAULT_OUT = Path("outputs/train-sample")
-RUN_FILE = "run.json"  # in <out>/<paper>: the --minutes of the run, which a resume must keep
+RUN_FILE = "run.json"  # in <out>/<paper>: the `run_settings` of the run, which a resume must keep
 
 
 def trained_checkpoint(out: Path, paper: str) -> Path:
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget, both stages together")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     p.add_argument("--train-videos", type=int, default=60, help="generated training videos")
+    p.add_argument("--train-frames", type=int, default=12, help="frames per generated training video")
     p.add_argument("--coco-images", type=int, default=200, help="generated COCO-layout images")
     p.add_argument("--val-videos", type=int, default=3, help="generated videos to validate on while training")
     p.add_argument("--eval-videos", type=int, default=EVAL_VIDEOS, help="generated videos to score on")
@@ -89,6 +92,9 @@ def check_args(args: argparse.Namespace) -> None:
     for flag in ("train_videos", "coco_images", "val_videos", "eval_videos"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
+    if args.train_frames < VIDEO_CLIP_LENGTH:
+        raise UserError(f"--train-frames {args.train_frames}: must be at least {VIDEO_CLIP_LENGTH}, the length of "
+                        f"the video stage's clips")
     if args.workers < 0:
         raise UserError(f"--workers {args.workers}: must be at least 0")
     check_output_folder(args.out, "--out")
@@ -97,18 +103,28 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"{run_dir} already holds a training run; pass --resume to continue it "
                         f"(make train-sample PAPER={args.paper} RESUME=1), or delete that folder to train again")
     if args.resume:
-        started_with = _run_minutes(run_dir)
+        started_with = _run_settings(run_dir)
         if started_with is None:
             raise UserError(f"--resume: {run_dir} holds no run to continue; start without --resume")
-        if started_with != args.minutes:
-            raise UserError(f"--resume: the run in {run_dir} was started with --minutes {started_with:g} "
-                            f"(make: MINUTES={started_with:g}); resume it with the same budget")
+        differ = [f"--{key.replace('_', '-')} {started_with[key]:g}" for key, value in run_settings(args).items()
+                  if key in started_with and started_with[key] != value]
+        if differ:
+            raise UserError(f"--resume: the run in {run_dir} was started with {', '.join(differ)}; resume it with "
+                            f"the same budget and data (make: MINUTES=...)")
 
 
-def _run_minutes(run_dir: Path) -> Optional[float]:
-    """The --minutes a run in `run_dir` was started with (None: no run there)."""
+def run_settings(args: argparse.Namespace) -> dict:
+    """What a resumed run must keep: the budget and the generated data it trains on."""
+    return {key: getattr(args, key) for key in ("minutes", "train_videos", "train_frames", "coco_images", "val_videos")}
+
+
+def _run_settings(run_dir: Path) -> Optional[dict]:
+    """The `run_settings` a run in `run_dir` was started with (None: no run there); a run from before the data
+    settings were recorded has only its minutes."""
     try:
-        return float(json.loads((run_dir / RUN_FILE).read_text())["minutes"])
+        settings = json.loads((run_dir / RUN_FILE).read_text())
+        settings["minutes"] = float(settings["minutes"])
+        return settings
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -117,7 +133,7 @@ def write_data(args: argparse.Namespace) -> dict:
     from common.data.synthetic import make_davis_sample, make_training_sample
 
     train = make_training_sample(args.out / "data", n_train=args.train_videos, n_val=args.val_videos,
-                                 coco_images=args.coco_images)
+                                 n_frames=args.train_frames, coco_images=args.coco_images)
     # the evaluation videos: `python -m common.data.synthetic`'s default size (96x160), objects (2) and frames (8)
     evaluation = make_davis_sample(args.out / "eval" / "DAVIS", seed=EVAL_SEED, n_videos=args.eval_videos,
                                    n_train=0, n_test_dev=0)
@@ -131,7 +147,9 @@ def train_argv(paper: str, stages: str, data: dict, ckpt: Path, args: argparse.N
     if paper == "hmmn":
         argv += HMMN_FLAGS
     else:
-        argv += SCRATCH_FLAGS + (["--cosine-lr"] if paper in COSINE_LR_PAPERS else []) + SCHEDULE_FLAGS
+        trains = "coco" if stages == "coco" else "video"  # the stage this call trains (the COCO one is done)
+        cosine = trains in COSINE_LR_STAGES.get(paper, ())
+        argv += SCRATCH_FLAGS + (["--cosine-lr"] if cosine else []) + SCHEDULE_FLAGS
     return argv + (["--device", args.device] if args.device else [])
 
 
@@ -224,7 +242,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not resume and ckpt.exists():
         shutil.rmtree(ckpt)  # only this command's partial logs and checkpoints: the log would otherwise continue them
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / RUN_FILE, json.dumps({"minutes": args.minutes}) + "\n")
+    write_text_atomic(run_dir / RUN_FILE, json.dumps(run_settings(args)) + "\n")
     train(args.paper, train_argv(args.paper, "coco", data, ckpt, args) + resume, args.minutes * COCO_SHARE,
           args.device)
     # the video stage starts from the COCO stage's final weights (--resume loads them once that stage has finished;
