@@ -275,7 +275,7 @@ def test_train_sample_gives_each_stage_its_switches():
     from emvos.run import build_parser as emvos_parser
     from hmmn.train import build_parser as hmmn_parser
     from tbd.run import build_parser as tbd_parser
-    from vos.train_sample import COSINE_LR_STAGES, DEFAULT_SCRATCH_LR, SCRATCH_LR, train_argv
+    from vos.train_sample import COSINE_LR_STAGES, SCRATCH_LR, train_argv
 
     parsers = {"bmvos": bmvos_parser, "emvos": emvos_parser, "tbd": tbd_parser, "hmmn": hmmn_parser}
     options = argparse.Namespace(workers=0, device="cpu")
@@ -288,7 +288,7 @@ def test_train_sample_gives_each_stage_its_switches():
             assert getattr(args, "cosine_lr", False) == (trains in COSINE_LR_STAGES.get(paper, ())), (paper, trains)
             if paper != "hmmn":
                 assert args.train_encoder and args.deep_supervision and args.teacher_forcing
-                assert args.lr == float(SCRATCH_LR.get(paper, DEFAULT_SCRATCH_LR)), paper
+                assert args.lr == float(SCRATCH_LR[paper]), paper
 
 
 @pytest.mark.parametrize("paper, video_stage", [("tbd", "davis"), ("hmmn", "main")])

@@ -44,9 +44,8 @@ COCO_SHARE = 0.3         # of the time budget, for the COCO stage; the rest trai
 # in the paper's training command line): see the README's "Training on generated data".
 # (--deep-supervision and --teacher-forcing: without them TBD and EMVOS never learn which object is the target)
 SCRATCH_FLAGS = ["--init", "scratch", "--train-encoder", "--bn-train", "--deep-supervision", "--teacher-forcing"]
-# the learning rate: 3e-4 (1e-3 makes EMVOS collapse); TBD with its cosine 6e-4, measured 85.2 against 78.1 at 3e-4
-SCRATCH_LR = {"tbd": "6e-4"}
-DEFAULT_SCRATCH_LR = "3e-4"
+# the learning rate (1e-3 makes EMVOS collapse); TBD with its cosine 6e-4, measured 85.2 against 78.1 at 3e-4
+SCRATCH_LR = {"tbd": "6e-4", "emvos": "3e-4", "bmvos": "3e-4"}
 # --cosine-lr only in the stages where 30-minute runs measured it better than a constant rate (README): TBD
 # 67.8 -> 78.1 with it in both stages; EMVOS fell 62.8 -> 56.1 and BMVOS 65.5 -> 57.7 with it in both, EMVOS to
 # 53.6 with it in the video stage alone
@@ -151,8 +150,7 @@ def train_argv(paper: str, stages: str, data: dict, ckpt: Path, args: argparse.N
     else:
         trains = "coco" if stages == "coco" else "video"  # the stage this call trains (the COCO one is done)
         cosine = trains in COSINE_LR_STAGES.get(paper, ())
-        lr = SCRATCH_LR.get(paper, DEFAULT_SCRATCH_LR)
-        argv += SCRATCH_FLAGS + ["--lr", lr] + (["--cosine-lr"] if cosine else []) + SCHEDULE_FLAGS
+        argv += SCRATCH_FLAGS + ["--lr", SCRATCH_LR[paper]] + (["--cosine-lr"] if cosine else []) + SCHEDULE_FLAGS
     return argv + (["--device", args.device] if args.device else [])
 
 
