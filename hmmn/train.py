@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         train_encoder="no effect for HMMN: its recipe (STCN's) trains the encoders anyway",
         lr="Adam learning rate (reconstructed recipe: 1e-5, STCN's)",
         deep_supervision="not for HMMN (refused): its decoder has no coarse masks to supervise",
-        teacher_forcing="not for HMMN (refused): this switch belongs to the BMVOS/EMVOS/TBD trainers",
+        teacher_forcing="memorise each training clip's ground-truth masks instead of its predictions (the "
+                        "reconstructed recipe, like STCN's, memorises the soft prediction; from a random start that is "
+                        "noise)",
         cosine_lr="not for HMMN (refused): its recipe has its own step decay")
     add_schedule_arguments(
         p, epochs="epochs per stage (1000 steps each at the official batch; 300 coco / 150 main)",
@@ -109,8 +111,7 @@ def check_args(args, stages: Sequence[str], o: Overrides) -> None:
         raise UserError(f"--max-skip must be at least 1, got {args.max_skip}")
     if not 0.0 <= args.memory_dropout <= 1.0:
         raise UserError(f"--memory-dropout is a probability in [0, 1], got {args.memory_dropout}")
-    switches = {"--deep-supervision": args.deep_supervision, "--teacher-forcing": args.teacher_forcing,
-                "--cosine-lr": args.cosine_lr}
+    switches = {"--deep-supervision": args.deep_supervision, "--cosine-lr": args.cosine_lr}
     refused = [flag for flag, on in switches.items() if on]
     if refused:
         raise UserError(f"{refused[0]} is a switch of the BMVOS/EMVOS/TBD trainers, not of HMMN's: leave it out")
@@ -195,7 +196,8 @@ def run(args) -> List[Path]:
         s = plans[stage]
         config = TrainConfig(save_name=save_name(stages, index), epochs=s.epochs, batch_size=s.batch_size,
                              save_step=s.save_step, val_step=s.val_step, num_workers=args.workers,
-                             bn_train=args.bn_train, time_limit_s=60.0 * (args.time_limit or 0.0))
+                             bn_train=args.bn_train, teacher_forcing=args.teacher_forcing,
+                             time_limit_s=60.0 * (args.time_limit or 0.0))
         trainer = HMMNTrainer(model, datasets[stage], config, args.output_dir, device, s.recipe, validate,
                               resume=args.resume, memory_dropout=args.memory_dropout)
         trainer.train()

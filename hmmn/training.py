@@ -6,7 +6,8 @@ issues 2, 4); hmmn/README.md ("Training") gives the source of every number here.
   each next frame is segmented from the memory of all frames before it (/16: every one, flow-tracked
   kernels; /8 and /4: the first and the previous frame, as in `hmmn.inference`), and its soft prediction is
   memorised for the next frame (not detached, as STCN). Two objects per clip, soft-aggregated like at test
-  time; a clip without a second object masks that object out (STCN's `selector`).
+  time; a clip without a second object masks that object out (STCN's `selector`). `--teacher-forcing` (not
+  in the recipe; scratch training) memorises each frame's ground truth instead of its prediction.
 - Memory read-out dropout (`MemoryReadDropout`): the paper's top-k guided matching drops the fine-scale read-out
   in training; the author's recipe (issue 1) drops it with probability 0.5 per decoder level and pass.
 - Loss (`bootstrapped_ce`): STCN's bootstrapped cross-entropy, summed over the predicted frames.
@@ -120,10 +121,11 @@ def object_masks(masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return onehot, present
 
 
-def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_forcing: bool = False) -> torch.Tensor:
     """Aggregated logits `[B, L-1, N+1, H, W]` (background, target, second object) of frames 1..L-1.
 
     `imgs` `[B, L, 3, H, W]` in [0, 1] (H, W multiples of 16), `masks` `[B, L, 1, H, W]` labels.
+    `teacher_forcing`: each predicted frame is memorised with its ground-truth masks, not its prediction.
     """
     b, length, _, h, w = imgs.shape
     if h % 16 or w % 16 or h * w < 16 * 16 * 32:
@@ -143,7 +145,7 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor) -> torch.T
         fg = _object_probabilities(model, imgs[:, t], n, *coarse, *fine).view(b, n, h, w)
         fg = fg * present.view(b, n, 1, 1)
         logits = torch.cat([soft_aggregate_logits(fg[i]) for i in range(b)], dim=0)
-        probs = F.softmax(logits, dim=1)[:, 1:]
+        probs = onehot[:, t] if teacher_forcing else F.softmax(logits, dim=1)[:, 1:]
         out.append(logits)
     return torch.stack(out, dim=1)
 
@@ -154,9 +156,10 @@ class ClipForward:
     def __init__(self, dropout: MemoryReadDropout) -> None:
         self.dropout = dropout
 
-    def __call__(self, model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor,
+                 teacher_forcing: bool = False) -> torch.Tensor:
         with self.dropout.active(model):
-            return clip_logits(model, imgs, masks)
+            return clip_logits(model, imgs, masks, teacher_forcing)
 
 
 # --- loss and statistics -------------------------------------------------------------------------------------------

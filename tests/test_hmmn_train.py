@@ -23,7 +23,7 @@ from common.data.palette import write_label_png
 from common.runtime.errors import UserError
 from hmmn import train as hmmn_train
 from hmmn.model import HMMN
-from hmmn.training import _memorize, _object_probabilities, bootstrapped_ce
+from hmmn.training import _memorize, _object_probabilities, bootstrapped_ce, clip_logits
 from hmmn.training_data import STATIC, VIDEO, ClipAugmenter, VideoClips, davis_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -133,6 +133,31 @@ def test_training_forward_matches_the_network():
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
+def test_teacher_forcing_memorises_the_ground_truth_not_the_prediction():
+    torch.manual_seed(0)
+    model = HMMN().eval()
+    imgs = torch.rand(1, 3, 3, SIZE, SIZE)
+    masks = torch.from_numpy(np.stack([white_objects(t, SIZE, SIZE, 2) for t in range(3)])).long()[None, :, None]
+    corrupt = {"calls": 0}
+
+    def corrupt_frame_1(module, inputs, output):  # the decoder's first call of a clip predicts frame 1
+        corrupt["calls"] += 1
+        return output * -5.0 + 3.0 if corrupt["calls"] % 2 == 1 else None
+
+    def frame_2(teacher_forcing: bool, corrupted: bool) -> torch.Tensor:
+        handle = model.Decoder.register_forward_hook(corrupt_frame_1) if corrupted else None
+        with torch.no_grad():
+            logits = clip_logits(model, imgs, masks, teacher_forcing=teacher_forcing)
+        if handle is not None:
+            handle.remove()
+        return logits[:, 1]
+
+    # forced, frame 2 is read from frame 1's ground truth: what was predicted for frame 1 does not matter
+    torch.testing.assert_close(frame_2(True, corrupted=True), frame_2(True, corrupted=False), rtol=0, atol=0)
+    # the recipe's forward memorises the prediction, so the same corruption reaches frame 2
+    assert (frame_2(False, corrupted=True) - frame_2(False, corrupted=False)).abs().max() > 1e-3
+
+
 def test_bootstrapped_loss_scores_the_hardest_pixels():
     logits = torch.zeros(1, 1, 3, 4, 4)
     logits[0, 0, 1] = 5.0  # predicts the target everywhere
@@ -238,7 +263,7 @@ def test_bad_data_is_refused_with_a_clear_error(tmp_path):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--crop", "80", "--init", "scratch"])
     with pytest.raises(UserError, match="short-side"):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--short-side", "480"])
-    for switch in ("--deep-supervision", "--teacher-forcing", "--cosine-lr"):  # the DenseNet trainers' switches
+    for switch in ("--deep-supervision", "--cosine-lr"):  # the DenseNet trainers' switches
         with pytest.raises(UserError, match=f"{switch} is a switch of the BMVOS/EMVOS/TBD trainers"):
             hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), switch])
     short = write_davis(tmp_path / "short", n_frames=2)  # a 3-frame clip cannot be drawn from 2 frames
