@@ -44,8 +44,9 @@ COCO_SHARE = 0.3         # of the time budget, for the COCO stage; the rest trai
 # in the paper's training command line): see the README's "Training on generated data".
 # (--deep-supervision and --teacher-forcing: without them TBD and EMVOS never learn which object is the target)
 SCRATCH_FLAGS = ["--init", "scratch", "--train-encoder", "--bn-train", "--deep-supervision", "--teacher-forcing"]
-# the learning rate (1e-3 makes EMVOS collapse); TBD with its cosine 6e-4, measured 85.2 against 78.1 at 3e-4
-SCRATCH_LR = {"tbd": "6e-4", "emvos": "3e-4", "bmvos": "3e-4"}
+# the learning rate (1e-3 makes EMVOS collapse), measured in 30-minute runs: TBD (with its cosine) 85.2 at 6e-4
+# against 78.1 at 3e-4, EMVOS 68.9 against 62.8; BMVOS 63.7 at 6e-4 against 65.5, so it stays at 3e-4
+SCRATCH_LR = {"tbd": "6e-4", "emvos": "6e-4", "bmvos": "3e-4"}
 # --cosine-lr only in the stages where 30-minute runs measured it better than a constant rate (README): TBD
 # 67.8 -> 78.1 with it in both stages; EMVOS fell 62.8 -> 56.1 and BMVOS 65.5 -> 57.7 with it in both, EMVOS to
 # 53.6 with it in the video stage alone
