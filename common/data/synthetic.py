@@ -394,7 +394,7 @@ def _training_scene(rng: np.random.Generator, height: int, width: int, n_frames:
     return _lookalike(rng, scene) if rng.random() < lookalike else scene
 
 
-def make_training_sample(out: PathLike, seed: int = 1021, n_train: int = 60, n_val: int = 3, n_frames: int = 12,
+def make_training_sample(out: PathLike, seed: int = 1021, n_train: int = 90, n_val: int = 3, n_frames: int = 8,
                          coco_images: int = 200, height: int = 96, width: int = 160, max_objects: int = 3,
                          lookalike: float = 0.5) -> Dict[str, Path]:
     """A generated training set: `out/DAVIS` (`n_train` train videos and `n_val` val videos for validation
