@@ -394,11 +394,12 @@ def _training_scene(rng: np.random.Generator, height: int, width: int, n_frames:
     return _lookalike(rng, scene) if rng.random() < lookalike else scene
 
 
-def make_training_sample(out: PathLike, seed: int = 1021, n_train: int = 90, n_val: int = 3, n_frames: int = 8,
-                         coco_images: int = 200, height: int = 96, width: int = 160, max_objects: int = 3,
+def make_training_sample(out: PathLike, seed: int = 1021, *, n_train: int, n_val: int, n_frames: int,
+                         coco_images: int, height: int = 96, width: int = 160, max_objects: int = 3,
                          lookalike: float = 0.5) -> Dict[str, Path]:
     """A generated training set: `out/DAVIS` (`n_train` train videos and `n_val` val videos for validation
-    during training) and `out/COCO` (`coco_images` images). Scenes hold 1..`max_objects` objects that move, turn
+    during training) and `out/COCO` (`coco_images` images). Its counts and video length have no defaults here:
+    `vos.train_sample`'s options state them, in one place. Scenes hold 1..`max_objects` objects that move, turn
     and occlude each other; a `lookalike` share of the scenes textures all its objects from one colour. One
     random stream from `seed` (default 1021), apart from the seeds of the demo and evaluation samples."""
     _check_size(height, width, n_frames, max_objects, n_train, count_flag="n_train")
