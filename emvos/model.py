@@ -39,6 +39,10 @@ State = Dict[str, torch.Tensor]
 class Matcher(nn.Module):
     """Key projections of the 1/16 features and the 8-channel matching score."""
 
+    # (bg, fg) channel pairs of the output that are cosine similarities in [0, 1], global and local: what
+    # `--matching-supervision` (common.training.matching_supervision) trains against the mask
+    SIMILARITY_PAIRS = ((0, 1), (2, 3))
+
     def __init__(self, in_c: int = 1024, out_c: int = 512) -> None:
         super().__init__()
         self.conv1 = Conv(in_c, out_c, 1, 1, 0)  # key of the surjective (cosine) matching

@@ -1,5 +1,5 @@
-"""The scratch-training switches --deep-supervision, --teacher-forcing and --cosine-lr (off by default: the official
-recipe)."""
+"""The scratch-training switches --deep-supervision, --matching-supervision, --teacher-forcing and --cosine-lr (off
+by default: the official recipe)."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +12,9 @@ import torch.nn.functional as F
 
 from common.runtime.errors import UserError
 from common.training import TrainConfig, Trainer
+from common.training import matching_supervision
 from common.training.deep_supervision import WEIGHT, DeepSupervision
+from common.training.matching_supervision import MatchingSupervision
 from tests.test_training import _Clips as ToyClips
 from tests.test_training import make_toy, toy_config
 from tests.test_training import toy_forward as pixel_forward
@@ -128,6 +130,90 @@ def test_each_paper_gives_the_16th_stage_a_direct_loss(paper):
     supervision.loss(masks).backward()
     # the 1/16 stage, where the matching scores and the previous mask enter, is reached by this loss alone
     assert model.vos.decoder.blend1.conv.weight.grad.abs().sum() > 0
+
+
+# --- --matching-supervision: EMVOS's cosine similarities against the mask -------------------------------------------
+
+class _Matcher(nn.Module):
+    """Declares two (bg, fg) similarity pairs among its 5 output channels, as EMVOS's matcher does among its 8."""
+    SIMILARITY_PAIRS = ((0, 1), (3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x)
+
+
+class _Matching(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.matcher = _Matcher()
+
+
+def test_matching_loss_is_the_declared_pairs_cross_entropy_at_a_16th():
+    model = _Matching()
+    supervision = MatchingSupervision(model)
+    # 40x40 frames are padded to 48x48 by the decoders: the matching runs on its 3x3 cells
+    masks = box_masks(2, 3, 40, slice(4, 20), slice(8, 30))
+    raw = torch.randn(2, 2, 5, 3, 3)
+    with supervision.collecting():
+        scores = [model.matcher(raw[:, i]) for i in range(2)]
+    loss = supervision.loss(masks)
+    padded = F.pad(masks[:, 1:].flatten(0, 1).float(), [4, 4, 4, 4], mode="reflect").view(2, 2, 1, 48, 48)
+    expected = 0.0
+    for i, score in enumerate(scores):
+        target = (F.avg_pool2d(padded[:, i], 16)[:, 0] > 0.5).long()
+        for bg, fg in _Matcher.SIMILARITY_PAIRS:  # channel 2 is not a pair: it takes no part
+            expected += F.cross_entropy(matching_supervision.TEMPERATURE * score[:, [bg, fg]], target)
+    assert torch.allclose(loss, matching_supervision.WEIGHT * expected / 2)
+    assert supervision.scores == [] and not model.matcher._forward_hooks  # consumed; nothing listens afterwards
+
+
+def test_only_a_matcher_that_declares_its_similarities_is_supervised():
+    from tbd.model import TBD
+    for model in (nn.Sequential(nn.Conv2d(3, 2, 1)), TBD()):  # TBD's matcher declares none
+        with pytest.raises(UserError, match="--matching-supervision: this model has no matcher that declares"):
+            MatchingSupervision(model)
+
+
+@pytest.mark.parametrize("matching", [False, True])
+def test_emvos_matching_keys_get_the_matching_loss(matching):
+    build, forward_clip = _paper("emvos")
+    torch.manual_seed(0)
+    model = build()
+    imgs = torch.rand(2, 3, 3, 32, 32)
+    masks = box_masks(2, 3, 32, slice(8, 24), slice(4, 20))
+    supervision = MatchingSupervision(model)
+    with supervision.collecting():
+        scores = forward_clip(model, imgs, masks)
+    loss = supervision.loss(masks)
+    assert loss > 0
+    # the decoder's loss alone and with the matching loss: the cosine key projection gets a different gradient
+    model.zero_grad()
+    (F.cross_entropy(scores.flatten(0, 1), masks[:, 1:, 0].flatten(0, 1)) + (loss if matching else 0)).backward()
+    gradient = model.vos.matcher.conv1.conv.weight.grad.clone()
+    model.zero_grad()
+    scores = forward_clip(model, imgs, masks)
+    F.cross_entropy(scores.flatten(0, 1), masks[:, 1:, 0].flatten(0, 1)).backward()
+    assert torch.equal(gradient, model.vos.matcher.conv1.conv.weight.grad) is not matching
+
+
+@pytest.mark.parametrize("matching_supervision", [False, True])
+def test_the_trainer_adds_the_matching_loss_with_the_switch(tmp_path, monkeypatch, matching_supervision):
+    added = []
+    real_loss = MatchingSupervision.loss
+    monkeypatch.setattr(MatchingSupervision, "loss", lambda self, masks: added.append(1) or real_loss(self, masks))
+
+    def forward(model, imgs, masks):
+        for i in range(1, imgs.shape[1]):
+            model.matching.matcher(torch.zeros(imgs.shape[0], 2, 1, 1))
+        return toy_forward(model, imgs, masks)
+
+    model = _Toy()
+    model.matching = _Matching()
+    model.matching.matcher.SIMILARITY_PAIRS = ((0, 1),)
+    config = TrainConfig(save_name="toy", epochs=1, batch_size=2, save_step=1, val_step=1, num_workers=0,
+                         matching_supervision=matching_supervision)
+    Trainer(model, forward, ToyClips(), config, tmp_path, torch.device("cpu")).train()
+    assert bool(added) is matching_supervision
 
 
 # --- --teacher-forcing: the training state follows the clip's masks -------------------------------------------------

@@ -268,7 +268,8 @@ def test_trainer_overfits_one_clip_from_scratch(paper, one_clip, tmp_path):
 
 def test_train_sample_gives_each_stage_its_switches():
     """Each call of the paper's own training command line parses, with the scratch switches of the shared recipe
-    and `--cosine-lr` in exactly the stages `COSINE_LR_STAGES` names (HMMN: its own flags, no cosine)."""
+    and `--cosine-lr` in exactly the stages `COSINE_LR_STAGES` names (HMMN: its own flags, no cosine), and
+    `--matching-supervision` for EMVOS alone."""
     import argparse
 
     from bmvos.train import build_parser as bmvos_parser
@@ -289,6 +290,7 @@ def test_train_sample_gives_each_stage_its_switches():
             if paper != "hmmn":
                 assert args.train_encoder and args.deep_supervision and args.teacher_forcing
                 assert args.lr == float(SCRATCH_LR[paper]), paper
+            assert getattr(args, "matching_supervision", False) == (paper == "emvos"), paper
 
 
 @pytest.mark.parametrize("paper, video_stage", [("tbd", "davis"), ("hmmn", "main")])

@@ -58,7 +58,8 @@ SCHEDULE_HELP: Dict[str, str] = {
 def add_training_arguments(group, *, output_dir: Path, seed: int,
                            seed_help: str = "seed set before the model is built", **paper_help: str) -> None:
     """--output-dir, --resume, --seed, --init, --bn-train, --no-swap-attach, --workers, --time-limit and the
-    scratch-training switches --train-encoder, --lr, --cosine-lr, --deep-supervision, --teacher-forcing on `group`
+    scratch-training switches --train-encoder, --lr, --cosine-lr, --deep-supervision, --matching-supervision,
+    --teacher-forcing on `group`
     (a parser or an argument group). `paper_help` (keyed like `TRAINING_HELP`) rewords a flag for a paper whose
     official recipe differs from the DenseNet trainers'."""
     unknown = sorted(set(paper_help) - set(TRAINING_HELP))
@@ -76,6 +77,7 @@ def add_training_arguments(group, *, output_dir: Path, seed: int,
     group.add_argument("--lr", type=positive_float, help=help_["lr"])
     group.add_argument("--cosine-lr", action="store_true", help=help_["cosine_lr"])
     group.add_argument("--deep-supervision", action="store_true", help=help_["deep_supervision"])
+    group.add_argument("--matching-supervision", action="store_true", help=help_["matching_supervision"])
     group.add_argument("--teacher-forcing", action="store_true", help=help_["teacher_forcing"])
     group.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                        help="end each stage at the first epoch end past this many minutes of training, as if its "
@@ -95,6 +97,9 @@ TRAINING_HELP: Dict[str, str] = {
     "deep_supervision": "also supervise the decoder's coarse 1/8 and 1/4 masks (not in the official recipe, which "
                         "supervises the final logits only; a random start learns to tell the target from the other "
                         "objects much sooner with it)",
+    "matching_supervision": "EMVOS only: also train its matching's cosine similarities against the mask (not in the "
+                            "official recipe; from a random start its decoder otherwise learns to follow the previous "
+                            "mask and barely uses the matching)",
     "teacher_forcing": "let each training clip's state (templates, previous mask) follow its ground-truth masks "
                        "(the official trainer feeds back the prediction, which from a random start is noise the "
                        "decoder learns to ignore)",

@@ -64,11 +64,22 @@ class DeepSupervision:
         if len(maps) != len(COARSE_MAPS) * frames:
             raise RuntimeError(f"deep supervision expected {len(COARSE_MAPS) * frames} coarse maps from a clip of "
                                f"{frames + 1} frames, got {len(maps)}")
-        # the decoders pad frames to a multiple of 16 around the centre (reflecting the masks too): so do the targets
-        padding = centered_padding(masks.shape[-2], masks.shape[-1], STRIDE)
-        target = F.pad(masks[:, 1:].flatten(0, 1).float(), list(padding), mode="reflect").unflatten(0, (-1, frames))
+        target = padded_targets(masks)
         total = masks.new_zeros((), dtype=torch.float32)
         for i, coarse in enumerate(maps):
-            label = F.adaptive_avg_pool2d(target[:, i // len(COARSE_MAPS)], coarse.shape[-2:]) > 0.5
-            total = total + F.cross_entropy(coarse, label[:, 0].long())
+            total = total + F.cross_entropy(coarse, cell_labels(target[:, i // len(COARSE_MAPS)], coarse.shape[-2:]))
         return self.weight * total / frames
+
+
+def padded_targets(masks: torch.Tensor) -> torch.Tensor:
+    """Frames 1..L-1 of the clip masks `[B, L, 1, H, W]` as float `[B, L-1, 1, H', W']`, padded as the decoders pad
+    their frames: to a multiple of 16 around the centre, reflecting (the masks too)."""
+    padding = centered_padding(masks.shape[-2], masks.shape[-1], STRIDE)
+    padded = F.pad(masks[:, 1:].flatten(0, 1).float(), list(padding), mode="reflect")
+    return padded.unflatten(0, (-1, masks.shape[1] - 1))
+
+
+def cell_labels(target: torch.Tensor, size) -> torch.Tensor:
+    """A padded target frame `[B, 1, H', W']` as int64 labels `[B, h, w]` at a coarser `size`: a cell is foreground
+    when most of it is."""
+    return (F.adaptive_avg_pool2d(target, size) > 0.5)[:, 0].long()

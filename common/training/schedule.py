@@ -34,15 +34,17 @@ class Stage:
 
     def train_config(self, save_name: str, *, num_workers: int, bn_train: bool, shuffle: bool = True,
                      swap_attach_probability: Optional[float] = None, lr: Optional[float] = None,
-                     train_encoder: bool = False, deep_supervision: bool = False, teacher_forcing: bool = False,
-                     cosine_lr: bool = False, time_limit_minutes: Optional[float] = None) -> TrainConfig:
+                     train_encoder: bool = False, deep_supervision: bool = False, matching_supervision: bool = False,
+                     teacher_forcing: bool = False, cosine_lr: bool = False,
+                     time_limit_minutes: Optional[float] = None) -> TrainConfig:
         """The `Trainer` configuration of this stage (`swap_attach_probability=None` keeps the official 0.2,
-        `lr=None` the official 1e-4; `train_encoder`, `deep_supervision`, `teacher_forcing`, `cosine_lr` and a time
-        limit are not in the official recipe)."""
+        `lr=None` the official 1e-4; `train_encoder`, `deep_supervision`, `matching_supervision`, `teacher_forcing`,
+        `cosine_lr` and a time limit are not in the official recipe)."""
         config = TrainConfig(save_name=save_name, epochs=self.epochs, batch_size=self.batch_size,
                              save_step=self.save_step, val_step=self.val_step, num_workers=num_workers,
                              shuffle=shuffle, bn_train=bn_train, train_encoder=train_encoder,
-                             deep_supervision=deep_supervision, teacher_forcing=teacher_forcing, cosine_lr=cosine_lr,
+                             deep_supervision=deep_supervision, matching_supervision=matching_supervision,
+                             teacher_forcing=teacher_forcing, cosine_lr=cosine_lr,
                              time_limit_s=60.0 * time_limit_minutes if time_limit_minutes else 0.0)
         if swap_attach_probability is not None:
             config.swap_attach_probability = swap_attach_probability
@@ -68,6 +70,7 @@ class Overrides:
     lr: Optional[float] = None
     train_encoder: bool = False
     deep_supervision: bool = False
+    matching_supervision: bool = False
     teacher_forcing: bool = False
     cosine_lr: bool = False
     time_limit: Optional[float] = None  # --time-limit: minutes per stage
@@ -83,7 +86,8 @@ class Overrides:
         return plan.train_config(save_name, num_workers=num_workers, bn_train=bn_train, shuffle=shuffle,
                                  swap_attach_probability=swap_attach_probability, lr=self.lr,
                                  train_encoder=self.train_encoder, deep_supervision=self.deep_supervision,
-                                 teacher_forcing=self.teacher_forcing, cosine_lr=self.cosine_lr,
+                                 matching_supervision=self.matching_supervision, teacher_forcing=self.teacher_forcing,
+                                 cosine_lr=self.cosine_lr,
                                  time_limit_minutes=self.time_limit)
 
 

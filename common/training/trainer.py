@@ -15,7 +15,8 @@ Encoder: the papers run their DenseNet encoder under `torch.no_grad()` (frozen, 
 `TrainConfig.train_encoder=True` (off by default, for training from a random start) gives every submodule
 named `encoder` gradients during the training forward only (see `encoder_gradients`).
 `TrainConfig.deep_supervision=True` (off by default, likewise) adds the loss of the decoder's coarse masks to the
-optimised loss (`common.training.deep_supervision`); the log's loss stays the final logits' cross-entropy.
+optimised loss (`common.training.deep_supervision`), `TrainConfig.matching_supervision=True` that of the matcher's
+similarities (`common.training.matching_supervision`, EMVOS); the log's loss stays the final logits' cross-entropy.
 `TrainConfig.teacher_forcing=True` (likewise) calls the paper's forward as `forward_clip(model, imgs, masks,
 teacher_forcing=True)`: the clip's state follows its ground-truth masks instead of the prediction.
 `TrainConfig.cosine_lr=True` (likewise; upstream's learning rate is constant) sets each epoch's learning rate on a
@@ -65,6 +66,7 @@ from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError
 from common.training.curves import CSV_FIELDS, write_curves_png
 from common.training.deep_supervision import DeepSupervision
+from common.training.matching_supervision import MatchingSupervision
 from common.training.swap_attach import SWAP_ATTACH_PROBABILITY, maybe_swap_and_attach
 
 # forward_clip(model, imgs [B,L,3,H,W] float, masks [B,L,1,H,W] int64) -> scores [B,L-1,2,H,W] raw logits
@@ -94,6 +96,7 @@ class TrainConfig:
     resume_every: int = 0           # write the resume checkpoint every this many epochs (0: at val/save steps)
     train_encoder: bool = False     # False = official (encoder frozen); True gives submodules `encoder` gradients
     deep_supervision: bool = False  # False = official; True adds the decoder's coarse masks to the loss
+    matching_supervision: bool = False  # False = official; True adds the matcher's similarities to the loss
     teacher_forcing: bool = False   # False = official; True: forward_clip(..., teacher_forcing=True), see _ClipStep
     cosine_lr: bool = False         # False = official (constant lr); True: half cosine to 0 over the stage
     time_limit_s: float = 0.0       # > 0: end the stage at the first epoch end past this many seconds of training
@@ -274,7 +277,9 @@ class Trainer:
                                  pin_memory=device.type == "cuda")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         self.step_module: nn.Module = _ClipStep(self.model, forward_clip, config.train_encoder, config.teacher_forcing)
-        self.deep_supervision = DeepSupervision(self.model) if config.deep_supervision else None
+        # extra losses of the scratch-training switches: each listens to the training forward, then adds its loss
+        self.supervisions = ([DeepSupervision(self.model)] if config.deep_supervision else []) + \
+            ([MatchingSupervision(self.model)] if config.matching_supervision else [])
         if self.dist.enabled:
             self.step_module = nn.parallel.DistributedDataParallel(
                 self.step_module, device_ids=[device.index] if device.type == "cuda" else None,
@@ -395,10 +400,12 @@ class Trainer:
             if not self._everywhere(has_one_object_each(masks)):  # DDP: every rank skips the same steps
                 self._check_usable_clips()
                 continue
-            with self.deep_supervision.collecting() if self.deep_supervision else contextlib.nullcontext():
+            with contextlib.ExitStack() as listening:
+                for supervision in self.supervisions:
+                    listening.enter_context(supervision.collecting())
                 scores = self.step_module(imgs, masks)
-            loss = clip_loss(scores, masks)  # what the log shows: the final logits' loss, with or without the extra
-            self.optimize(loss + self.deep_supervision.loss(masks) if self.deep_supervision else loss, epoch, step)
+            loss = clip_loss(scores, masks)  # what the log shows: the final logits' loss, with or without the extras
+            self.optimize(sum((s.loss(masks) for s in self.supervisions), loss), epoch, step)
             b = imgs.shape[0]
             h, w = scores.shape[-2:]
             batch_iou = fg_iou(scores.detach().reshape(-1, 2, h, w), masks[:, 1:].reshape(-1, h, w)).item()
