@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         train_encoder="no effect for HMMN: its recipe (STCN's) trains the encoders anyway",
         lr="Adam learning rate (reconstructed recipe: 1e-5, STCN's)",
         deep_supervision="not for HMMN (refused): its decoder has no coarse masks to supervise",
+        matching_supervision="not for HMMN (refused): EMVOS's switch",
         teacher_forcing="memorise each training clip's ground-truth masks instead of its predictions (the "
                         "reconstructed recipe, like STCN's, memorises the soft prediction; from a random start that is "
                         "noise)",
@@ -94,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--max-skip", type=int, help="fixed maximum frame skip instead of the curriculum 5..25")
     h.add_argument("--memory-dropout", type=float, default=MEMORY_DROPOUT,
                    help="probability of dropping the /8 and /4 memory read-out per pass (0.5)")
+    h.add_argument("--unclamped-aggregation", action="store_true",
+                   help="the loss takes the soft aggregation computed in log space, without the released clamp of "
+                        "the probabilities to [1e-7, 1-1e-7], whose zero gradient stalls training from a random start "
+                        "at lr 3e-4 (scratch training; the network and inference are unchanged)")
     h.add_argument("--no-augment", action="store_true",
                    help="no augmentation: whole frames resized to the crop (for overfitting checks)")
     return p
@@ -111,7 +116,8 @@ def check_args(args, stages: Sequence[str], o: Overrides) -> None:
         raise UserError(f"--max-skip must be at least 1, got {args.max_skip}")
     if not 0.0 <= args.memory_dropout <= 1.0:
         raise UserError(f"--memory-dropout is a probability in [0, 1], got {args.memory_dropout}")
-    switches = {"--deep-supervision": args.deep_supervision, "--cosine-lr": args.cosine_lr}
+    switches = {"--deep-supervision": args.deep_supervision, "--matching-supervision": args.matching_supervision,
+                "--cosine-lr": args.cosine_lr}
     refused = [flag for flag, on in switches.items() if on]
     if refused:
         raise UserError(f"{refused[0]} is a switch of the BMVOS/EMVOS/TBD trainers, not of HMMN's: leave it out")
@@ -199,7 +205,8 @@ def run(args) -> List[Path]:
                              bn_train=args.bn_train, teacher_forcing=args.teacher_forcing,
                              time_limit_s=60.0 * (args.time_limit or 0.0))
         trainer = HMMNTrainer(model, datasets[stage], config, args.output_dir, device, s.recipe, validate,
-                              resume=args.resume, memory_dropout=args.memory_dropout)
+                              resume=args.resume, memory_dropout=args.memory_dropout,
+                              unclamped_aggregation=args.unclamped_aggregation)
         trainer.train()
         finished.append(trainer.resume_path)
     return finished

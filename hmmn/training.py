@@ -8,6 +8,8 @@ issues 2, 4); hmmn/README.md ("Training") gives the source of every number here.
   memorised for the next frame (not detached, as STCN). Two objects per clip, soft-aggregated like at test
   time; a clip without a second object masks that object out (STCN's `selector`). `--teacher-forcing` (not
   in the recipe; scratch training) memorises each frame's ground truth instead of its prediction.
+  `--unclamped-aggregation` (not in the recipe; scratch training) computes the same aggregated logits in log
+  space, without the released clamp of the probabilities to [1e-7, 1 - 1e-7] (`unclamped_aggregate_logits`).
 - Memory read-out dropout (`MemoryReadDropout`): the paper's top-k guided matching drops the fine-scale read-out
   in training; the author's recipe (issue 1) drops it with probability 0.5 per decoder level and pass.
 - Loss (`bootstrapped_ce`): STCN's bootstrapped cross-entropy, summed over the predicted frames.
@@ -31,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.training.trainer import TrainConfig, Trainer, Validate
-from hmmn.model import HMMN, KernelGuidedMemory, soft_aggregate_logits
+from hmmn.model import HMMN, PROB_CLAMP, KernelGuidedMemory, soft_aggregate_logits
 from hmmn.options import MEMORY_DROPOUT
 
 OBJECTS_PER_CLIP = 2          # STCN's main training: the target and (when the clip has one) a second object
@@ -95,9 +97,14 @@ def _kernel_read(memory: KernelGuidedMemory, mem_key: torch.Tensor, mem_value: t
     return torch.cat([read, query_value], dim=1), attention
 
 
-def _object_probabilities(model: HMMN, frames: torch.Tensor, n: int, keys4, values4, keys3, values3, keys2,
-                          values2) -> torch.Tensor:
+def _object_probabilities(model: HMMN, frames: torch.Tensor, n: int, *memory: torch.Tensor) -> torch.Tensor:
     """`HMMN.object_probabilities` for a batch of clips (`tests/test_hmmn_train.py` checks they agree)."""
+    return F.softmax(_object_logits(model, frames, n, *memory), dim=1)[:, 1]
+
+
+def _object_logits(model: HMMN, frames: torch.Tensor, n: int, keys4, values4, keys3, values3, keys2,
+                   values2) -> torch.Tensor:
+    """The decoder's (background, object) logits `[B*N, 2, H, W]` of every object of a batch of clips."""
     r4, r3, r2 = model.Encoder_Q(frames)
     k4, v4 = model.KV_Q_r4(r4)
     k3, _ = model.KV_Q_r3(r3)
@@ -109,8 +116,29 @@ def _object_probabilities(model: HMMN, frames: torch.Tensor, n: int, keys4, valu
         attention4 = torch.cat((attention4[:, :cells], attention4[:, -cells:]), dim=1)
     read3, indices, scores = model.Memory_topk3(keys3, values3, k3e, attention4)
     read2, _, _ = model.Memory_topk2(keys2, values2, k2e, attention4, indices, scores)
-    logits = model.Decoder(read4, r3e, r2e, read3, read2)
-    return F.softmax(logits, dim=1)[:, 1]
+    return model.Decoder(read4, r3e, r2e, read3, read2)
+
+
+def unclamped_aggregate_logits(object_logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """`soft_aggregate_logits` of a batch computed in log space, without its clamp (`--unclamped-aggregation`).
+
+    `object_logits` `[B, N, 2, H, W]` (the decoder's), `present` `[B, N]` -> `[B, N+1, H, W]`. With
+    p = softmax(object_logits)[1] = sigmoid(d), d the logit difference, an object's aggregated logit
+    log(p / (1 - p)) is d itself and the background's is log(q / (1 - q)), log q = sum log(1 - p). Equal to
+    the released aggregation wherever its clamp is inactive; where the clamp would hold a confidently wrong
+    pixel at 1e-7 or 1 - 1e-7, its gradient is zero (from a random start at lr 3e-4 the loss stuck there within
+    10 steps, hmmn/README.md); here the object logits always keep theirs. An absent object gets the released
+    aggregation's floor, log(1e-7 / (1 - 1e-7)).
+    """
+    d = object_logits[:, :, 1] - object_logits[:, :, 0]
+    present = present.view(*present.shape, 1, 1)
+    log_background = (F.logsigmoid(-d) * present).sum(dim=1, keepdim=True)
+    # the clamp keeps log(1 - q) finite where q rounds to 1 (every object's d below about -28)
+    log_background = log_background.clamp(max=-1e-12)
+    background = log_background - torch.log(-torch.expm1(log_background))
+    floor = math.log(PROB_CLAMP / (1 - PROB_CLAMP))
+    objects = torch.where(present > 0, d, torch.full_like(d, floor))
+    return torch.cat([background, objects], dim=1)
 
 
 def object_masks(masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -121,11 +149,13 @@ def object_masks(masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return onehot, present
 
 
-def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_forcing: bool = False) -> torch.Tensor:
+def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_forcing: bool = False,
+                unclamped: bool = False) -> torch.Tensor:
     """Aggregated logits `[B, L-1, N+1, H, W]` (background, target, second object) of frames 1..L-1.
 
     `imgs` `[B, L, 3, H, W]` in [0, 1] (H, W multiples of 16), `masks` `[B, L, 1, H, W]` labels.
     `teacher_forcing`: each predicted frame is memorised with its ground-truth masks, not its prediction.
+    `unclamped`: the aggregation in log space (`unclamped_aggregate_logits`), not the released clamped one.
     """
     b, length, _, h, w = imgs.shape
     if h % 16 or w % 16 or h * w < 16 * 16 * 32:
@@ -142,9 +172,12 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_fo
         coarse = [torch.cat([m[i] for m in memory], dim=2) for i in (0, 1)]
         fine_frames = memory[:1] + memory[-1:] if len(memory) > 1 else memory
         fine = [torch.cat([m[i] for m in fine_frames], dim=2) for i in (2, 3, 4, 5)]
-        fg = _object_probabilities(model, imgs[:, t], n, *coarse, *fine).view(b, n, h, w)
-        fg = fg * present.view(b, n, 1, 1)
-        logits = torch.cat([soft_aggregate_logits(fg[i]) for i in range(b)], dim=0)
+        object_logits = _object_logits(model, imgs[:, t], n, *coarse, *fine).view(b, n, 2, h, w)
+        if unclamped:
+            logits = unclamped_aggregate_logits(object_logits, present)
+        else:
+            fg = F.softmax(object_logits, dim=2)[:, :, 1] * present.view(b, n, 1, 1)
+            logits = torch.cat([soft_aggregate_logits(fg[i]) for i in range(b)], dim=0)
         probs = onehot[:, t] if teacher_forcing else F.softmax(logits, dim=1)[:, 1:]
         out.append(logits)
     return torch.stack(out, dim=1)
@@ -153,13 +186,14 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_fo
 class ClipForward:
     """`forward_clip` for the shared Trainer: `clip_logits` with the memory read-out dropout switched on."""
 
-    def __init__(self, dropout: MemoryReadDropout) -> None:
+    def __init__(self, dropout: MemoryReadDropout, unclamped: bool = False) -> None:
         self.dropout = dropout
+        self.unclamped = unclamped
 
     def __call__(self, model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor,
                  teacher_forcing: bool = False) -> torch.Tensor:
         with self.dropout.active(model):
-            return clip_logits(model, imgs, masks, teacher_forcing)
+            return clip_logits(model, imgs, masks, teacher_forcing, self.unclamped)
 
 
 # --- loss and statistics -------------------------------------------------------------------------------------------
@@ -228,12 +262,12 @@ class HMMNTrainer(Trainer):
 
     def __init__(self, model: HMMN, train_set, config: TrainConfig, out_dir: Path, device: torch.device,
                  recipe: Recipe, validate: Optional[Validate] = None, resume: bool = False,
-                 memory_dropout: float = MEMORY_DROPOUT) -> None:
+                 memory_dropout: float = MEMORY_DROPOUT, unclamped_aggregation: bool = False) -> None:
         config.lr = recipe.lr
         config.swap_attach_probability = 0.0  # not part of HMMN's (STCN's) recipe
         self.recipe = recipe
-        super().__init__(model, ClipForward(MemoryReadDropout(memory_dropout)), train_set, config, out_dir, device,
-                         validate, resume=resume)
+        forward = ClipForward(MemoryReadDropout(memory_dropout), unclamped_aggregation)
+        super().__init__(model, forward, train_set, config, out_dir, device, validate, resume=resume)
         for group in self.optimizer.param_groups:  # a resumed optimizer already carries it
             group["weight_decay"] = recipe.weight_decay
 

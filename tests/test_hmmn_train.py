@@ -22,8 +22,9 @@ from PIL import Image
 from common.data.palette import write_label_png
 from common.runtime.errors import UserError
 from hmmn import train as hmmn_train
-from hmmn.model import HMMN
-from hmmn.training import _memorize, _object_probabilities, bootstrapped_ce, clip_logits
+from hmmn.model import HMMN, soft_aggregate_logits
+from hmmn.training import (_memorize, _object_probabilities, bootstrapped_ce, clip_logits,
+                           unclamped_aggregate_logits)
 from hmmn.training_data import STATIC, VIDEO, ClipAugmenter, VideoClips, davis_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -158,6 +159,45 @@ def test_teacher_forcing_memorises_the_ground_truth_not_the_prediction():
     assert (frame_2(False, corrupted=True) - frame_2(False, corrupted=False)).abs().max() > 1e-3
 
 
+def test_unclamped_aggregation_equals_the_released_one_and_keeps_the_gradient_the_clamp_cuts():
+    torch.manual_seed(0)
+    object_logits = torch.randn(2, 2, 2, 5, 5) * 2  # |d| well inside the clamp's range
+    present = torch.tensor([[1.0, 1.0], [1.0, 0.0]])  # the second clip has no second object
+    probs = torch.softmax(object_logits, dim=2)[:, :, 1] * present.view(2, 2, 1, 1)
+    released = torch.cat([soft_aggregate_logits(probs[i]) for i in range(2)])
+    torch.testing.assert_close(unclamped_aggregate_logits(object_logits, present), released, rtol=1e-4, atol=1e-4)
+
+    # a pixel of the target predicted background with d = -40: the clamp holds it at 1e-7 and passes no gradient
+    wrong = torch.zeros(1, 1, 2, 1, 1)
+    wrong[0, 0, 0] = 40.0
+    target = torch.tensor([[[1]]])
+    gradients = {}
+    for name, aggregate in (("released", lambda x: soft_aggregate_logits(torch.softmax(x, dim=2)[0, :, 1])),
+                            ("unclamped", lambda x: unclamped_aggregate_logits(x, torch.ones(1, 1)))):
+        x = wrong.clone().requires_grad_()
+        torch.nn.functional.cross_entropy(aggregate(x), target).backward()
+        gradients[name] = x.grad.abs().max().item()
+    assert gradients["released"] == 0.0
+    assert gradients["unclamped"] > 0.5
+
+
+def test_the_switch_reaches_the_training_forward(tmp_path, monkeypatch):
+    from hmmn import training
+    seen = []
+    real = training.clip_logits
+
+    def spy(model, imgs, masks, teacher_forcing=False, unclamped=False):
+        seen.append(unclamped)
+        return real(model, imgs, masks, teacher_forcing, unclamped)
+
+    monkeypatch.setattr(training, "clip_logits", spy)
+    davis = write_davis(tmp_path / "DAVIS")
+    for switch in ([], ["--unclamped-aggregation"]):
+        seen.clear()
+        hmmn_train.main(train_args(davis, tmp_path / f"out{len(switch)}", 1, *switch))
+        assert seen == [bool(switch)]  # one optimizer step, through the aggregation the flag asks for
+
+
 def test_bootstrapped_loss_scores_the_hardest_pixels():
     logits = torch.zeros(1, 1, 3, 4, 4)
     logits[0, 0, 1] = 5.0  # predicts the target everywhere
@@ -263,7 +303,7 @@ def test_bad_data_is_refused_with_a_clear_error(tmp_path):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--crop", "80", "--init", "scratch"])
     with pytest.raises(UserError, match="short-side"):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--short-side", "480"])
-    for switch in ("--deep-supervision", "--cosine-lr"):  # the DenseNet trainers' switches
+    for switch in ("--deep-supervision", "--matching-supervision", "--cosine-lr"):  # the DenseNet trainers' switches
         with pytest.raises(UserError, match=f"{switch} is a switch of the BMVOS/EMVOS/TBD trainers"):
             hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), switch])
     short = write_davis(tmp_path / "short", n_frames=2)  # a 3-frame clip cannot be drawn from 2 frames
