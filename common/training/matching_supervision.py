@@ -1,9 +1,9 @@
 """Matching supervision: a scratch-training aid, off by default (`--matching-supervision`; EMVOS).
 
 EMVOS's decoder reads its matching scores only in its 1/16 stage, next to the previous frame's mask. From a
-random start it learns to follow the previous mask and the objectness of its s8/s4 features, and the keys behind
-the matching get little gradient: zeroing every matching channel of a model trained so on generated data cost it
-8 points of J&F, where TBD's model lost 51 (README, "Training on generated data"). This switch adds, for each
+random start it learns to follow the previous mask and the objectness of its s8/s4 features, and its matching
+stays weak and little used: zeroing every matching channel of a model trained so on generated data cost it 8
+points of J&F, where TBD's model lost 51 (README, "Training on generated data"). This switch adds, for each
 (background, foreground) pair of cosine similarities the matcher declares (`SIMILARITY_PAIRS`), the
 cross-entropy of the pair times `TEMPERATURE` against the clip's masks at 1/16: every query cell should resemble
 the target's reference cells more than the background's, or the other way round. The network, its state_dict and
