@@ -97,14 +97,10 @@ def _kernel_read(memory: KernelGuidedMemory, mem_key: torch.Tensor, mem_value: t
     return torch.cat([read, query_value], dim=1), attention
 
 
-def _object_probabilities(model: HMMN, frames: torch.Tensor, n: int, *memory: torch.Tensor) -> torch.Tensor:
-    """`HMMN.object_probabilities` for a batch of clips (`tests/test_hmmn_train.py` checks they agree)."""
-    return F.softmax(_object_logits(model, frames, n, *memory), dim=1)[:, 1]
-
-
 def _object_logits(model: HMMN, frames: torch.Tensor, n: int, keys4, values4, keys3, values3, keys2,
                    values2) -> torch.Tensor:
-    """The decoder's (background, object) logits `[B*N, 2, H, W]` of every object of a batch of clips."""
+    """The decoder's (background, object) logits `[B*N, 2, H, W]` of every object of a batch of clips; their
+    softmax is `HMMN.object_probabilities` (`tests/test_hmmn_train.py` checks they agree)."""
     r4, r3, r2 = model.Encoder_Q(frames)
     k4, v4 = model.KV_Q_r4(r4)
     k3, _ = model.KV_Q_r3(r3)
@@ -172,11 +168,11 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_fo
         coarse = [torch.cat([m[i] for m in memory], dim=2) for i in (0, 1)]
         fine_frames = memory[:1] + memory[-1:] if len(memory) > 1 else memory
         fine = [torch.cat([m[i] for m in fine_frames], dim=2) for i in (2, 3, 4, 5)]
-        object_logits = _object_logits(model, imgs[:, t], n, *coarse, *fine).view(b, n, 2, h, w)
+        object_logits = _object_logits(model, imgs[:, t], n, *coarse, *fine)
         if unclamped:
-            logits = unclamped_aggregate_logits(object_logits, present)
+            logits = unclamped_aggregate_logits(object_logits.view(b, n, 2, h, w), present)
         else:
-            fg = F.softmax(object_logits, dim=2)[:, :, 1] * present.view(b, n, 1, 1)
+            fg = F.softmax(object_logits, dim=1)[:, 1].view(b, n, h, w) * present.view(b, n, 1, 1)
             logits = torch.cat([soft_aggregate_logits(fg[i]) for i in range(b)], dim=0)
         probs = onehot[:, t] if teacher_forcing else F.softmax(logits, dim=1)[:, 1:]
         out.append(logits)

@@ -16,7 +16,7 @@ state_dict and inference are untouched; the hooks only listen during the trainin
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List
+from typing import ContextManager, Iterator, List
 
 import torch
 import torch.nn as nn
@@ -43,18 +43,9 @@ class DeepSupervision:
             raise UserError(f"--deep-supervision: this model has no {' and '.join(COARSE_MAPS)} (the coarse masks "
                             f"of the BMVOS/EMVOS/TBD decoders) to supervise")
 
-    @contextlib.contextmanager
-    def collecting(self) -> Iterator[None]:
+    def collecting(self) -> ContextManager[None]:
         """Hooks on the coarse maps for the duration only: nothing listens to validation or to a later stage."""
-        handles = [module.register_forward_hook(self._keep) for module in self.modules]
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def _keep(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
-        self.maps.append(output)
+        return outputs_of(self.modules, self.maps)
 
     def loss(self, masks: torch.Tensor) -> torch.Tensor:
         """Summed weighted cross-entropy of the maps collected since the last call, for frames 1..L-1 of `masks`
@@ -69,6 +60,18 @@ class DeepSupervision:
         for i, coarse in enumerate(maps):
             total = total + F.cross_entropy(coarse, cell_labels(target[:, i // len(COARSE_MAPS)], coarse.shape[-2:]))
         return self.weight * total / frames
+
+
+@contextlib.contextmanager
+def outputs_of(modules: List[nn.Module], into: List[torch.Tensor]) -> Iterator[None]:
+    """While inside, each forward of one of `modules` appends its output to `into`; no hook is left afterwards."""
+    handles = [module.register_forward_hook(lambda _module, _inputs, output: into.append(output))
+               for module in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def padded_targets(masks: torch.Tensor) -> torch.Tensor:

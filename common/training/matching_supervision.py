@@ -16,15 +16,14 @@ inference are untouched; a hook only listens during the training forward.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, List
+from typing import ContextManager, List
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from common.runtime.errors import UserError
-from common.training.deep_supervision import cell_labels, padded_targets
+from common.training.deep_supervision import cell_labels, outputs_of, padded_targets
 
 # The similarities are cosines shifted to [0, 1]: times 10, a gap of 0.3 between a cell's best background and best
 # foreground match is a logit of 3. Each pair's cross-entropy (mean over the clip's frames) counts once. Measured
@@ -47,17 +46,9 @@ class MatchingSupervision:
                             "channels (EMVOS's does; leave the switch out for the other papers)")
         self.pairs = self.matchers[0].SIMILARITY_PAIRS
 
-    @contextlib.contextmanager
-    def collecting(self) -> Iterator[None]:
+    def collecting(self) -> ContextManager[None]:
         """A hook on the matcher for the duration only: nothing listens to validation or to a later stage."""
-        handle = self.matchers[0].register_forward_hook(self._keep)
-        try:
-            yield
-        finally:
-            handle.remove()
-
-    def _keep(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
-        self.scores.append(output)
+        return outputs_of(self.matchers, self.scores)
 
     def loss(self, masks: torch.Tensor) -> torch.Tensor:
         """Summed weighted cross-entropy of the pairs collected since the last call, for frames 1..L-1 of `masks`
