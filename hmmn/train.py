@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         train_encoder="no effect for HMMN: its recipe (STCN's) trains the encoders anyway",
         lr="Adam learning rate (reconstructed recipe: 1e-5, STCN's)",
         deep_supervision="not for HMMN (refused): its decoder has no coarse masks to supervise",
-        matching_supervision="not for HMMN (refused): EMVOS's switch",
+        matching_supervision="add the binary cross-entropy of the /16 read-out attention's share on memory cells of "
+                             "the query cell's own object (not in the recipe; scratch training: HMMN's decoder sees "
+                             "no previous mask, so its matching has to be learned from nothing)",
         teacher_forcing="memorise each training clip's ground-truth masks instead of its predictions (the "
                         "reconstructed recipe, like STCN's, memorises the soft prediction; from a random start that is "
                         "noise)",
@@ -99,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the loss takes the soft aggregation computed in log space, without the released clamp of "
                         "the probabilities to [1e-7, 1-1e-7], whose zero gradient stalls training from a random start "
                         "at lr 3e-4 (scratch training; the network and inference are unchanged)")
+    h.add_argument("--no-bootstrap", action="store_true",
+                   help="the cross-entropy of every pixel throughout instead of STCN's bootstrapped share of the hardest "
+                        "(scratch training: from a random start, the hardest pixels pull the masks to an even 0.5)")
     h.add_argument("--no-augment", action="store_true",
                    help="no augmentation: whole frames resized to the crop (for overfitting checks)")
     return p
@@ -116,8 +121,7 @@ def check_args(args, stages: Sequence[str], o: Overrides) -> None:
         raise UserError(f"--max-skip must be at least 1, got {args.max_skip}")
     if not 0.0 <= args.memory_dropout <= 1.0:
         raise UserError(f"--memory-dropout is a probability in [0, 1], got {args.memory_dropout}")
-    switches = {"--deep-supervision": args.deep_supervision, "--matching-supervision": args.matching_supervision,
-                "--cosine-lr": args.cosine_lr}
+    switches = {"--deep-supervision": args.deep_supervision, "--cosine-lr": args.cosine_lr}
     refused = [flag for flag, on in switches.items() if on]
     if refused:
         raise UserError(f"{refused[0]} is a switch of the BMVOS/EMVOS/TBD trainers, not of HMMN's: leave it out")
@@ -137,6 +141,8 @@ def plan(stage: str, o: Overrides, args) -> HMMNStage:
     clip_length = o.coco_clip_length if stage == "coco" else o.video_clip_length
     aug = s.aug.scaled(crop=o.crop, clip_length=clip_length, enabled=False if args.no_augment else None)
     recipe = s.recipe if args.lr is None else replace(s.recipe, lr=args.lr)
+    if args.no_bootstrap:
+        recipe = replace(recipe, top_p=1.0)
 
     def pick(new: Optional[int], old: int) -> int:
         return old if new is None else new
@@ -206,7 +212,8 @@ def run(args) -> List[Path]:
                              time_limit_s=60.0 * (args.time_limit or 0.0))
         trainer = HMMNTrainer(model, datasets[stage], config, args.output_dir, device, s.recipe, validate,
                               resume=args.resume, memory_dropout=args.memory_dropout,
-                              unclamped_aggregation=args.unclamped_aggregation)
+                              unclamped_aggregation=args.unclamped_aggregation,
+                              readout_supervision=args.matching_supervision)
         trainer.train()
         finished.append(trainer.resume_path)
     return finished

@@ -83,9 +83,12 @@ def _memorize(model: HMMN, frames: torch.Tensor, probs: torch.Tensor) -> Tuple[t
 
 
 def _kernel_read(memory: KernelGuidedMemory, mem_key: torch.Tensor, mem_value: torch.Tensor,
-                 query_key: torch.Tensor, query_value: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+                 query_key: torch.Tensor, query_value: torch.Tensor,
+                 log_attentions: Optional[List[torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """`KernelGuidedMemory.forward` without its in-place re-weighting (`mul_` / `div_` on the softmax output,
-    which autograd cannot differentiate through); the same operations in the same order otherwise."""
+    which autograd cannot differentiate through); the same operations in the same order otherwise.
+    `log_attentions`, when given, receives the logarithm of the attention `[B, memory cells, query cells]`,
+    computed from the scores (a saturated attention keeps its gradient there, `ReadoutSupervision`)."""
     b, key_dim, slots, h, w = mem_key.shape
     value_dim = mem_value.shape[1]
     mk = mem_key.view(b, key_dim, slots * h * w).transpose(1, 2)
@@ -93,20 +96,24 @@ def _kernel_read(memory: KernelGuidedMemory, mem_key: torch.Tensor, mem_value: t
     kernel = memory.kernels(scores, b, slots, h, w)  # advances the flow table, as at test time
     attention = F.softmax(scores, dim=1) * kernel
     attention = attention / attention.sum(dim=1, keepdim=True)
+    if log_attentions is not None:
+        weighted = F.log_softmax(scores, dim=1) + kernel.clamp_min(1e-30).log()
+        log_attentions.append(weighted - weighted.logsumexp(dim=1, keepdim=True))
     read = torch.bmm(mem_value.view(b, value_dim, slots * h * w), attention).view(b, value_dim, h, w)
     return torch.cat([read, query_value], dim=1), attention
 
 
 def _object_logits(model: HMMN, frames: torch.Tensor, n: int, keys4, values4, keys3, values3, keys2,
-                   values2) -> torch.Tensor:
+                   values2, log_attentions: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
     """The decoder's (background, object) logits `[B*N, 2, H, W]` of every object of a batch of clips; their
-    softmax is `HMMN.object_probabilities` (`tests/test_hmmn_train.py` checks they agree)."""
+    softmax is `HMMN.object_probabilities` (`tests/test_hmmn_train.py` checks they agree). `log_attentions`,
+    when given, receives the /16 read-out's log-attention `[B*N, memory cells, query cells]`."""
     r4, r3, r2 = model.Encoder_Q(frames)
     k4, v4 = model.KV_Q_r4(r4)
     k3, _ = model.KV_Q_r3(r3)
     k2, _ = model.KV_Q_r2(r2)
     k4e, v4e, k3e, k2e, r3e, r2e = (t.repeat_interleave(n, dim=0) for t in (k4, v4, k3, k2, r3, r2))
-    read4, attention4 = _kernel_read(model.Memory, keys4, values4, k4e, v4e)
+    read4, attention4 = _kernel_read(model.Memory, keys4, values4, k4e, v4e, log_attentions)
     cells = attention4.shape[2]
     if attention4.shape[1] > cells:
         attention4 = torch.cat((attention4[:, :cells], attention4[:, -cells:]), dim=1)
@@ -146,12 +153,13 @@ def object_masks(masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_forcing: bool = False,
-                unclamped: bool = False) -> torch.Tensor:
+                unclamped: bool = False, log_attentions: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
     """Aggregated logits `[B, L-1, N+1, H, W]` (background, target, second object) of frames 1..L-1.
 
     `imgs` `[B, L, 3, H, W]` in [0, 1] (H, W multiples of 16), `masks` `[B, L, 1, H, W]` labels.
     `teacher_forcing`: each predicted frame is memorised with its ground-truth masks, not its prediction.
     `unclamped`: the aggregation in log space (`unclamped_aggregate_logits`), not the released clamped one.
+    `log_attentions`: receives each predicted frame's /16 read-out log-attention (`ReadoutSupervision`).
     """
     b, length, _, h, w = imgs.shape
     if h % 16 or w % 16 or h * w < 16 * 16 * 32:
@@ -168,7 +176,7 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_fo
         coarse = [torch.cat([m[i] for m in memory], dim=2) for i in (0, 1)]
         fine_frames = memory[:1] + memory[-1:] if len(memory) > 1 else memory
         fine = [torch.cat([m[i] for m in fine_frames], dim=2) for i in (2, 3, 4, 5)]
-        object_logits = _object_logits(model, imgs[:, t], n, *coarse, *fine)
+        object_logits = _object_logits(model, imgs[:, t], n, *coarse, *fine, log_attentions=log_attentions)
         if unclamped:
             logits = unclamped_aggregate_logits(object_logits.view(b, n, 2, h, w), present)
         else:
@@ -179,17 +187,71 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_fo
     return torch.stack(out, dim=1)
 
 
-class ClipForward:
-    """`forward_clip` for the shared Trainer: `clip_logits` with the memory read-out dropout switched on."""
+class ReadoutSupervision:
+    """`--matching-supervision` for HMMN (a scratch-training aid, off by default; EMVOS's switch, HMMN's matching).
 
-    def __init__(self, dropout: MemoryReadDropout, unclamped: bool = False) -> None:
+    HMMN's decoder sees no previous mask: everything it knows of the target comes through the /16 read-out,
+    whose attention a random start has to learn from the final masks alone; trained so on generated data it
+    saturated to one memory cell per query cell, a background one (hmmn/README.md). This loss tells the
+    attention directly: for every query cell, the share of its attention on memory cells of the object (the
+    memorised frames' ground truth, averaged over each cell) should be 1 where most of the cell is the object
+    and 0 where it is not; the binary cross-entropy of that share, per present object and predicted frame,
+    averaged, times `weight`. It is computed from the log-attention, so a saturated attention still gets a
+    gradient. The network, its state_dict and inference are untouched.
+    """
+
+    WEIGHT = 1.0
+    # log-coverage of an uncovered memory cell: finite (-inf would turn a row without any covered cell into NaN
+    # gradients) and far below any attention's log, so it never stands in for a covered cell
+    UNCOVERED = -1e4
+
+    def __init__(self, weight: float = WEIGHT) -> None:
+        self.weight = weight
+        self.log_attentions: List[torch.Tensor] = []
+
+    def loss(self, masks: torch.Tensor) -> torch.Tensor:
+        """The loss of the log-attentions collected since the last call (`clip_logits(..., log_attentions=...)`
+        on the clip whose labels are `masks` `[B, L, 1, H, W]`)."""
+        log_attentions, self.log_attentions = self.log_attentions, []
+        onehot, present = object_masks(masks)
+        b, length, n, h, w = onehot.shape
+        if len(log_attentions) != length - 1:
+            raise RuntimeError(f"read-out supervision expected {length - 1} attentions, got {len(log_attentions)}")
+        cells = F.adaptive_avg_pool2d(onehot.flatten(0, 1), (h // 16, w // 16)).view(b, length, n, -1)
+        weights = present.flatten().float()
+        total = masks.new_zeros((), dtype=torch.float32)
+        for t, log_attention in enumerate(log_attentions, start=1):
+            memory = cells[:, :t].permute(0, 2, 1, 3).reshape(b * n, -1, 1)  # frames 0..t-1, memory order
+            log_object = (log_attention + self._log_or_uncovered(memory)).logsumexp(dim=1)
+            log_rest = (log_attention + self._log_or_uncovered(1 - memory)).logsumexp(dim=1)
+            # a memory without any cell of one side cannot be matched to it: those terms are left out
+            object_in_memory = (memory > 0).any(dim=1).float()
+            rest_in_memory = (memory < 1).any(dim=1).float()
+            target = (cells[:, t].reshape(b * n, -1) > 0.5).float()
+            per_object = -(target * log_object * object_in_memory
+                           + (1 - target) * log_rest * rest_in_memory).mean(dim=1)
+            total = total + (per_object * weights).sum() / weights.sum()
+        return self.weight * total / len(log_attentions)
+
+    def _log_or_uncovered(self, coverage: torch.Tensor) -> torch.Tensor:
+        return torch.where(coverage > 0, coverage.clamp_min(1e-30).log(), torch.full_like(coverage, self.UNCOVERED))
+
+
+class ClipForward:
+    """`forward_clip` for the shared Trainer: `clip_logits` with the memory read-out dropout switched on, the
+    attentions handed to `readout` when there is one."""
+
+    def __init__(self, dropout: MemoryReadDropout, unclamped: bool = False,
+                 readout: Optional[ReadoutSupervision] = None) -> None:
         self.dropout = dropout
         self.unclamped = unclamped
+        self.readout = readout
 
     def __call__(self, model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor,
                  teacher_forcing: bool = False) -> torch.Tensor:
+        log_attentions = None if self.readout is None else self.readout.log_attentions
         with self.dropout.active(model):
-            return clip_logits(model, imgs, masks, teacher_forcing, self.unclamped)
+            return clip_logits(model, imgs, masks, teacher_forcing, self.unclamped, log_attentions)
 
 
 # --- loss and statistics -------------------------------------------------------------------------------------------
@@ -258,11 +320,13 @@ class HMMNTrainer(Trainer):
 
     def __init__(self, model: HMMN, train_set, config: TrainConfig, out_dir: Path, device: torch.device,
                  recipe: Recipe, validate: Optional[Validate] = None, resume: bool = False,
-                 memory_dropout: float = MEMORY_DROPOUT, unclamped_aggregation: bool = False) -> None:
+                 memory_dropout: float = MEMORY_DROPOUT, unclamped_aggregation: bool = False,
+                 readout_supervision: bool = False) -> None:
         config.lr = recipe.lr
         config.swap_attach_probability = 0.0  # not part of HMMN's (STCN's) recipe
         self.recipe = recipe
-        forward = ClipForward(MemoryReadDropout(memory_dropout), unclamped_aggregation)
+        self.readout = ReadoutSupervision() if readout_supervision else None
+        forward = ClipForward(MemoryReadDropout(memory_dropout), unclamped_aggregation, self.readout)
         super().__init__(model, forward, train_set, config, out_dir, device, validate, resume=resume)
         for group in self.optimizer.param_groups:  # a resumed optimizer already carries it
             group["weight_decay"] = recipe.weight_decay
@@ -294,7 +358,8 @@ class HMMNTrainer(Trainer):
                 continue
             logits = self.step_module(imgs, masks)
             loss = bootstrapped_ce(logits, masks, self.recipe.top_p_at(fraction))
-            self.optimize(loss, epoch, step)
+            # the log keeps the recipe's loss; the optimiser sees the read-out supervision too
+            self.optimize(loss if self.readout is None else loss + self.readout.loss(masks), epoch, step)
             inter, union = target_iou_counts(logits.detach(), masks)
             sums += torch.tensor([loss.item() * imgs.shape[0], imgs.shape[0], inter, union], dtype=torch.float64)
             self._epoch_rows.append({"step": self.step, "epoch": epoch, "loss": loss.item(),

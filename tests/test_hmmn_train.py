@@ -23,7 +23,8 @@ from common.data.palette import write_label_png
 from common.runtime.errors import UserError
 from hmmn import train as hmmn_train
 from hmmn.model import HMMN, soft_aggregate_logits
-from hmmn.training import _memorize, _object_logits, bootstrapped_ce, clip_logits, unclamped_aggregate_logits
+from hmmn.training import (ReadoutSupervision, _memorize, _object_logits, bootstrapped_ce, clip_logits,
+                           unclamped_aggregate_logits)
 from hmmn.training_data import STATIC, VIDEO, ClipAugmenter, VideoClips, davis_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -180,21 +181,74 @@ def test_unclamped_aggregation_equals_the_released_one_and_keeps_the_gradient_th
     assert gradients["unclamped"] > 0.5
 
 
-def test_the_switch_reaches_the_training_forward(tmp_path, monkeypatch):
-    from hmmn import training
-    seen = []
-    real = training.clip_logits
+def test_readout_supervision_scores_the_attention_share_on_each_objects_cells():
+    # one 2-frame clip of 32x32 (2x2 cells at /16); the target fills cell 0 and half of cell 2 in frame 0 and
+    # cell 1 in frame 1; the second object exists in no frame
+    masks = torch.zeros(1, 2, 1, 32, 32, dtype=torch.long)
+    masks[0, 0, 0, :16, :16] = 1
+    masks[0, 0, 0, 16:, :8] = 1
+    masks[0, 1, 0, :16, 16:] = 1
+    torch.manual_seed(0)
+    attention = torch.softmax(torch.randn(2, 4, 4), dim=1)  # [objects, memory cells, query cells]
+    supervision = ReadoutSupervision()
+    supervision.log_attentions.append(attention.log())
+    got = supervision.loss(masks)
+    share = attention[0, 0] + 0.5 * attention[0, 2]  # the target's memory cells, weighted by their coverage
+    target = torch.tensor([0.0, 1.0, 0.0, 0.0])      # query cells mostly covered by the target
+    expected = -(target * share.log() + (1 - target) * (1 - share).log()).mean()
+    torch.testing.assert_close(got, expected)
+    assert supervision.log_attentions == []  # consumed: the next clip starts empty
+    supervision.log_attentions.append(torch.stack([attention[0], attention[1].flip(0)]).log())
+    torch.testing.assert_close(supervision.loss(masks), got, rtol=0, atol=0)  # the absent object takes no part
 
-    def spy(model, imgs, masks, teacher_forcing=False, unclamped=False):
-        seen.append(unclamped)
-        return real(model, imgs, masks, teacher_forcing, unclamped)
+    # a saturated attention, all on a background cell, still gets a gradient (the share itself would not)
+    scores = torch.zeros(2, 4, 4)
+    scores[:, 3] = 200.0
+    scores.requires_grad_()
+    supervision.log_attentions.append(torch.log_softmax(scores, dim=1))
+    supervision.loss(masks).backward()
+    # the target's query cell is pushed off the background cell at full strength (1, over 4 query cells)
+    assert scores.grad[0, 3, 1].item() == pytest.approx(0.25, abs=1e-4)
+
+
+def test_no_bootstrap_scores_every_pixel_throughout():
+    from common.training.schedule import Overrides
+    for stage in ("coco", "main"):
+        plans = {}
+        for name, argv in (("recipe", []), ("switch", ["--no-bootstrap", "--lr", "3e-4"])):
+            args = hmmn_train.build_parser().parse_args(argv)
+            plans[name] = hmmn_train.plan(stage, Overrides.from_args(args), args).recipe
+        recipe, switch = plans["recipe"], plans["switch"]
+        positions = [i / 20 for i in range(21)]
+        assert recipe.top_p_at(1.0) == pytest.approx(0.15)  # the recipe bootstraps...
+        assert [switch.top_p_at(f) for f in positions] == [1.0] * len(positions)  # ...the switch never does
+        assert (switch.lr, switch.decay_at) == (3e-4, recipe.decay_at)  # and changes nothing else
+
+
+def test_the_switches_reach_the_training_forward_and_loss(tmp_path, monkeypatch):
+    from hmmn import training
+    seen, readout_losses = [], []
+    real_forward, real_loss = training.clip_logits, training.ReadoutSupervision.loss
+
+    def spy(model, imgs, masks, teacher_forcing=False, unclamped=False, log_attentions=None):
+        seen.append((unclamped, log_attentions is not None))
+        return real_forward(model, imgs, masks, teacher_forcing, unclamped, log_attentions)
+
+    def loss_spy(self, masks):
+        readout_losses.append(real_loss(self, masks))
+        return readout_losses[-1]
 
     monkeypatch.setattr(training, "clip_logits", spy)
+    monkeypatch.setattr(training.ReadoutSupervision, "loss", loss_spy)
     davis = write_davis(tmp_path / "DAVIS")
-    for switch in ([], ["--unclamped-aggregation"]):
+    for index, switch in enumerate(([], ["--unclamped-aggregation"], ["--matching-supervision"])):
         seen.clear()
-        hmmn_train.main(train_args(davis, tmp_path / f"out{len(switch)}", 1, *switch))
-        assert seen == [bool(switch)]  # one optimizer step, through the aggregation the flag asks for
+        readout_losses.clear()
+        hmmn_train.main(train_args(davis, tmp_path / f"out{index}", 1, *switch))
+        # one optimizer step, through the aggregation the flag asks for, with the read-out loss when asked
+        assert seen == [("--unclamped-aggregation" in switch, "--matching-supervision" in switch)]
+        assert len(readout_losses) == ("--matching-supervision" in switch)
+        assert all(loss.requires_grad and loss > 0 for loss in readout_losses)
 
 
 def test_bootstrapped_loss_scores_the_hardest_pixels():
@@ -302,7 +356,7 @@ def test_bad_data_is_refused_with_a_clear_error(tmp_path):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--crop", "80", "--init", "scratch"])
     with pytest.raises(UserError, match="short-side"):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--short-side", "480"])
-    for switch in ("--deep-supervision", "--matching-supervision", "--cosine-lr"):  # the DenseNet trainers' switches
+    for switch in ("--deep-supervision", "--cosine-lr"):  # the DenseNet trainers' switches
         with pytest.raises(UserError, match=f"{switch} is a switch of the BMVOS/EMVOS/TBD trainers"):
             hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), switch])
     short = write_davis(tmp_path / "short", n_frames=2)  # a 3-frame clip cannot be drawn from 2 frames
