@@ -12,9 +12,12 @@ issues 2, 4); hmmn/README.md ("Training") gives the source of every number here.
   space, without the released clamp of the probabilities to [1e-7, 1 - 1e-7] (`unclamped_aggregate_logits`).
 - Memory read-out dropout (`MemoryReadDropout`): the paper's top-k guided matching drops the fine-scale read-out
   in training; the author's recipe (issue 1) drops it with probability 0.5 per decoder level and pass.
-- Loss (`bootstrapped_ce`): STCN's bootstrapped cross-entropy, summed over the predicted frames.
-- Adam (weight decay 1e-7), one step decay x0.1 (`Recipe`); the network trains whole (STCN trains its
-  encoders), BatchNorm frozen in eval() as in the shared Trainer and in STCN.
+- Loss (`bootstrapped_ce`): STCN's bootstrapped cross-entropy, summed over the predicted frames
+  (`--no-bootstrap`, not in the recipe: every pixel throughout). `--matching-supervision` (not in the recipe)
+  adds `ReadoutSupervision`, a loss on the /16 read-out attention.
+- Adam (weight decay 1e-7), one step decay x0.1 (`Recipe`; `--warmup-steps`, not in the recipe, ramps each
+  stage's first steps); the network trains whole (STCN trains its encoders), BatchNorm frozen in eval() as in
+  the shared Trainer and in STCN.
 
 `HMMNTrainer` is the shared `common.training.Trainer` (checkpoints, resume, validation, DDP, logs) with
 HMMN's epoch: this loss, this schedule, the max-skip curriculum and its own skip rule.
@@ -293,9 +296,12 @@ class Recipe:
     bootstrap_start: float = 20_000 / 150_000
     bootstrap_end: float = 70_000 / 150_000
     top_p: float = 0.15
+    warmup_steps: int = 0  # not in the recipe (`--warmup-steps`, scratch training)
 
-    def lr_at(self, fraction: float) -> float:
-        return self.lr * self.gamma ** sum(fraction >= f for f in self.decay_at)
+    def lr_at(self, fraction: float, step: int = 0) -> float:
+        """The learning rate at this share of the stage, for its optimizer step `step` (0 = the first)."""
+        warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        return warmup * self.lr * self.gamma ** sum(fraction >= f for f in self.decay_at)
 
     def top_p_at(self, fraction: float) -> float:
         if fraction < self.bootstrap_start:
@@ -348,7 +354,7 @@ class HMMNTrainer(Trainer):
         for step, batch in enumerate(self.loader):
             self.batches_seen += 1
             fraction = min(1.0, start + step * per_step)
-            lr = self.recipe.lr_at(fraction)
+            lr = self.recipe.lr_at(fraction, self.step)
             self.set_lr(lr)
             imgs = batch["imgs"].to(self.device, non_blocking=True)
             masks = batch["masks"].to(self.device, non_blocking=True)

@@ -7,7 +7,9 @@ on one CPU thread, so the overfit run is the only real training here and the rou
 """
 from __future__ import annotations
 
+import csv
 import json
+import math
 import random
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from common.data.palette import write_label_png
 from common.runtime.errors import UserError
 from hmmn import train as hmmn_train
 from hmmn.model import HMMN, soft_aggregate_logits
-from hmmn.training import (ReadoutSupervision, _memorize, _object_logits, bootstrapped_ce, clip_logits,
+from hmmn.training import (MAIN_RECIPE, ReadoutSupervision, _memorize, _object_logits, bootstrapped_ce, clip_logits,
                            unclamped_aggregate_logits)
 from hmmn.training_data import STATIC, VIDEO, ClipAugmenter, VideoClips, davis_videos
 
@@ -225,6 +227,20 @@ def test_no_bootstrap_scores_every_pixel_throughout():
         assert (switch.lr, switch.decay_at) == (3e-4, recipe.decay_at)  # and changes nothing else
 
 
+def test_warmup_raises_the_learning_rate_over_each_stages_first_steps(tmp_path):
+    from common.training.schedule import Overrides
+    args = hmmn_train.build_parser().parse_args(["--warmup-steps", "4", "--lr", "3e-4"])
+    recipe = hmmn_train.plan("main", Overrides.from_args(args), args).recipe
+    assert [recipe.lr_at(0.0, step) for step in range(6)] == pytest.approx([0.75e-4, 1.5e-4, 2.25e-4] + [3e-4] * 3)
+    assert recipe.lr_at(0.9, 0) == pytest.approx(0.25 * 3e-5)  # on top of the recipe's decay
+    assert MAIN_RECIPE.lr_at(0.0, 0) == MAIN_RECIPE.lr  # the recipe itself has none
+    # the trainer asks for each step's rate: the log's first rows climb (OVERFIT_FLAGS' lr is 3e-5)
+    hmmn_train.main(train_args(write_davis(tmp_path / "DAVIS"), tmp_path / "out", 3, "--warmup-steps", "2"))
+    with open(tmp_path / "out" / "main_log.csv") as f:
+        rates = [float(row["lr"]) for row in csv.DictReader(f)]
+    assert rates == pytest.approx([1.5e-5, 3e-5, 3e-5])
+
+
 def test_the_switches_reach_the_training_forward_and_loss(tmp_path, monkeypatch):
     from hmmn import training
     seen, readout_losses = [], []
@@ -343,6 +359,51 @@ def test_a_time_limited_stage_keeps_the_recipe_shape(tmp_path, monkeypatch):
         assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr, rel=1e-12)
         assert top_ps.pop() == pytest.approx(top_p, abs=1e-3)
         assert clips.max_skip == max_skip
+
+
+# --- the read-out probe (hmmn.readout_probe) ---------------------------------------------------------------------------
+
+def test_readout_probe_measures_where_the_attention_looks(monkeypatch):
+    from hmmn import readout_probe, training
+    masks = torch.zeros(1, 3, 1, 32, 32, dtype=torch.long)  # 2x2 cells at /16; the target fills cell 0 throughout
+    masks[0, :, 0, :16, :16] = 1
+
+    def forward_looking_at(cell_of):  # every query cell q puts all its attention on memory cell cell_of(q)
+        def forward(model, imgs, clip_masks, teacher_forcing=False, unclamped=False, log_attentions=None):
+            for t in (1, 2):
+                attention = torch.full((2, 4 * t, 4), 1e-12)
+                attention[:, [cell_of(q) for q in range(4)], range(4)] = 1.0
+                log_attentions.append((attention / attention.sum(dim=1, keepdim=True)).log())
+            logits = torch.zeros(1, 2, 3, 32, 32)
+            logits[:, :, 1, :16, :16] = 5.0  # the decoder finds the target exactly
+            return logits
+        return forward
+
+    def probe(cell_of):
+        monkeypatch.setattr(training, "clip_logits", forward_looking_at(cell_of))
+        return readout_probe.summarize(readout_probe.probe_clip(None, torch.zeros(1, 3, 3, 32, 32), masks))
+
+    matching = probe(lambda q: q)  # each query cell reads its own place in frame 0
+    assert matching["readout_iou"] == 1.0 and matching["decoder_iou"] == 1.0
+    assert matching["largest_weight"] == pytest.approx(1.0) and matching["entropy"] == pytest.approx(0.0, abs=1e-6)
+    assert matching["uniform_entropy"] == pytest.approx((math.log(4) + math.log(8)) / 2)
+    hub = probe(lambda q: 3)  # every query cell copies one background cell
+    assert hub["readout_iou"] == 0.0 and hub["decoder_iou"] == 1.0
+
+
+def test_readout_probe_runs_on_a_checkpoint_and_refuses_a_missing_root(tmp_path, capsys):
+    from hmmn import readout_probe
+    torch.manual_seed(0)
+    weights = tmp_path / "seeded.pth"
+    torch.save(HMMN().state_dict(), weights)
+    davis = write_davis(tmp_path / "DAVIS", n_objects=2)
+    result = readout_probe.run(readout_probe.build_parser().parse_args(
+        ["--weights", str(weights), "-D", str(davis), "--device", "cpu"]))
+    assert 0.0 <= result["entropy"] <= result["uniform_entropy"] + 1e-6
+    assert 0.0 < result["largest_weight"] <= 1.0
+    assert "1 videos, frames 0-2, target: attention entropy" in capsys.readouterr().out
+    with pytest.raises(UserError, match="DAVIS root"):
+        readout_probe.main(["--weights", str(weights), "-D", str(tmp_path / "missing")])
 
 
 # --- (d) bad data: one error line, exit status 2 -------------------------------------------------------------------

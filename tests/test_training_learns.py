@@ -269,7 +269,7 @@ def test_trainer_overfits_one_clip_from_scratch(paper, one_clip, tmp_path):
 def test_train_sample_gives_each_stage_its_switches():
     """Each call of the paper's own training command line parses, with the scratch switches of the shared recipe
     and `--cosine-lr` in exactly the stages `COSINE_LR_STAGES` names (HMMN: its own flags, no cosine), and
-    `--matching-supervision` for EMVOS alone."""
+    `--matching-supervision` for EMVOS and HMMN alone."""
     import argparse
 
     from bmvos.train import build_parser as bmvos_parser
@@ -290,7 +290,9 @@ def test_train_sample_gives_each_stage_its_switches():
             if paper != "hmmn":
                 assert args.train_encoder and args.deep_supervision and args.teacher_forcing
                 assert args.lr == float(SCRATCH_LR[paper]), paper
-            assert getattr(args, "matching_supervision", False) == (paper == "emvos"), paper
+            else:  # its own scratch switches (hmmn/README.md, "Training from a random start")
+                assert args.teacher_forcing and args.unclamped_aggregation and args.no_bootstrap
+            assert getattr(args, "matching_supervision", False) == (paper in ("emvos", "hmmn")), paper
 
 
 @pytest.mark.parametrize("paper, video_stage", [("tbd", "davis"), ("hmmn", "main")])
@@ -339,8 +341,9 @@ def test_train_sample_end_to_end(tmp_path, paper, video_stage):
     # its resume checkpoint (already past its time: one more epoch), and the seconds of both runs add up
     last = run / "checkpoints" / f"coco_{video_stage}_last.pth"
     state = torch.load(last, weights_only=True)
-    scratch_switches = {state["config"][k] for k in ("deep_supervision", "teacher_forcing")}
-    assert scratch_switches == {paper == "tbd"}  # SCRATCH_FLAGS; HMMN has its own
+    scratch_switches = {k: state["config"][k] for k in ("deep_supervision", "teacher_forcing")}
+    # SCRATCH_FLAGS; HMMN_FLAGS force the ground truth too, and HMMN's decoder has no coarse masks to supervise
+    assert scratch_switches == {"deep_supervision": paper == "tbd", "teacher_forcing": True}
     for stage, checkpoint in (("coco", "coco_last.pth"), ("video", last.name)):  # TBD: the cosine in both stages
         cosine = torch.load(run / "checkpoints" / checkpoint, weights_only=True)["config"]["cosine_lr"]
         assert cosine == (paper == "tbd"), stage
