@@ -25,7 +25,6 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from common.runtime.device import add_device_argument, pick_device
 from common.runtime.errors import UserError, run_cli
@@ -36,13 +35,11 @@ CLIP_LENGTH = 3
 def probe_clip(model, imgs: torch.Tensor, masks: torch.Tensor) -> Dict[str, float]:
     """Sums over one clip (`imgs` `[1, L, 3, H, W]` in [0, 1], `masks` `[1, L, 1, H, W]` labels) of the target's
     attention entropy, largest weight and query cells, and the read-out and decoder intersections and unions."""
-    from hmmn.training import clip_logits, object_masks
+    from hmmn.training import cell_coverage, clip_logits, memory_coverage
     log_attentions = []
     with torch.no_grad():
         logits = clip_logits(model, imgs, masks, teacher_forcing=True, log_attentions=log_attentions)
-    onehot, _ = object_masks(masks)
-    _, length, n, h, w = onehot.shape
-    cells = F.adaptive_avg_pool2d(onehot.flatten(0, 1), (h // 16, w // 16)).view(length, n, -1)
+    cells, _ = cell_coverage(masks)
     sums = dict.fromkeys(("entropy", "uniform_entropy", "largest", "queries", "readout_i", "readout_u",
                           "decoder_i", "decoder_u"), 0.0)
     for t, log_attention in enumerate(log_attentions, start=1):
@@ -52,8 +49,8 @@ def probe_clip(model, imgs: torch.Tensor, masks: torch.Tensor) -> Dict[str, floa
         memory_cells, queries = target_attention.shape
         sums["queries"] += queries
         sums["uniform_entropy"] += queries * math.log(memory_cells)
-        on_target = cells[:t, 0].reshape(1, -1) @ target_attention > 0.5
-        truth = cells[t, 0].reshape(1, -1) > 0.5
+        on_target = memory_coverage(cells, t)[:1] @ target_attention > 0.5
+        truth = cells[0, t, :1] > 0.5
         sums["readout_i"] += float((on_target & truth).sum())
         sums["readout_u"] += float((on_target | truth).sum())
     predicted, truth = logits.argmax(dim=2) == 1, masks[:, 1:, 0] == 1

@@ -190,6 +190,21 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_fo
     return torch.stack(out, dim=1)
 
 
+def cell_coverage(masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each object's share of every /16 cell: labels `[B, L, 1, H, W]` -> coverage `[B, L, N, cells]` (cells row by
+    row, as the read-out flattens them) and which objects exist `[B, N]` (`object_masks`)."""
+    onehot, present = object_masks(masks)
+    b, length, n, h, w = onehot.shape
+    return F.adaptive_avg_pool2d(onehot.flatten(0, 1), (h // 16, w // 16)).view(b, length, n, -1), present
+
+
+def memory_coverage(coverage: torch.Tensor, frames: int) -> torch.Tensor:
+    """`cell_coverage` of frames 0..frames-1 as the /16 memory holds them: `[B*N, frames*cells]`, objects of a clip
+    consecutive and each object's frames in memory order (the rows of the read-out attention)."""
+    b, _, n, _ = coverage.shape
+    return coverage[:, :frames].permute(0, 2, 1, 3).reshape(b * n, -1)
+
+
 class ReadoutSupervision:
     """`--matching-supervision` for HMMN (a scratch-training aid, off by default; EMVOS's switch, HMMN's matching).
 
@@ -216,15 +231,14 @@ class ReadoutSupervision:
         """The loss of the log-attentions collected since the last call (`clip_logits(..., log_attentions=...)`
         on the clip whose labels are `masks` `[B, L, 1, H, W]`)."""
         log_attentions, self.log_attentions = self.log_attentions, []
-        onehot, present = object_masks(masks)
-        b, length, n, h, w = onehot.shape
+        cells, present = cell_coverage(masks)
+        b, length, n, _ = cells.shape
         if len(log_attentions) != length - 1:
             raise RuntimeError(f"read-out supervision expected {length - 1} attentions, got {len(log_attentions)}")
-        cells = F.adaptive_avg_pool2d(onehot.flatten(0, 1), (h // 16, w // 16)).view(b, length, n, -1)
         weights = present.flatten().float()
         total = masks.new_zeros((), dtype=torch.float32)
         for t, log_attention in enumerate(log_attentions, start=1):
-            memory = cells[:, :t].permute(0, 2, 1, 3).reshape(b * n, -1, 1)  # frames 0..t-1, memory order
+            memory = memory_coverage(cells, t).unsqueeze(2)  # [B*N, memory cells, 1]
             log_object = (log_attention + self._log_or_uncovered(memory)).logsumexp(dim=1)
             log_rest = (log_attention + self._log_or_uncovered(1 - memory)).logsumexp(dim=1)
             # a memory without any cell of one side cannot be matched to it: those terms are left out
