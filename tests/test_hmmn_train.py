@@ -368,27 +368,29 @@ def test_readout_probe_measures_where_the_attention_looks(monkeypatch):
     masks = torch.zeros(1, 3, 1, 32, 32, dtype=torch.long)  # 2x2 cells at /16; the target fills cell 0 throughout
     masks[0, :, 0, :16, :16] = 1
 
-    def forward_looking_at(cell_of):  # every query cell q puts all its attention on memory cell cell_of(q)
+    def forward_looking_at(cell_of, found_as=1):  # every query cell q puts all its attention on cell_of(q)
         def forward(model, imgs, clip_masks, teacher_forcing=False, unclamped=False, log_attentions=None):
             for t in (1, 2):
                 attention = torch.full((2, 4 * t, 4), 1e-12)
                 attention[:, [cell_of(q) for q in range(4)], range(4)] = 1.0
                 log_attentions.append((attention / attention.sum(dim=1, keepdim=True)).log())
             logits = torch.zeros(1, 2, 3, 32, 32)
-            logits[:, :, 1, :16, :16] = 5.0  # the decoder finds the target exactly
+            logits[:, :, found_as, :16, :16] = 5.0  # the decoder finds the target exactly, as object found_as
             return logits
         return forward
 
-    def probe(cell_of):
-        monkeypatch.setattr(training, "clip_logits", forward_looking_at(cell_of))
+    def probe(cell_of, found_as=1):
+        monkeypatch.setattr(training, "clip_logits", forward_looking_at(cell_of, found_as))
         return readout_probe.summarize(readout_probe.probe_clip(None, torch.zeros(1, 3, 3, 32, 32), masks))
 
     matching = probe(lambda q: q)  # each query cell reads its own place in frame 0
-    assert matching["readout_iou"] == 1.0 and matching["decoder_iou"] == 1.0
+    assert matching["readout_iou"] == 1.0 and matching["decoder_iou"] == 1.0 and matching["foreground_iou"] == 1.0
     assert matching["largest_weight"] == pytest.approx(1.0) and matching["entropy"] == pytest.approx(0.0, abs=1e-6)
     assert matching["uniform_entropy"] == pytest.approx((math.log(4) + math.log(8)) / 2)
     hub = probe(lambda q: 3)  # every query cell copies one background cell
     assert hub["readout_iou"] == 0.0 and hub["decoder_iou"] == 1.0
+    swapped = probe(lambda q: q, found_as=2)  # the target found, but given to the second object
+    assert swapped["decoder_iou"] == 0.0 and swapped["foreground_iou"] == 1.0
 
 
 def test_readout_probe_runs_on_a_checkpoint_and_refuses_a_missing_root(tmp_path, capsys):
@@ -401,6 +403,7 @@ def test_readout_probe_runs_on_a_checkpoint_and_refuses_a_missing_root(tmp_path,
         ["--weights", str(weights), "-D", str(davis), "--device", "cpu"]))
     assert 0.0 <= result["entropy"] <= result["uniform_entropy"] + 1e-6
     assert 0.0 < result["largest_weight"] <= 1.0
+    assert 0.0 <= result["decoder_iou"] <= 1.0 and 0.0 <= result["foreground_iou"] <= 1.0
     assert "1 videos, frames 0-2, target: attention entropy" in capsys.readouterr().out
     with pytest.raises(UserError, match="DAVIS root"):
         readout_probe.main(["--weights", str(weights), "-D", str(tmp_path / "missing")])
