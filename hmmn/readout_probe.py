@@ -37,14 +37,14 @@ CLIP_LENGTH = 3
 
 def probe_clip(model, imgs: torch.Tensor, masks: torch.Tensor) -> Dict[str, float]:
     """Sums over one clip (`imgs` `[1, L, 3, H, W]` in [0, 1], `masks` `[1, L, 1, H, W]` labels) of the target's
-    attention entropy, largest weight and query cells, and the read-out and decoder intersections and unions."""
-    from hmmn.training import cell_coverage, clip_logits, memory_coverage
+    attention entropy, largest weight and query cells, and the read-out, decoder (target) and foreground (either
+    object) intersections and unions."""
+    from hmmn.training import OBJECTS_PER_CLIP, cell_coverage, clip_logits, memory_coverage, target_iou_counts
     log_attentions = []
     with torch.no_grad():
         logits = clip_logits(model, imgs, masks, teacher_forcing=True, log_attentions=log_attentions)
     cells, _ = cell_coverage(masks)
-    sums = dict.fromkeys(("entropy", "uniform_entropy", "largest", "queries", "readout_i", "readout_u",
-                          "decoder_i", "decoder_u", "foreground_i", "foreground_u"), 0.0)
+    sums = dict.fromkeys(("entropy", "uniform_entropy", "largest", "queries", "readout_i", "readout_u"), 0.0)
     for t, log_attention in enumerate(log_attentions, start=1):
         target_attention = log_attention[0].exp()  # [memory cells, query cells]; the target is object 0
         sums["entropy"] += float(-(target_attention * log_attention[0]).nan_to_num().sum(dim=0).sum())
@@ -56,11 +56,12 @@ def probe_clip(model, imgs: torch.Tensor, masks: torch.Tensor) -> Dict[str, floa
         truth = cells[0, t, :1] > 0.5
         sums["readout_i"] += float((on_target & truth).sum())
         sums["readout_u"] += float((on_target | truth).sum())
-    predicted, truth = logits.argmax(dim=2), masks[:, 1:, 0]
-    for name, predicted_as, is_truth in (("decoder", predicted == 1, truth == 1),
-                                         ("foreground", predicted > 0, (truth == 1) | (truth == 2))):
-        sums[f"{name}_i"] += float((predicted_as & is_truth).sum())
-        sums[f"{name}_u"] += float((predicted_as | is_truth).sum())
+    sums["decoder_i"], sums["decoder_u"] = target_iou_counts(logits, masks)
+    any_object = logits.argmax(dim=2) > 0  # whichever of the clip's objects a pixel is given to
+    labels = masks[:, 1:, 0]
+    truth = (labels >= 1) & (labels <= OBJECTS_PER_CLIP)
+    sums["foreground_i"] = float((any_object & truth).sum())
+    sums["foreground_u"] = float((any_object | truth).sum())
     return sums
 
 
