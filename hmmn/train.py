@@ -217,7 +217,8 @@ def run(args) -> List[Path]:
         config = TrainConfig(save_name=save_name(stages, index), epochs=s.epochs, batch_size=s.batch_size,
                              save_step=s.save_step, val_step=s.val_step, num_workers=args.workers,
                              bn_train=args.bn_train, teacher_forcing=args.teacher_forcing,
-                             time_limit_s=60.0 * (args.time_limit or 0.0))
+                             time_limit_s=60.0 * (args.time_limit or 0.0),
+                             extend_time_limit=index == len(stages) - 1)
         trainer = HMMNTrainer(model, datasets[stage], config, args.output_dir, device, s.recipe, validate,
                               resume=args.resume, memory_dropout=args.memory_dropout,
                               unclamped_aggregation=args.unclamped_aggregation,

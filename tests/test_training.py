@@ -284,3 +284,54 @@ def test_time_limit_counts_the_seconds_before_a_resume(tmp_path):
     result = again.train()
     assert result["epoch"] == 3 and again.time_limited  # over its budget already: one more epoch, then it stops
     assert result["seconds"] > 3600.0
+
+
+def test_a_larger_time_limit_continues_a_last_stage_that_stopped_at_its_limit(tmp_path, capsys):
+    """`--resume --time-limit MORE` trains on a command's last stage; an earlier stage, or the same limit, does not."""
+    config = toy_config(epochs=1000, save_step=1000, val_step=1000, time_limit_s=1e-9)
+    assert Trainer(make_toy(), toy_forward, _Clips(), config, tmp_path, torch.device("cpu")).train()["epoch"] == 1
+    seconds = torch.load(tmp_path / "toy_last.pth", weights_only=True)["seconds"]
+    for same_limit, last_stage in ((True, True), (False, False)):
+        again = replace(config, time_limit_s=config.time_limit_s if same_limit else 3600.0,
+                        extend_time_limit=last_stage)
+        assert Trainer(make_toy(), toy_forward, _Clips(), again, tmp_path, torch.device("cpu"), resume=True).finished
+    capsys.readouterr()
+    more = replace(config, time_limit_s=2 * seconds, extend_time_limit=True)
+    trainer = Trainer(make_toy(), toy_forward, _Clips(), more, tmp_path, torch.device("cpu"), resume=True)
+    assert not trainer.finished
+    result = trainer.train()
+    assert result["epoch"] >= 2 and result["seconds"] >= more.time_limit_s and trainer.time_limited
+    assert "trains on up to the new one" in capsys.readouterr().out
+    assert Trainer(make_toy(), toy_forward, _Clips(), more, tmp_path, torch.device("cpu"), resume=True).finished
+
+
+@pytest.mark.parametrize("paper", ["bmvos", "emvos", "tbd", "hmmn"])
+def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, monkeypatch):
+    """vos.train_sample resumes `--stages coco,<video>` with the video stage's time limit: the finished COCO stage
+    must not train on under it."""
+    import importlib
+    configs = []
+
+    class RecordingTrainer:
+        def __init__(self, *args, **kwargs):
+            configs.append(next(a for a in args if isinstance(a, TrainConfig)))
+            self.resume_path = tmp_path / "unused.pth"
+
+        def train(self):
+            return {}
+
+    for module, name in (("common.training.tbd_recipe", "Trainer"), ("emvos.train", "Trainer"),
+                         ("hmmn.training", "HMMNTrainer")):
+        monkeypatch.setattr(importlib.import_module(module), name, RecordingTrainer)
+    coco = make_coco_sample(tmp_path / "COCO", n_images=2, height=96, width=96)
+    davis = make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=3, height=96, width=96)
+    video = "main" if paper == "hmmn" else "davis"
+    argv = ["--coco", str(coco), "--davis", str(davis), "--stages", f"coco,{video}", "--output-dir",
+            str(tmp_path / "out"), "--init", "scratch", "--device", "cpu", "--workers", "0", "--time-limit", "1"]
+    if paper == "hmmn":
+        from hmmn.train import main
+    else:
+        main = importlib.import_module({"bmvos": "bmvos.main_runfile", "emvos": "emvos.run", "tbd": "tbd.run"}[paper]).main
+        argv = ["--train"] + argv
+    main(argv)
+    assert [(c.save_name, c.extend_time_limit) for c in configs] == [("coco", False), (f"coco_{video}", True)]

@@ -81,7 +81,8 @@ def add_training_arguments(group, *, output_dir: Path, seed: int,
     group.add_argument("--teacher-forcing", action="store_true", help=help_["teacher_forcing"])
     group.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                        help="end each stage at the first epoch end past this many minutes of training, as if its "
-                            "epochs were done; with --resume the minutes trained before count (default: no limit)")
+                            "epochs were done; with --resume the minutes trained before count, and a last stage that "
+                            "stopped at a smaller limit trains on (default: no limit)")
 
 
 # The help of `add_training_arguments`' flags whose official setting is the DenseNet trainers' (BMVOS, EMVOS, TBD)

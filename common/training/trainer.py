@@ -101,6 +101,8 @@ class TrainConfig:
     cosine_lr: bool = False         # False = official (constant lr); True: half cosine to 0 over the stage
     time_limit_s: float = 0.0       # > 0: end the stage at the first epoch end past this many seconds of training
                                     # (seconds of earlier runs of the stage, before a resume, count too)
+    extend_time_limit: bool = False  # resumed after it stopped at its time limit, the stage trains on when this
+                                     # limit is larger (a command's last stage: `--resume --time-limit MORE`)
 
 # a stage that has seen this many batches without one usable clip batch stops with an error (see `Trainer`)
 NO_USABLE_CLIPS_AFTER = 20
@@ -324,7 +326,13 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.config.epochs or self.time_limited
+        return self.epoch >= self.config.epochs or (self.time_limited and not self._time_limit_extended)
+
+    @property
+    def _time_limit_extended(self) -> bool:
+        """A stage that stopped at its time limit has been given more time (`TrainConfig.extend_time_limit`)."""
+        cfg = self.config
+        return cfg.extend_time_limit and cfg.time_limit_s > self.seconds
 
     # -- main loop
     def train(self) -> Dict[str, float]:
@@ -334,6 +342,9 @@ class Trainer:
             print(f"[{cfg.save_name}] already finished ({self.epoch} epochs); using its final weights")
             return {"epoch": self.epoch, "best_score": self.best_score, "seconds": self.seconds}
         main = self.dist.is_main  # rank 0 validates, saves and logs; the others only train
+        if self.time_limited and main:
+            print(f"[{cfg.save_name}] stopped at its time limit after {self.seconds / 60:.3g} min; trains on up to "
+                  f"the new one ({cfg.time_limit_s / 60:.3g} min)")
         bar = tqdm(range(self.epoch + 1, cfg.epochs + 1), desc=f"train {cfg.save_name}", unit="epoch",
                    initial=self.epoch, total=cfg.epochs, dynamic_ncols=True, disable=not main)
         started, first_epoch, seconds_before = time.monotonic(), self.epoch + 1, self.seconds
