@@ -59,7 +59,7 @@ def train(model: nn.Module, stages: Sequence[str], roots: Dict[str, Optional[Pat
             data = ytvos_train_clips(roots["ytvos"], plan.recipe, plan.clips_per_epoch)
         config = overrides.train_config(plan, save_name(stages, index), num_workers=num_workers, bn_train=bn_train,
                                         swap_attach_probability=swap_attach_probability,
-                                        last_stage=index == len(stages) - 1)
+                                        extend_time_limit=index == len(stages) - 1)
         trainer = Trainer(model, emvos_forward_clip, data, config, out_dir, device,
                           validate if stage in VALIDATED_ON_DAVIS else None, resume=resume)
         trainer.train()

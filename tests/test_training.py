@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import random
 from dataclasses import replace
@@ -309,7 +310,6 @@ def test_a_larger_time_limit_continues_a_last_stage_that_stopped_at_its_limit(tm
 def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, monkeypatch):
     """vos.train_sample resumes `--stages coco,<video>` with the video stage's time limit: the finished COCO stage
     must not train on under it."""
-    import importlib
     configs = []
 
     class RecordingTrainer:
@@ -328,10 +328,6 @@ def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, m
     video = "main" if paper == "hmmn" else "davis"
     argv = ["--coco", str(coco), "--davis", str(davis), "--stages", f"coco,{video}", "--output-dir",
             str(tmp_path / "out"), "--init", "scratch", "--device", "cpu", "--workers", "0", "--time-limit", "1"]
-    if paper == "hmmn":
-        from hmmn.train import main
-    else:
-        main = importlib.import_module({"bmvos": "bmvos.main_runfile", "emvos": "emvos.run", "tbd": "tbd.run"}[paper]).main
-        argv = ["--train"] + argv
-    main(argv)
+    entry = {"bmvos": "bmvos.main_runfile", "emvos": "emvos.run", "tbd": "tbd.run", "hmmn": "hmmn.train"}[paper]
+    importlib.import_module(entry).main(argv if paper == "hmmn" else ["--train"] + argv)
     assert [(c.save_name, c.extend_time_limit) for c in configs] == [("coco", False), (f"coco_{video}", True)]

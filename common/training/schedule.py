@@ -36,18 +36,18 @@ class Stage:
                      swap_attach_probability: Optional[float] = None, lr: Optional[float] = None,
                      train_encoder: bool = False, deep_supervision: bool = False, matching_supervision: bool = False,
                      teacher_forcing: bool = False, cosine_lr: bool = False,
-                     time_limit_minutes: Optional[float] = None, last_stage: bool = False) -> TrainConfig:
+                     time_limit_minutes: Optional[float] = None, extend_time_limit: bool = False) -> TrainConfig:
         """The `Trainer` configuration of this stage (`swap_attach_probability=None` keeps the official 0.2,
         `lr=None` the official 1e-4; `train_encoder`, `deep_supervision`, `matching_supervision`, `teacher_forcing`,
-        `cosine_lr` and a time limit are not in the official recipe; `last_stage`: the command's last, which a
-        resume with a larger time limit continues once it has stopped at its limit)."""
+        `cosine_lr` and a time limit are not in the official recipe; `extend_time_limit` for a command's last stage,
+        which a resume with a larger time limit continues once it has stopped at its limit)."""
         config = TrainConfig(save_name=save_name, epochs=self.epochs, batch_size=self.batch_size,
                              save_step=self.save_step, val_step=self.val_step, num_workers=num_workers,
                              shuffle=shuffle, bn_train=bn_train, train_encoder=train_encoder,
                              deep_supervision=deep_supervision, matching_supervision=matching_supervision,
                              teacher_forcing=teacher_forcing, cosine_lr=cosine_lr,
                              time_limit_s=60.0 * time_limit_minutes if time_limit_minutes else 0.0,
-                             extend_time_limit=last_stage)
+                             extend_time_limit=extend_time_limit)
         if swap_attach_probability is not None:
             config.swap_attach_probability = swap_attach_probability
         if lr is not None:
@@ -83,14 +83,14 @@ class Overrides:
         return cls(**{f.name: getattr(args, f.name, f.default) for f in fields(cls)})
 
     def train_config(self, plan: Stage, save_name: str, *, num_workers: int, bn_train: bool, shuffle: bool = True,
-                     swap_attach_probability: Optional[float] = None, last_stage: bool = False) -> TrainConfig:
+                     swap_attach_probability: Optional[float] = None, extend_time_limit: bool = False) -> TrainConfig:
         """`plan.train_config(...)` with these overrides' learning rate and scratch-training switches."""
         return plan.train_config(save_name, num_workers=num_workers, bn_train=bn_train, shuffle=shuffle,
                                  swap_attach_probability=swap_attach_probability, lr=self.lr,
                                  train_encoder=self.train_encoder, deep_supervision=self.deep_supervision,
                                  matching_supervision=self.matching_supervision, teacher_forcing=self.teacher_forcing,
                                  cosine_lr=self.cosine_lr,
-                                 time_limit_minutes=self.time_limit, last_stage=last_stage)
+                                 time_limit_minutes=self.time_limit, extend_time_limit=extend_time_limit)
 
 
 def stage_plan(official: Mapping[str, Stage], name: str, o: Overrides) -> Stage:

@@ -160,7 +160,7 @@ def train_tbd_recipe(model: nn.Module, forward_clip: ForwardClip, segment: Segme
                 validate = cho_val_validator(cho_val_videos(root, read_video_list(val_list)), segment)
         config = overrides.train_config(plan, save_name(stages, index), num_workers=num_workers, bn_train=bn_train,
                                         shuffle=False, swap_attach_probability=swap_attach_probability,
-                                        last_stage=index == len(stages) - 1)
+                                        extend_time_limit=index == len(stages) - 1)
         trainer = Trainer(model, forward_clip, data, config, out_dir, device, validate, resume=resume)
         trainer.train()
         finished.append(trainer.resume_path)
