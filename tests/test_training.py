@@ -295,8 +295,10 @@ def test_a_larger_time_limit_continues_a_last_stage_that_stopped_at_its_limit(tm
     for same_limit, last_stage in ((True, True), (False, False)):
         again = replace(config, time_limit_s=config.time_limit_s if same_limit else 3600.0,
                         extend_time_limit=last_stage)
-        assert Trainer(make_toy(), toy_forward, _Clips(), again, tmp_path, torch.device("cpu"), resume=True).finished
-    capsys.readouterr()
+        capsys.readouterr()
+        assert Trainer(make_toy(), toy_forward, _Clips(), again, tmp_path, torch.device("cpu"), resume=True).train()
+        assert ("a larger --time-limit trains it on" in capsys.readouterr().out) is last_stage
+    assert torch.load(tmp_path / "toy_last.pth", weights_only=True)["epoch"] == 1  # neither trained on
     more = replace(config, time_limit_s=2 * seconds, extend_time_limit=True)
     trainer = Trainer(make_toy(), toy_forward, _Clips(), more, tmp_path, torch.device("cpu"), resume=True)
     assert not trainer.finished

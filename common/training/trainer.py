@@ -339,7 +339,8 @@ class Trainer:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.finished:
-            print(f"[{cfg.save_name}] already finished ({self.epoch} epochs); using its final weights")
+            hint = "; a larger --time-limit trains it on" if self.time_limited and cfg.extend_time_limit else ""
+            print(f"[{cfg.save_name}] already finished ({self.epoch} epochs); using its final weights{hint}")
             return {"epoch": self.epoch, "best_score": self.best_score, "seconds": self.seconds}
         main = self.dist.is_main  # rank 0 validates, saves and logs; the others only train
         if self.time_limited and main:
