@@ -296,7 +296,8 @@ def test_a_larger_time_limit_continues_a_last_stage_that_stopped_at_its_limit(tm
         again = replace(config, time_limit_s=config.time_limit_s if same_limit else 3600.0,
                         extend_time_limit=last_stage)
         capsys.readouterr()
-        assert Trainer(make_toy(), toy_forward, _Clips(), again, tmp_path, torch.device("cpu"), resume=True).train()
+        resumed = Trainer(make_toy(), toy_forward, _Clips(), again, tmp_path, torch.device("cpu"), resume=True)
+        assert resumed.finished and resumed.train()["epoch"] == 1
         assert ("a larger --time-limit trains it on" in capsys.readouterr().out) is last_stage
     assert torch.load(tmp_path / "toy_last.pth", weights_only=True)["epoch"] == 1  # neither trained on
     more = replace(config, time_limit_s=2 * seconds, extend_time_limit=True)
