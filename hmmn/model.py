@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -236,6 +236,15 @@ class KernelGuidedMemory(nn.Module):
 # /8 and /4: top-k guided memory matching
 # --------------------------------------------------------------------------------------------
 
+@dataclass
+class FineAttention:
+    """A top-k guided read's log-attention `[B, gh, gw, cell, cell, candidates]` (query pixels grouped by their
+    /16 cell) and `candidates(map, channels)`: a memory-shaped map `[B, channels, T, H, W]` at the candidates,
+    `[B, gh, gw, candidates, channels]`."""
+    log_attention: torch.Tensor
+    candidates: Callable[[torch.Tensor, int], torch.Tensor]
+
+
 class TopkGuidedMemory(nn.Module):
     """Each query pixel attends to the finer pixels of the k memory cells chosen by a coarser attention."""
 
@@ -245,11 +254,13 @@ class TopkGuidedMemory(nn.Module):
 
     def forward(self, mem_key: torch.Tensor, mem_value: torch.Tensor, query_key: torch.Tensor,
                 guide: torch.Tensor, guide_indices: Optional[torch.Tensor] = None,
-                guide_values: Optional[torch.Tensor] = None):
+                guide_values: Optional[torch.Tensor] = None,
+                log_attentions: Optional[List["FineAttention"]] = None):
         """Memory `[B, C, T, H, W]`, query key `[B, C, H, W]`, guide attention `[B, T*h*w, h*w]`.
 
         Returns the read-out `[B, C_v, H, W]` and the best quarter of the chosen cells (indices and
-        scores, value-sorted) to guide the next finer level.
+        scores, value-sorted) to guide the next finer level. `log_attentions`, when given (training),
+        receives `FineAttention`: the log-attention and the means to pick any memory map's candidates.
         """
         b, key_dim, slots, height, width = mem_key.shape
         value_dim = mem_value.shape[1]
@@ -279,6 +290,8 @@ class TopkGuidedMemory(nn.Module):
         query = query_key.view(b, key_dim, gh, cell, gw, cell).permute(0, 2, 4, 1, 3, 5)
 
         attention = torch.einsum("bhwnc,bhwcij->bhwijn", keys, query) / math.sqrt(key_dim)
+        if log_attentions is not None:
+            log_attentions.append(FineAttention(F.log_softmax(attention, dim=-1), cell_pixels))
         attention = F.softmax(attention, dim=-1)
         read = torch.einsum("bhwnc,bhwijn->bchiwj", values, attention).reshape(b, value_dim, height, width)
 

@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raise the learning rate linearly from lr/N to lr over each stage's first N optimizer steps "
                         "(scratch training: from a random start, Adam's first steps at 3e-4 saturate the /16 read-out "
                         "attention on background cells; the recipe has no warm-up)")
+    h.add_argument("--matching-labels", action="store_true",
+                   help="add the cross-entropy of the /16 read-out attention against an even spread over the memory "
+                        "cells whose larger part has the query cell's label (background, target, second object) "
+                        "(scratch training: it keeps the attention from settling on one cell per query cell)")
+    h.add_argument("--fine-matching-supervision", action="store_true",
+                   help="add --matching-supervision's share loss at /8 and /4, over each top-k guided read's "
+                        "candidate pixels, per query pixel (scratch training: the generated objects are two /16 cells "
+                        "across, four at /8)")
     h.add_argument("--no-augment", action="store_true",
                    help="no augmentation: whole frames resized to the crop (for overfitting checks)")
     return p
@@ -222,7 +230,9 @@ def run(args) -> List[Path]:
         trainer = HMMNTrainer(model, datasets[stage], config, args.output_dir, device, s.recipe, validate,
                               resume=args.resume, memory_dropout=args.memory_dropout,
                               unclamped_aggregation=args.unclamped_aggregation,
-                              readout_supervision=args.matching_supervision)
+                              readout_supervision=args.matching_supervision,
+                              readout_labels=args.matching_labels,
+                              readout_fine=args.fine_matching_supervision)
         trainer.train()
         finished.append(trainer.resume_path)
     return finished

@@ -13,8 +13,8 @@ issues 2, 4); hmmn/README.md ("Training") gives the source of every number here.
 - Memory read-out dropout (`MemoryReadDropout`): the paper's top-k guided matching drops the fine-scale read-out
   in training; the author's recipe (issue 1) drops it with probability 0.5 per decoder level and pass.
 - Loss (`bootstrapped_ce`): STCN's bootstrapped cross-entropy, summed over the predicted frames
-  (`--no-bootstrap`, not in the recipe: every pixel throughout). `--matching-supervision` (not in the recipe)
-  adds `ReadoutSupervision`, a loss on the /16 read-out attention.
+  (`--no-bootstrap`, not in the recipe: every pixel throughout). `--matching-supervision`, `--matching-labels` and
+  `--fine-matching-supervision` (not in the recipe) add `ReadoutSupervision`'s losses on the read-out attentions.
 - Adam (weight decay 1e-7), one step decay x0.1 (`Recipe`; `--warmup-steps`, not in the recipe, ramps each
   stage's first steps); the network trains whole (STCN trains its encoders), BatchNorm frozen in eval() as in
   the shared Trainer and in STCN.
@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.training.trainer import TrainConfig, Trainer, Validate
-from hmmn.model import HMMN, PROB_CLAMP, KernelGuidedMemory, soft_aggregate_logits
+from hmmn.model import HMMN, PROB_CLAMP, FineAttention, KernelGuidedMemory, soft_aggregate_logits
 from hmmn.options import MEMORY_DROPOUT
 
 OBJECTS_PER_CLIP = 2          # STCN's main training: the target and (when the clip has one) a second object
@@ -107,10 +107,12 @@ def _kernel_read(memory: KernelGuidedMemory, mem_key: torch.Tensor, mem_value: t
 
 
 def _object_logits(model: HMMN, frames: torch.Tensor, n: int, keys4, values4, keys3, values3, keys2,
-                   values2, log_attentions: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+                   values2, log_attentions: Optional[List[torch.Tensor]] = None,
+                   fine_attentions: Optional[List[FineAttention]] = None) -> torch.Tensor:
     """The decoder's (background, object) logits `[B*N, 2, H, W]` of every object of a batch of clips; their
     softmax is `HMMN.object_probabilities` (`tests/test_hmmn_train.py` checks they agree). `log_attentions`,
-    when given, receives the /16 read-out's log-attention `[B*N, memory cells, query cells]`."""
+    when given, receives the /16 read-out's log-attention `[B*N, memory cells, query cells]`, `fine_attentions` the
+    /8 and /4 ones (`FineAttention`)."""
     r4, r3, r2 = model.Encoder_Q(frames)
     k4, v4 = model.KV_Q_r4(r4)
     k3, _ = model.KV_Q_r3(r3)
@@ -120,8 +122,8 @@ def _object_logits(model: HMMN, frames: torch.Tensor, n: int, keys4, values4, ke
     cells = attention4.shape[2]
     if attention4.shape[1] > cells:
         attention4 = torch.cat((attention4[:, :cells], attention4[:, -cells:]), dim=1)
-    read3, indices, scores = model.Memory_topk3(keys3, values3, k3e, attention4)
-    read2, _, _ = model.Memory_topk2(keys2, values2, k2e, attention4, indices, scores)
+    read3, indices, scores = model.Memory_topk3(keys3, values3, k3e, attention4, log_attentions=fine_attentions)
+    read2, _, _ = model.Memory_topk2(keys2, values2, k2e, attention4, indices, scores, fine_attentions)
     return model.Decoder(read4, r3e, r2e, read3, read2)
 
 
@@ -156,13 +158,15 @@ def object_masks(masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_forcing: bool = False,
-                unclamped: bool = False, log_attentions: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+                unclamped: bool = False, log_attentions: Optional[List[torch.Tensor]] = None,
+                fine_attentions: Optional[List[FineAttention]] = None) -> torch.Tensor:
     """Aggregated logits `[B, L-1, N+1, H, W]` (background, target, second object) of frames 1..L-1.
 
     `imgs` `[B, L, 3, H, W]` in [0, 1] (H, W multiples of 16), `masks` `[B, L, 1, H, W]` labels.
     `teacher_forcing`: each predicted frame is memorised with its ground-truth masks, not its prediction.
     `unclamped`: the aggregation in log space (`unclamped_aggregate_logits`), not the released clamped one.
-    `log_attentions`: receives each predicted frame's /16 read-out log-attention (`ReadoutSupervision`).
+    `log_attentions`: receives each predicted frame's /16 read-out log-attention (`ReadoutSupervision`);
+    `fine_attentions` its /8 and /4 ones (`FineAttention`, two per predicted frame).
     """
     b, length, _, h, w = imgs.shape
     if h % 16 or w % 16 or h * w < 16 * 16 * 32:
@@ -179,7 +183,7 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_fo
         coarse = [torch.cat([m[i] for m in memory], dim=2) for i in (0, 1)]
         fine_frames = memory[:1] + memory[-1:] if len(memory) > 1 else memory
         fine = [torch.cat([m[i] for m in fine_frames], dim=2) for i in (2, 3, 4, 5)]
-        object_logits = _object_logits(model, imgs[:, t], n, *coarse, *fine, log_attentions=log_attentions)
+        object_logits = _object_logits(model, imgs[:, t], n, *coarse, *fine, log_attentions, fine_attentions)
         if unclamped:
             logits = unclamped_aggregate_logits(object_logits.view(b, n, 2, h, w), present)
         else:
@@ -198,6 +202,13 @@ def cell_coverage(masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return F.adaptive_avg_pool2d(onehot.flatten(0, 1), (h // 16, w // 16)).view(b, length, n, -1), present
 
 
+def cell_labels(coverage: torch.Tensor) -> torch.Tensor:
+    """The label of the larger part of every /16 cell (0 background, 1 target, 2 second object; a tie goes to the
+    lower label): `cell_coverage`'s `[B, L, N, cells]` -> `[B, L, cells]`."""
+    background = 1 - coverage.sum(dim=2, keepdim=True)
+    return torch.cat([background, coverage], dim=2).argmax(dim=2)
+
+
 def memory_coverage(coverage: torch.Tensor, frames: int) -> torch.Tensor:
     """`cell_coverage` of frames 0..frames-1 as the /16 memory holds them: `[B*N, frames*cells]`, objects of a clip
     consecutive and each object's frames in memory order (the rows of the read-out attention)."""
@@ -206,16 +217,27 @@ def memory_coverage(coverage: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 class ReadoutSupervision:
-    """`--matching-supervision` for HMMN (a scratch-training aid, off by default; EMVOS's switch, HMMN's matching).
+    """`--matching-supervision`, `--matching-labels` and `--fine-matching-supervision` for HMMN (scratch-training
+    aids, off by default; EMVOS's switch, HMMN's matching).
 
     HMMN's decoder sees no previous mask: everything it knows of the target comes through the /16 read-out,
     whose attention a random start has to learn from the final masks alone; trained so on generated data it
-    saturated to one memory cell per query cell, a background one (hmmn/README.md). This loss tells the
-    attention directly: for every query cell, the share of its attention on memory cells of the object (the
-    memorised frames' ground truth, averaged over each cell) should be 1 where most of the cell is the object
-    and 0 where it is not; the binary cross-entropy of that share, per present object and predicted frame,
-    averaged, times `weight`. It is computed from the log-attention, so a saturated attention still gets a
-    gradient. The network, its state_dict and inference are untouched.
+    saturated to one memory cell per query cell, a background one (hmmn/README.md). Three losses tell the
+    attention directly, per predicted frame and averaged over them (the network, its state_dict and inference
+    untouched):
+
+    - share (`weight`): for every query cell, the share of its attention on memory cells of the object (the
+      memorised frames' ground truth, averaged over each cell) should be 1 where most of the cell is the object
+      and 0 where it is not; the binary cross-entropy of that share, per present object, averaged.
+    - labels (`label_weight`): every query cell's attention should spread evenly over the memory cells whose
+      larger part has the query cell's own label (background, target or second object); the cross-entropy of
+      the attention against that spread, averaged over the query cells that have such memory cells, in every
+      object's pass. The share is met by a single right cell; this asks for all of them, which keeps the
+      attention from settling on one cell per query (hmmn/README.md measures both).
+    - fine (`fine_weight`): the share loss at /8 and at /4, over the candidate pixels each top-k guided read
+      chose, per query pixel (`FineAttention`).
+
+    All are computed from the log-attention, so a saturated attention still gets a gradient.
     """
 
     WEIGHT = 1.0
@@ -223,32 +245,79 @@ class ReadoutSupervision:
     # gradients) and far below any attention's log, so it never stands in for a covered cell
     UNCOVERED = -1e4
 
-    def __init__(self, weight: float = WEIGHT) -> None:
+    def __init__(self, weight: float = WEIGHT, label_weight: float = 0.0, fine_weight: float = 0.0) -> None:
         self.weight = weight
+        self.label_weight = label_weight
+        self.fine_weight = fine_weight
         self.log_attentions: List[torch.Tensor] = []
+        self.fine_attentions: List[FineAttention] = []  # filled only when `fine_weight` asks for them
 
     def loss(self, masks: torch.Tensor) -> torch.Tensor:
         """The loss of the log-attentions collected since the last call (`clip_logits(..., log_attentions=...)`
         on the clip whose labels are `masks` `[B, L, 1, H, W]`)."""
         log_attentions, self.log_attentions = self.log_attentions, []
+        fine_attentions, self.fine_attentions = self.fine_attentions, []
         cells, present = cell_coverage(masks)
         b, length, n, _ = cells.shape
         if len(log_attentions) != length - 1:
             raise RuntimeError(f"read-out supervision expected {length - 1} attentions, got {len(log_attentions)}")
-        weights = present.flatten().float()
+        if self.fine_weight and len(fine_attentions) != 2 * (length - 1):
+            raise RuntimeError(f"read-out supervision expected {2 * (length - 1)} /8 and /4 attentions, "
+                               f"got {len(fine_attentions)}")
+        labels = cell_labels(cells).repeat_interleave(n, dim=0)  # [B*N, L, cells]: every pass, the same labels
         total = masks.new_zeros((), dtype=torch.float32)
         for t, log_attention in enumerate(log_attentions, start=1):
-            memory = memory_coverage(cells, t).unsqueeze(2)  # [B*N, memory cells, 1]
-            log_object = (log_attention + self._log_or_uncovered(memory)).logsumexp(dim=1)
-            log_rest = (log_attention + self._log_or_uncovered(1 - memory)).logsumexp(dim=1)
-            # a memory without any cell of one side cannot be matched to it: those terms are left out
-            object_in_memory = (memory > 0).any(dim=1).float()
-            rest_in_memory = (memory < 1).any(dim=1).float()
-            target = (cells[:, t].reshape(b * n, -1) > 0.5).float()
-            per_object = -(target * log_object * object_in_memory
-                           + (1 - target) * log_rest * rest_in_memory).mean(dim=1)
-            total = total + (per_object * weights).sum() / weights.sum()
-        return self.weight * total / len(log_attentions)
+            if self.weight:
+                total = total + self.weight * self._share_loss(log_attention, cells, present, t)
+            if self.label_weight:
+                total = total + self.label_weight * self._label_loss(log_attention, labels, t)
+            if self.fine_weight:
+                for fine in fine_attentions[2 * (t - 1):2 * t]:
+                    total = total + self.fine_weight * self._fine_share_loss(fine, masks, present, t)
+        return total / len(log_attentions)
+
+    def _share_loss(self, log_attention: torch.Tensor, cells: torch.Tensor, present: torch.Tensor,
+                    t: int) -> torch.Tensor:
+        b, _, n, _ = cells.shape
+        memory = memory_coverage(cells, t).unsqueeze(2)  # [B*N, memory cells, 1]
+        return self._share(log_attention, memory, cells[:, t].reshape(b * n, -1), present, dim=1)
+
+    def _fine_share_loss(self, fine: FineAttention, masks: torch.Tensor, present: torch.Tensor,
+                         t: int) -> torch.Tensor:
+        """`_share_loss` of a top-k guided read (/8 or /4): over its candidates, per query pixel."""
+        onehot, _ = object_masks(masks)
+        b, length, n = onehot.shape[:3]
+        bn, gh, gw, cell = fine.log_attention.shape[:4]
+        height, width = gh * cell, gw * cell
+        coverage = F.adaptive_avg_pool2d(onehot.flatten(0, 1), (height, width)).view(b, length, n, height, width)
+        frames = [0] if t == 1 else [0, t - 1]  # the first and the previous frame, as the fine memory holds them
+        memory = coverage[:, frames].transpose(1, 2).reshape(bn, 1, len(frames), height, width)
+        memory = fine.candidates(memory, 1)[..., 0][:, :, :, None, None, :]  # [B*N, gh, gw, 1, 1, candidates]
+        query = coverage[:, t].reshape(bn, gh, cell, gw, cell).transpose(2, 3)  # [B*N, gh, gw, cell, cell]
+        return self._share(fine.log_attention, memory, query, present, dim=-1)
+
+    def _share(self, log_attention: torch.Tensor, memory: torch.Tensor, query: torch.Tensor,
+               present: torch.Tensor, dim: int) -> torch.Tensor:
+        """The share loss of log-attentions over memory positions along `dim`, the memory's object coverage
+        (broadcastable to them) and the query's (the attention without `dim`), objects first."""
+        log_object = (log_attention + self._log_or_uncovered(memory)).logsumexp(dim=dim)
+        log_rest = (log_attention + self._log_or_uncovered(1 - memory)).logsumexp(dim=dim)
+        # a memory without any cell of one side cannot be matched to it: those terms are left out
+        object_in_memory = (memory > 0).any(dim=dim).float()
+        rest_in_memory = (memory < 1).any(dim=dim).float()
+        target = (query > 0.5).float()
+        per_object = -(target * log_object * object_in_memory
+                       + (1 - target) * log_rest * rest_in_memory).flatten(1).mean(dim=1)
+        weights = present.flatten().float()
+        return (per_object * weights).sum() / weights.sum()
+
+    @staticmethod
+    def _label_loss(log_attention: torch.Tensor, labels: torch.Tensor, t: int) -> torch.Tensor:
+        memory = labels[:, :t].flatten(1)  # [B*N, memory cells], in memory order
+        same = (memory.unsqueeze(2) == labels[:, t].unsqueeze(1)).float()  # [B*N, memory cells, query cells]
+        count = same.sum(dim=1)
+        per_cell = -(log_attention * same).sum(dim=1) / count.clamp_min(1)
+        return per_cell[count > 0].mean()
 
     def _log_or_uncovered(self, coverage: torch.Tensor) -> torch.Tensor:
         return torch.where(coverage > 0, coverage.clamp_min(1e-30).log(), torch.full_like(coverage, self.UNCOVERED))
@@ -266,9 +335,11 @@ class ClipForward:
 
     def __call__(self, model: nn.Module, imgs: torch.Tensor, masks: torch.Tensor,
                  teacher_forcing: bool = False) -> torch.Tensor:
-        log_attentions = None if self.readout is None else self.readout.log_attentions
+        readout = self.readout
+        log_attentions = None if readout is None else readout.log_attentions
+        fine_attentions = readout.fine_attentions if readout is not None and readout.fine_weight else None
         with self.dropout.active(model):
-            return clip_logits(model, imgs, masks, teacher_forcing, self.unclamped, log_attentions)
+            return clip_logits(model, imgs, masks, teacher_forcing, self.unclamped, log_attentions, fine_attentions)
 
 
 # --- loss and statistics -------------------------------------------------------------------------------------------
@@ -341,11 +412,16 @@ class HMMNTrainer(Trainer):
     def __init__(self, model: HMMN, train_set, config: TrainConfig, out_dir: Path, device: torch.device,
                  recipe: Recipe, validate: Optional[Validate] = None, resume: bool = False,
                  memory_dropout: float = MEMORY_DROPOUT, unclamped_aggregation: bool = False,
-                 readout_supervision: bool = False) -> None:
+                 readout_supervision: bool = False, readout_labels: bool = False,
+                 readout_fine: bool = False) -> None:
         config.lr = recipe.lr
         config.swap_attach_probability = 0.0  # not part of HMMN's (STCN's) recipe
         self.recipe = recipe
-        self.readout = ReadoutSupervision() if readout_supervision else None
+        self.readout = None
+        if readout_supervision or readout_labels or readout_fine:
+            weights = [ReadoutSupervision.WEIGHT if on else 0.0
+                       for on in (readout_supervision, readout_labels, readout_fine)]
+            self.readout = ReadoutSupervision(*weights)
         forward = ClipForward(MemoryReadDropout(memory_dropout), unclamped_aggregation, self.readout)
         super().__init__(model, forward, train_set, config, out_dir, device, validate, resume=resume)
         for group in self.optimizer.param_groups:  # a resumed optimizer already carries it

@@ -24,7 +24,7 @@ from PIL import Image
 from common.data.palette import write_label_png
 from common.runtime.errors import UserError
 from hmmn import train as hmmn_train
-from hmmn.model import HMMN, soft_aggregate_logits
+from hmmn.model import HMMN, FineAttention, soft_aggregate_logits
 from hmmn.training import (MAIN_RECIPE, ReadoutSupervision, _memorize, _object_logits, bootstrapped_ce, clip_logits,
                            unclamped_aggregate_logits)
 from hmmn.training_data import STATIC, VIDEO, ClipAugmenter, VideoClips, davis_videos
@@ -213,6 +213,87 @@ def test_readout_supervision_scores_the_attention_share_on_each_objects_cells():
     assert scores.grad[0, 3, 1].item() == pytest.approx(0.25, abs=1e-4)
 
 
+def test_matching_labels_spread_each_query_cells_attention_over_the_memory_cells_of_its_label():
+    # one 2-frame clip of 32x32 (2x2 cells at /16): frame 0 holds the target in cell 0 and the second object in
+    # cell 1 (three quarters of it: a majority), frame 1 the target in cell 1 and the second object in cell 2
+    masks = torch.zeros(1, 2, 1, 32, 32, dtype=torch.long)
+    masks[0, 0, 0, :16, :16] = 1
+    masks[0, 0, 0, :12, 16:] = 2
+    masks[0, 1, 0, :16, 16:] = 1
+    masks[0, 1, 0, 16:, :16] = 2
+    torch.manual_seed(0)
+    attention = torch.softmax(torch.randn(2, 4, 4), dim=1)  # [objects, memory cells, query cells]
+    supervision = ReadoutSupervision(weight=0.0, label_weight=1.0)
+    supervision.log_attentions.append(attention.log())
+    got = supervision.loss(masks)
+    # memory labels (target, second, background, background) against query labels (background, target, second,
+    # background): query cells 0 and 3 spread over memory cells 2 and 3, 1 over memory cell 0, 2 over cell 1
+    log = attention.log()
+    per_cell = torch.stack([-(log[:, 2, 0] + log[:, 3, 0]) / 2, -log[:, 0, 1], -log[:, 1, 2],
+                            -(log[:, 2, 3] + log[:, 3, 3]) / 2], dim=1)
+    torch.testing.assert_close(got, per_cell.mean())  # both passes: the labels are the same in each
+    # the share and the labels add up when both are on
+    both = ReadoutSupervision(label_weight=1.0)
+    both.log_attentions.append(attention.log())
+    share = ReadoutSupervision()
+    share.log_attentions.append(attention.log())
+    torch.testing.assert_close(both.loss(masks), share.loss(masks) + got)
+
+    # a query cell whose label no memory cell has takes no part
+    masks[0, 0, 0, :12, 16:] = 0
+    supervision.log_attentions.append(attention.log())
+    expected = torch.stack([-(log[:, 1, 0] + log[:, 2, 0] + log[:, 3, 0]) / 3, -log[:, 0, 1],
+                            -(log[:, 1, 3] + log[:, 2, 3] + log[:, 3, 3]) / 3], dim=1).mean()
+    torch.testing.assert_close(supervision.loss(masks), expected)
+
+
+def test_fine_matching_supervision_scores_the_top_k_reads_share_per_query_pixel():
+    # a 2-frame clip of 32x32 read at /8 (4x4 pixels, 2x2 /16 cells of 2x2): the target covers /8 pixel (0, 0)
+    # and half of (0, 1) in frame 0 and pixel (3, 3) in frame 1; there is no second object
+    masks = torch.zeros(1, 2, 1, 32, 32, dtype=torch.long)
+    masks[0, 0, 0, :8, :12] = 1
+    masks[0, 1, 0, 24:, 24:] = 1
+    memory_coverage = torch.zeros(16)
+    memory_coverage[0], memory_coverage[1] = 1.0, 0.5
+
+    def every_memory_pixel(memory: torch.Tensor, channels: int) -> torch.Tensor:
+        # a read whose candidates are all 16 memory pixels for every /16 cell
+        flat = memory.flatten(2).transpose(1, 2)  # [objects, 16, channels]
+        return flat[:, None, None].expand(-1, 2, 2, -1, -1)
+
+    torch.manual_seed(0)
+    log_attention = torch.log_softmax(torch.randn(2, 2, 2, 2, 2, 16), dim=-1)  # [objects, gh, gw, i, j, pixels]
+    supervision = ReadoutSupervision(weight=0.0, fine_weight=1.0)
+    supervision.log_attentions.append(torch.zeros(2, 4, 4))  # the /16 read's, unused without its weight
+    fine = FineAttention(log_attention, every_memory_pixel)
+    supervision.fine_attentions += [fine, fine]  # the /8 and the /4 read of the one predicted frame, here the same
+    got = supervision.loss(masks)
+    assert supervision.fine_attentions == []  # consumed with the /16 ones
+    losses = []
+    for y in range(4):
+        for x in range(4):
+            share = (log_attention[0, y // 2, x // 2, y % 2, x % 2].exp() * memory_coverage).sum()
+            losses.append(-(share.log() if (y, x) == (3, 3) else (1 - share).log()))
+    torch.testing.assert_close(got, 2 * torch.stack(losses).mean())  # the absent second object takes no part
+    supervision.log_attentions.append(torch.zeros(2, 4, 4))
+    supervision.fine_attentions.append(fine)
+    with pytest.raises(RuntimeError, match="expected 2 /8 and /4 attentions, got 1"):
+        supervision.loss(masks)
+
+
+def test_a_top_k_reads_fine_attention_is_the_one_it_reads_with():
+    from hmmn.model import TopkGuidedMemory
+    torch.manual_seed(0)
+    keys, values, query = torch.randn(2, 8, 2, 8, 8), torch.randn(2, 5, 2, 8, 8), torch.randn(2, 8, 8, 8)
+    guide = torch.softmax(torch.randn(2, 2 * 4, 4), dim=1)  # 2 memory frames of 2x2 /16 cells, 4 query cells
+    fine: list = []
+    read, _, _ = TopkGuidedMemory(3)(keys, values, query, guide, log_attentions=fine)
+    [entry] = fine
+    assert entry.log_attention.shape == (2, 2, 2, 4, 4, 3 * 16)  # 3 cells of 4x4 pixels per query cell
+    again = torch.einsum("bhwnc,bhwijn->bchiwj", entry.candidates(values, 5), entry.log_attention.exp())
+    torch.testing.assert_close(again.reshape(read.shape), read)
+
+
 def test_no_bootstrap_scores_every_pixel_throughout():
     from common.training.schedule import Overrides
     for stage in ("coco", "main"):
@@ -246,25 +327,30 @@ def test_the_switches_reach_the_training_forward_and_loss(tmp_path, monkeypatch)
     seen, readout_losses = [], []
     real_forward, real_loss = training.clip_logits, training.ReadoutSupervision.loss
 
-    def spy(model, imgs, masks, teacher_forcing=False, unclamped=False, log_attentions=None):
-        seen.append((unclamped, log_attentions is not None))
-        return real_forward(model, imgs, masks, teacher_forcing, unclamped, log_attentions)
+    def spy(model, imgs, masks, teacher_forcing=False, unclamped=False, log_attentions=None, fine_attentions=None):
+        seen.append((unclamped, log_attentions is not None, fine_attentions is not None))
+        return real_forward(model, imgs, masks, teacher_forcing, unclamped, log_attentions, fine_attentions)
 
     def loss_spy(self, masks):
-        readout_losses.append(real_loss(self, masks))
-        return readout_losses[-1]
+        readout_losses.append((self.weight, self.label_weight, self.fine_weight, real_loss(self, masks)))
+        return readout_losses[-1][-1]
 
     monkeypatch.setattr(training, "clip_logits", spy)
     monkeypatch.setattr(training.ReadoutSupervision, "loss", loss_spy)
     davis = write_davis(tmp_path / "DAVIS")
-    for index, switch in enumerate(([], ["--unclamped-aggregation"], ["--matching-supervision"])):
+    readout_switches = ("--matching-supervision", "--matching-labels", "--fine-matching-supervision")
+    for index, switch in enumerate(([], ["--unclamped-aggregation"], *([flag] for flag in readout_switches))):
         seen.clear()
         readout_losses.clear()
         hmmn_train.main(train_args(davis, tmp_path / f"out{index}", 1, *switch))
-        # one optimizer step, through the aggregation the flag asks for, with the read-out loss when asked
-        assert seen == [("--unclamped-aggregation" in switch, "--matching-supervision" in switch)]
-        assert len(readout_losses) == ("--matching-supervision" in switch)
-        assert all(loss.requires_grad and loss > 0 for loss in readout_losses)
+        # one optimizer step, through the aggregation the flag asks for, with the read-out loss when asked: its
+        # one term that the flag names, the /8 and /4 attentions collected only for the fine one
+        readout = any(flag in switch for flag in readout_switches)
+        assert seen == [("--unclamped-aggregation" in switch, readout, "--fine-matching-supervision" in switch)]
+        assert len(readout_losses) == readout
+        for *weights, loss in readout_losses:
+            assert weights == [1.0 if flag in switch else 0.0 for flag in readout_switches]
+            assert loss.requires_grad and loss > 0
 
 
 def test_bootstrapped_loss_scores_the_hardest_pixels():
