@@ -24,7 +24,7 @@ from PIL import Image
 from common.data.palette import write_label_png
 from common.runtime.errors import UserError
 from hmmn import train as hmmn_train
-from hmmn.model import HMMN, FineAttention, soft_aggregate_logits
+from hmmn.model import HMMN, FineAttention, TopkGuidedMemory, soft_aggregate_logits
 from hmmn.training import (MAIN_RECIPE, ReadoutSupervision, _memorize, _object_logits, bootstrapped_ce, clip_logits,
                            unclamped_aggregate_logits)
 from hmmn.training_data import STATIC, VIDEO, ClipAugmenter, VideoClips, davis_videos
@@ -282,7 +282,6 @@ def test_fine_matching_supervision_scores_the_top_k_reads_share_per_query_pixel(
 
 
 def test_a_top_k_reads_fine_attention_is_the_one_it_reads_with():
-    from hmmn.model import TopkGuidedMemory
     torch.manual_seed(0)
     keys, values, query = torch.randn(2, 8, 2, 8, 8), torch.randn(2, 5, 2, 8, 8), torch.randn(2, 8, 8, 8)
     guide = torch.softmax(torch.randn(2, 2 * 4, 4), dim=1)  # 2 memory frames of 2x2 /16 cells, 4 query cells
