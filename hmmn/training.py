@@ -264,7 +264,9 @@ class ReadoutSupervision:
         if self.fine_weight and len(fine_attentions) != 2 * (length - 1):
             raise RuntimeError(f"read-out supervision expected {2 * (length - 1)} /8 and /4 attentions, "
                                f"got {len(fine_attentions)}")
-        labels = cell_labels(cells).repeat_interleave(n, dim=0)  # [B*N, L, cells]: every pass, the same labels
+        # only what the weights ask for: the cells' labels `[B*N, L, cells]` (the same in every pass), the masks
+        labels = cell_labels(cells).repeat_interleave(n, dim=0) if self.label_weight else None
+        onehot = object_masks(masks)[0] if self.fine_weight else None
         total = masks.new_zeros((), dtype=torch.float32)
         for t, log_attention in enumerate(log_attentions, start=1):
             if self.weight:
@@ -273,7 +275,7 @@ class ReadoutSupervision:
                 total = total + self.label_weight * self._label_loss(log_attention, labels, t)
             if self.fine_weight:
                 for fine in fine_attentions[2 * (t - 1):2 * t]:
-                    total = total + self.fine_weight * self._fine_share_loss(fine, masks, present, t)
+                    total = total + self.fine_weight * self._fine_share_loss(fine, onehot, present, t)
         return total / len(log_attentions)
 
     def _share_loss(self, log_attention: torch.Tensor, cells: torch.Tensor, present: torch.Tensor,
@@ -282,10 +284,10 @@ class ReadoutSupervision:
         memory = memory_coverage(cells, t).unsqueeze(2)  # [B*N, memory cells, 1]
         return self._share(log_attention, memory, cells[:, t].reshape(b * n, -1), present, dim=1)
 
-    def _fine_share_loss(self, fine: FineAttention, masks: torch.Tensor, present: torch.Tensor,
+    def _fine_share_loss(self, fine: FineAttention, onehot: torch.Tensor, present: torch.Tensor,
                          t: int) -> torch.Tensor:
-        """`_share_loss` of a top-k guided read (/8 or /4): over its candidates, per query pixel."""
-        onehot, _ = object_masks(masks)
+        """`_share_loss` of a top-k guided read (/8 or /4): over its candidates, per query pixel; `onehot` is
+        `object_masks`' `[B, L, N, H, W]`."""
         b, length, n = onehot.shape[:3]
         bn, gh, gw, cell = fine.log_attention.shape[:4]
         height, width = gh * cell, gw * cell
