@@ -341,6 +341,11 @@ def test_train_sample_end_to_end(tmp_path, paper, stages):
         main([paper] + small + ["--train-frames", "3"])
     with pytest.raises(UserError, match="holds no run to continue"):
         main([paper, "--out", str(tmp_path / "none"), "--resume"])
+    if paper == "hmmn":  # a run of both stages, from before HMMN trained the videos alone, is kept
+        (run / "checkpoints" / "main_last.pth").rename(run / "checkpoints" / "coco_last.pth")
+        with pytest.raises(UserError, match="holds coco_last.pth, not main_last.pth: a run of other stages"):
+            main([paper, "--resume"] + small)
+        (run / "checkpoints" / "coco_last.pth").rename(run / "checkpoints" / "main_last.pth")
 
     assert sorted(run.glob("*_log.csv")) == sorted(run / f"{stage}_log.csv" for stage in stages)
     # Ctrl-C in the video stage, then --resume: the COCO stage is not trained again, the video stage goes on from

@@ -133,6 +133,12 @@ def check_args(args: argparse.Namespace) -> None:
         if differ:
             raise UserError(f"--resume: the run in {run_dir} was started with {', '.join(differ)}; resume it with "
                             f"the same budget and data (make: MINUTES=...)")
+        # a run of another stage plan (HMMN's before it trained the videos alone) would be deleted as unstarted
+        ckpt, first = run_dir / "checkpoints", f"{stage_plan(args.paper)[0][1]}_last.pth"
+        others = sorted(path.name for path in ckpt.glob("*_last.pth")) if not (ckpt / first).is_file() else []
+        if others:
+            raise UserError(f"--resume: {ckpt} holds {', '.join(others)}, not {first}: a run of other stages than "
+                            f"this command trains; delete that folder to train again")
 
 
 def run_settings(args: argparse.Namespace) -> dict:
