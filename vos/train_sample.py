@@ -134,11 +134,11 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"--resume: the run in {run_dir} was started with {', '.join(differ)}; resume it with "
                             f"the same budget and data (make: MINUTES=...)")
         # a run of another stage plan (HMMN's before it trained the videos alone) would be deleted as unstarted
-        ckpt, first = run_dir / "checkpoints", f"{stage_plan(args.paper)[0][1]}_last.pth"
-        others = sorted(path.name for path in ckpt.glob("*_last.pth")) if not (ckpt / first).is_file() else []
+        first = resume_checkpoint(run_dir / "checkpoints", stage_plan(args.paper)[0][1])
+        others = sorted(path.name for path in first.parent.glob("*_last.pth")) if not first.is_file() else []
         if others:
-            raise UserError(f"--resume: {ckpt} holds {', '.join(others)}, not {first}: a run of other stages than "
-                            f"this command trains; delete that folder to train again")
+            raise UserError(f"--resume: {first.parent} holds {', '.join(others)}, not {first.name}: a run of other "
+                            f"stages than this command trains; delete that folder to train again")
 
 
 def run_settings(args: argparse.Namespace) -> dict:
@@ -218,11 +218,16 @@ def train(paper: str, argv: List[str], minutes_per_stage: float, device_name: Op
     run_train(args, device)
 
 
+def resume_checkpoint(ckpt: Path, stage: str) -> Path:
+    """Where the training command line keeps the stage's resume checkpoint (`--resume` continues from it)."""
+    return ckpt / f"{stage}_last.pth"
+
+
 def stage_seconds(ckpt: Path, stage: str) -> float:
     """Seconds the stage has trained so far, over all its runs (its resume checkpoint's count; 0 before one)."""
     import torch
 
-    last = ckpt / f"{stage}_last.pth"
+    last = resume_checkpoint(ckpt, stage)
     if not last.is_file():
         return 0.0
     return float(torch.load(last, map_location="cpu", weights_only=True).get("seconds", 0.0))
@@ -275,7 +280,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  f"continues from the last one")
     plan = stage_plan(args.paper)
     # a run stopped before its first resume checkpoint has nothing to continue from: it starts again
-    resume = ["--resume"] if (ckpt / f"{plan[0][1]}_last.pth").is_file() else []
+    resume = ["--resume"] if resume_checkpoint(ckpt, plan[0][1]).is_file() else []
     if args.resume and not resume:
         print(f"notice: {ckpt} holds no resume checkpoint yet (the first comes with the first validation); "
               f"training starts again")
