@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add --matching-supervision's share loss at /8 and /4, over each top-k guided read's "
                         "candidate pixels, per query pixel (scratch training: the generated objects are two /16 cells "
                         "across, four at /8)")
+    h.add_argument("--zero-init-residual", action="store_true",
+                   help="with --init scratch: start every encoder bottleneck as the identity, the scale of its last "
+                        "BatchNorm at zero (torchvision's zero_init_residual; scratch training: the 50-layer encoders "
+                        "learn far sooner)")
     h.add_argument("--no-augment", action="store_true",
                    help="no augmentation: whole frames resized to the crop (for overfitting checks)")
     return p
@@ -134,6 +138,9 @@ def check_args(args, stages: Sequence[str], o: Overrides) -> None:
         raise UserError(f"--max-skip must be at least 1, got {args.max_skip}")
     if args.warmup_steps < 0:
         raise UserError(f"--warmup-steps must be at least 0, got {args.warmup_steps}")
+    if args.zero_init_residual and args.init != "scratch":
+        raise UserError(f"--zero-init-residual sets the initial weights of a random start; with --init {args.init} "
+                        f"it would overwrite them: pass --init scratch or leave it out")
     if not 0.0 <= args.memory_dropout <= 1.0:
         raise UserError(f"--memory-dropout is a probability in [0, 1], got {args.memory_dropout}")
     switches = {"--deep-supervision": args.deep_supervision, "--cosine-lr": args.cosine_lr}
@@ -176,9 +183,11 @@ def training_set(stage: str, s: HMMNStage, args):
     return VideoClips(videos, s.aug, s.clips_per_epoch, curriculum=SKIP_CURRICULUM, max_skip=args.max_skip)
 
 
-def build_model(init: str) -> HMMN:
+def build_model(init: str, zero_residual: bool = False) -> HMMN:
     """`--init`: 'imagenet' (ImageNet ResNet-50 encoders, as STM-family papers start), 'scratch', or a
-    checkpoint path / registry name (e.g. `hmmn`, the official weights) loaded strictly."""
+    checkpoint path / registry name (e.g. `hmmn`, the official weights) loaded strictly. `zero_residual`
+    (`--zero-init-residual`, scratch only): both encoders' bottlenecks start as the identity."""
+    from common.modeling.resnet import zero_init_residual
     from hmmn.model import HMMN
     if init == "imagenet":
         try:
@@ -187,6 +196,9 @@ def build_model(init: str) -> HMMN:
             raise UserError(f"could not load torchvision's ImageNet ResNet-50 weights ({err}); put "
                             f"resnet50-0676ba61.pth into $TORCH_HOME/hub/checkpoints or pass --init scratch") from err
     model = HMMN()
+    if zero_residual:
+        zero_init_residual(model.Encoder_M)
+        zero_init_residual(model.Encoder_Q)
     if init != "scratch":
         from common.hub.checkpoints import load_into
         load_into(model, init)
@@ -218,7 +230,7 @@ def run(args) -> List[Path]:
     init = args.init
     if init == "imagenet" and args.resume and (args.output_dir / f"{stages[0]}_last.pth").exists():
         init = "scratch"  # every weight comes back from the checkpoint
-    model = build_model(init)
+    model = build_model(init, args.zero_init_residual)
     finished = []
     for index, stage in enumerate(stages):
         s = plans[stage]

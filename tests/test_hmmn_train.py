@@ -321,6 +321,27 @@ def test_warmup_raises_the_learning_rate_over_each_stages_first_steps(tmp_path):
     assert rates == pytest.approx([1.5e-5, 3e-5, 3e-5])
 
 
+def test_zero_init_residual_starts_each_encoder_bottleneck_as_the_identity():
+    from torchvision.models.resnet import Bottleneck
+    torch.manual_seed(0)
+    plain = hmmn_train.build_model("scratch")
+    torch.manual_seed(0)
+    zeroed = hmmn_train.build_model("scratch", zero_residual=True)
+    before, after = plain.state_dict(), zeroed.state_dict()
+    # the same random start but for the last BatchNorm scale of the 13 bottlenecks of each encoder
+    changed = sorted(key for key in before if not torch.equal(before[key], after[key]))
+    assert len(changed) == 26 and all(key.endswith(".bn3.weight") for key in changed)
+    assert {key.split(".")[0] for key in changed} == {"Encoder_M", "Encoder_Q"}
+    assert all(not after[key].any() for key in changed)
+    # so each block passes its shortcut through (BatchNorm with its initial statistics)
+    x = torch.randn(2, 1024, 6, 6)
+    with torch.no_grad():
+        for model in (plain, zeroed):
+            block = model.Encoder_Q.res4[1]
+            assert isinstance(block, Bottleneck) and block.downsample is None
+            assert torch.equal(block(x), x.relu()) == (model is zeroed)
+
+
 def test_the_switches_reach_the_training_forward_and_loss(tmp_path, monkeypatch):
     from hmmn import training
     seen, readout_losses = [], []
@@ -508,6 +529,8 @@ def test_bad_data_is_refused_with_a_clear_error(tmp_path):
     for switch in ("--deep-supervision", "--cosine-lr"):  # the DenseNet trainers' switches
         with pytest.raises(UserError, match=f"{switch} is a switch of the BMVOS/EMVOS/TBD trainers"):
             hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), switch])
+    with pytest.raises(UserError, match="--zero-init-residual sets the initial weights of a random start"):
+        hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--zero-init-residual"])  # --init imagenet
     short = write_davis(tmp_path / "short", n_frames=2)  # a 3-frame clip cannot be drawn from 2 frames
     with pytest.raises(UserError, match="no training video has 3 annotated frames"):
         hmmn_train.main(train_args(short, tmp_path / "o2", 1))

@@ -54,3 +54,13 @@ def resnet50_stages(imagenet: bool = False) -> ResNet50Stages:
                 nn.init.constant_(module.weight, 1)
                 nn.init.constant_(module.bias, 0)
     return stages
+
+
+def zero_init_residual(module: nn.Module) -> int:
+    """Zero the scale of the last BatchNorm of every bottleneck in `module`, so that each residual block starts
+    as the identity (torchvision's `zero_init_residual`; Goyal et al. 2017, "Accurate, Large Minibatch SGD",
+    section 5.1). For training from a random start only: it overwrites trained weights. Returns how many."""
+    blocks = [m for m in module.modules() if isinstance(m, Bottleneck)]
+    for block in blocks:
+        nn.init.zeros_(block.bn3.weight)
+    return len(blocks)
