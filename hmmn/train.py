@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 from common.data.output_folder import check_checkpoint_folder
 from common.runtime.device import add_device_argument, pick_device, seed_everything
 from common.runtime.errors import UserError, run_cli
-from common.runtime.training_arguments import add_schedule_arguments, add_training_arguments
+from common.runtime.training_arguments import add_schedule_arguments, add_training_arguments, resume_checkpoint
 from hmmn.options import MEMORY_DROPOUT, MIN_CROP, SEED, STAGES
 
 if TYPE_CHECKING:  # torch loads after the arguments are parsed: --help and argument errors answer at once
@@ -228,7 +228,7 @@ def run(args) -> List[Path]:
 
     seed_everything(args.seed)  # before the model is built, as upstream trainers do
     init = args.init
-    if init == "imagenet" and args.resume and (args.output_dir / f"{stages[0]}_last.pth").exists():
+    if init == "imagenet" and args.resume and resume_checkpoint(args.output_dir, save_name(stages, 0)).exists():
         init = "scratch"  # every weight comes back from the checkpoint
     model = build_model(init, args.zero_init_residual)
     finished = []

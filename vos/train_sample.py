@@ -36,6 +36,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from common.data.output_folder import check_output_folder, write_text_atomic
 from common.runtime.errors import UserError, on_interrupt, run_cli
+from common.runtime.training_arguments import resume_checkpoint
 
 PAPERS = ("tbd", "emvos", "bmvos", "hmmn")
 EVAL_SEED = 7            # `python -m common.data.synthetic OUT --seed 7 --videos 5`; never used for training data
@@ -217,11 +218,6 @@ def train(paper: str, argv: List[str], minutes_per_stage: float, device_name: Op
         from tbd.run import build_parser as parser, run_train
     args = parser().parse_args(argv + ["--time-limit", f"{minutes_per_stage:.4f}"])
     run_train(args, device)
-
-
-def resume_checkpoint(ckpt: Path, stage: str) -> Path:
-    """Where the training command line keeps the stage's resume checkpoint (`--resume` continues from it)."""
-    return ckpt / f"{stage}_last.pth"
 
 
 def stage_seconds(ckpt: Path, stage: str) -> float:

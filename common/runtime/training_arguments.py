@@ -13,6 +13,12 @@ from typing import Callable, Dict
 AUTHORS_SEED = 19971007  # the seed of the authors' trainers (EMVOS's official one; BMVOS and TBD do not seed)
 
 
+def resume_checkpoint(out_dir: Path, save_name: str) -> Path:
+    """The file `--resume` continues a stage from, `<output-dir>/<save_name>_last.pth` (the trainer writes it; the
+    command lines and the sample training look for it before torch loads)."""
+    return Path(out_dir) / f"{save_name}_last.pth"
+
+
 def at_least(minimum: int) -> Callable[[str], int]:
     """argparse type: an integer >= `minimum` (so `--batch-size 0` is refused before anything runs)."""
     def parse(text: str) -> int:

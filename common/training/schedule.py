@@ -126,7 +126,7 @@ def parse_stages(text: str, known: Collection[str]) -> List[str]:
 
 def check_resume(out_dir: Path, stages: Sequence[str], resume: bool) -> None:
     """`--resume` needs the first stage's resume checkpoint (later stages may legitimately not have started)."""
-    first = Path(out_dir) / f"{save_name(stages, 0)}_last.pth"
+    first = _arguments.resume_checkpoint(out_dir, save_name(stages, 0))
     if resume and not first.is_file():
         raise UserError(f"--resume: nothing to resume in {out_dir} (no {first.name}); drop --resume to start a "
                         f"new run there, or pass the --output-dir of the run to continue")

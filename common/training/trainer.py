@@ -64,6 +64,7 @@ from tqdm import tqdm
 from common.data.output_folder import write_file_atomic, write_text_atomic
 from common.runtime.distributed import DistContext, init_distributed
 from common.runtime.errors import UserError
+from common.runtime.training_arguments import resume_checkpoint
 from common.training.curves import CSV_FIELDS, write_curves_png
 from common.training.deep_supervision import DeepSupervision
 from common.training.matching_supervision import MatchingSupervision
@@ -322,7 +323,7 @@ class Trainer:
 
     @property
     def resume_path(self) -> Path:
-        return self.path("last")
+        return resume_checkpoint(self.out_dir, self.config.save_name)
 
     @property
     def finished(self) -> bool:
