@@ -2,7 +2,9 @@
 
 They live here rather than in `common.training` (whose package import loads torch and the trainer) because a
 command line builds its parser before it knows whether it will train: `--help` and a mistyped flag must answer
-at once. `common.training.schedule` and `common.training.tbd_recipe` re-export these names.
+at once. `common.training.schedule` and `common.training.tbd_recipe` re-export these names. `resume_checkpoint`
+names the file `--resume` continues from, for the trainer that writes it and the checks that look for it before
+torch loads (`vos.train_sample`).
 """
 from __future__ import annotations
 
