@@ -74,17 +74,14 @@ def run_test(args, device: torch.device, dist: Optional[DistContext] = None) -> 
 
 
 def run_train(args, device: torch.device) -> List[Path]:
-    from common.training.schedule import Overrides, build_training_model, check_resume, parse_stages
+    from common.training.schedule import Overrides, build_training_model, check_resume, parse_stages, start_init
     from emvos.model import EMVOS
     from emvos.train import OFFICIAL, train
 
     stages = parse_stages(args.stages, OFFICIAL)
     check_resume(args.output_dir, stages, args.resume)  # before any ImageNet download
     seed_everything(args.seed)  # before the model is built, as upstream
-    init = args.init
-    if init == "imagenet" and args.resume and (args.output_dir / f"{stages[0]}_last.pth").exists():
-        init = "scratch"  # every weight comes back from the checkpoint: no need for the ImageNet download
-    model = build_training_model(EMVOS, init)
+    model = build_training_model(EMVOS, start_init(args.init, args.output_dir, stages, args.resume))
     roots = {"coco": args.coco, "davis": args.davis, "ytvos": args.ytvos, "davis_val": args.davis}
     return train(model, stages, roots, args.output_dir, device, Overrides.from_args(args), num_workers=args.workers,
                  resume=args.resume, bn_train=args.bn_train,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 from common.data.output_folder import check_checkpoint_folder
 from common.runtime.device import add_device_argument, pick_device, seed_everything
 from common.runtime.errors import UserError, run_cli
-from common.runtime.training_arguments import add_schedule_arguments, add_training_arguments, resume_checkpoint
+from common.runtime.training_arguments import add_schedule_arguments, add_training_arguments
 from hmmn.options import MEMORY_DROPOUT, MIN_CROP, SEED, STAGES
 
 if TYPE_CHECKING:  # torch loads after the arguments are parsed: --help and argument errors answer at once
@@ -206,7 +206,7 @@ def build_model(init: str, zero_residual: bool = False) -> HMMN:
 
 
 def run(args) -> List[Path]:
-    from common.training.schedule import Overrides, check_resume, parse_stages, save_name
+    from common.training.schedule import Overrides, check_resume, parse_stages, save_name, start_init
     from common.training.trainer import TrainConfig
     from common.training.validation import davis_validator
     from hmmn.inference import segment_video
@@ -227,10 +227,7 @@ def run(args) -> List[Path]:
         print("notice: no DAVIS root (--davis); training without validation or best checkpoints")
 
     seed_everything(args.seed)  # before the model is built, as upstream trainers do
-    init = args.init
-    if init == "imagenet" and args.resume and resume_checkpoint(args.output_dir, save_name(stages, 0)).exists():
-        init = "scratch"  # every weight comes back from the checkpoint
-    model = build_model(init, args.zero_init_residual)
+    model = build_model(start_init(args.init, args.output_dir, stages, args.resume), args.zero_init_residual)
     finished = []
     for index, stage in enumerate(stages):
         s = plans[stage]

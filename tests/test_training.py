@@ -334,3 +334,13 @@ def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, m
     entry = {"bmvos": "bmvos.main_runfile", "emvos": "emvos.run", "tbd": "tbd.run", "hmmn": "hmmn.train"}[paper]
     importlib.import_module(entry).main(argv if paper == "hmmn" else ["--train"] + argv)
     assert [(c.save_name, c.extend_time_limit) for c in configs] == [("coco", False), (f"coco_{video}", True)]
+
+
+def test_a_resumed_run_starts_from_scratch_instead_of_imagenet(tmp_path):
+    from common.training.schedule import start_init
+    stages = ["coco", "davis"]
+    assert start_init("imagenet", tmp_path, stages, resume=True) == "imagenet"  # nothing to resume yet
+    (tmp_path / "coco_last.pth").write_bytes(b"")
+    assert start_init("imagenet", tmp_path, stages, resume=True) == "scratch"  # the checkpoint holds every weight
+    assert start_init("imagenet", tmp_path, stages, resume=False) == "imagenet"
+    assert start_init("hmmn", tmp_path, stages, resume=True) == "hmmn"  # only the ImageNet start is skipped

@@ -132,6 +132,14 @@ def check_resume(out_dir: Path, stages: Sequence[str], resume: bool) -> None:
                         f"new run there, or pass the --output-dir of the run to continue")
 
 
+def start_init(init: str, out_dir: Path, stages: Sequence[str], resume: bool) -> str:
+    """The `--init` to build the model from: 'scratch' for a resumed run started from 'imagenet', whose weights all
+    come back from its checkpoint (no ImageNet download)."""
+    if init == "imagenet" and resume and _arguments.resume_checkpoint(out_dir, save_name(stages, 0)).exists():
+        return "scratch"
+    return init
+
+
 def check_stages(stages: Sequence[str], known: Collection[str], roots: Mapping[str, Optional[Path]]) -> None:
     """Every stage is known and has its dataset root (before anything is loaded)."""
     for stage in stages:
