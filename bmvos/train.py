@@ -78,14 +78,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     check_checkpoint_folder(args.output_dir)
     from bmvos.model import BMVOS
-    from common.training.schedule import build_training_model, check_resume, parse_stages
+    from common.training.schedule import build_training_model, check_resume, parse_stages, start_init
     from common.training.tbd_recipe import TBD_SCHEDULE
 
     stages = parse_stages(args.stages, TBD_SCHEDULE)
     check_resume(args.output_dir, stages, args.resume)  # before any ImageNet download
     device = pick_device(args.device)
     seed_everything(args.seed)  # before the model is built, so the decoder's initialisation repeats
-    model = build_training_model(BMVOS, args.init)
+    model = build_training_model(BMVOS, start_init(args.init, args.output_dir, stages, args.resume))
     for path in train(model, stages, args, device):
         print(f"stage checkpoint: {path}")
     return 0

@@ -86,7 +86,7 @@ def run_test_sets(sets: Sequence[str], roots: Mapping[str, Optional[Path]], outp
 
 
 def run_train(args, device: torch.device) -> List[Path]:
-    from common.training.schedule import Overrides, build_training_model, check_resume, parse_stages
+    from common.training.schedule import Overrides, build_training_model, check_resume, parse_stages, start_init
     from common.training.tbd_recipe import TBD_SCHEDULE
     from tbd.model import TBD
     from tbd.train import train
@@ -94,7 +94,7 @@ def run_train(args, device: torch.device) -> List[Path]:
     stages = parse_stages(args.stages, TBD_SCHEDULE)
     check_resume(args.output_dir, stages, args.resume)  # before any ImageNet download
     seed_everything(args.seed)  # before the model is built, so the decoder's initialisation repeats
-    model = build_training_model(TBD, args.init)
+    model = build_training_model(TBD, start_init(args.init, args.output_dir, stages, args.resume))
     roots = {"coco": args.coco, "davis": args.davis, "ytvos": args.ytvos}
     return train(model, stages, roots, args.output_dir, device, Overrides.from_args(args), num_workers=args.workers,
                  resume=args.resume, bn_train=args.bn_train,

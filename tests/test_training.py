@@ -336,6 +336,36 @@ def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, m
     assert [(c.save_name, c.extend_time_limit) for c in configs] == [("coco", False), (f"coco_{video}", True)]
 
 
+@pytest.mark.parametrize("paper", ["bmvos", "emvos", "tbd", "hmmn"])
+def test_resuming_a_run_started_from_imagenet_downloads_nothing(paper, tmp_path, monkeypatch):
+    """`--resume` of a run started with the default `--init imagenet`: the checkpoint holds every weight, so the
+    entry point must not fetch the ImageNet weights again (offline it would stop there)."""
+    def offline(*args, **kwargs):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(importlib.import_module("torchvision.models._api"), "load_state_dict_from_url", offline)
+
+    class RecordingTrainer:
+        def __init__(self, *args, **kwargs):
+            self.resume_path = tmp_path / "unused.pth"
+
+        def train(self):
+            return {}
+
+    for module, name in (("common.training.tbd_recipe", "Trainer"), ("emvos.train", "Trainer"),
+                         ("hmmn.training", "HMMNTrainer")):
+        monkeypatch.setattr(importlib.import_module(module), name, RecordingTrainer)
+    davis = make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=3, height=96, width=96)
+    video = "main" if paper == "hmmn" else "davis"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{video}_last.pth").write_bytes(b"")  # what check_resume and start_init look for
+    argv = ["--davis", str(davis), "--stages", video, "--output-dir", str(out), "--device", "cpu", "--workers", "0",
+            "--resume"]
+    entry = {"bmvos": "bmvos.main_runfile", "emvos": "emvos.run", "tbd": "tbd.run", "hmmn": "hmmn.train"}[paper]
+    importlib.import_module(entry).main(argv if paper == "hmmn" else ["--train"] + argv)
+
+
 def test_a_resumed_run_starts_from_scratch_instead_of_imagenet(tmp_path):
     from common.training.schedule import start_init
     stages = ["coco", "davis"]
