@@ -103,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coco-images", type=int, default=200, help="generated COCO-layout images")
     p.add_argument("--val-videos", type=int, default=3, help="generated videos to validate on while training")
     p.add_argument("--eval-videos", type=int, default=EVAL_VIDEOS, help="generated videos to score on")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    # 0: on 2 CPU cores a loader process competes with the training for them and is forked again every 16-clip
+    # epoch (its copy-on-write faults on the weights the optimizer rewrites); in-process loading gave HMMN 3.5 s a
+    # step where one worker gave 4.6, TBD's COCO stage 0.92 where one gave 1.31 (README)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0: in-process)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in <out>/<paper> (give the same --minutes)")
