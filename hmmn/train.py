@@ -171,8 +171,8 @@ def plan(stage: str, o: Overrides, args) -> HMMNStage:
         return old if new is None else new
 
     return HMMNStage(aug, recipe, epochs=pick(o.epochs, s.epochs), batch_size=pick(o.batch_size, s.batch_size),
-                     clips_per_epoch=pick(o.clips_per_epoch, s.clips_per_epoch), save_step=pick(o.save_step, s.save_step),
-                     val_step=pick(o.val_step, s.val_step))
+                     clips_per_epoch=pick(o.clips_per_epoch, s.clips_per_epoch),
+                     save_step=pick(o.save_step, s.save_step), val_step=pick(o.val_step, s.val_step))
 
 
 def training_set(stage: str, s: HMMNStage, args):

@@ -76,12 +76,13 @@ SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96"
 # cell per query cell), the ground truth memorised, every pixel in the loss (the bootstrapped loss drove the masks
 # to 0.5) and a 50-step warm-up: 32.3 on the 5 scored videos and 39.9 on 20 more after both stages, where the flags
 # before the label spread gave 36.5 and 33.4 and 3e-5 without any of them 23-24 (the video stage alone: 40.8, 53.9);
-# with the encoders' bottlenecks started as the identity, 60.7 and 74.8 (the video stage alone)
+# with the encoders' bottlenecks started as the identity, 60.7 and 74.8 (the video stage alone; 64.8 and 80.0 with
+# the clips loaded in-process, 516 steps where 400)
 HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-4", "--unclamped-aggregation", "--matching-supervision",
               "--matching-labels", "--fine-matching-supervision", "--memory-dropout", "0",
-              "--teacher-forcing", "--no-bootstrap", "--warmup-steps", "50", "--zero-init-residual", "--batch-size", "4",
-              "--clips-per-epoch", "16", "--crop", "96", "--epochs", "100000", "--save-step", "100000",
-              "--val-step", "25"]
+              "--teacher-forcing", "--no-bootstrap", "--warmup-steps", "50", "--zero-init-residual",
+              "--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96", "--epochs", "100000",
+              "--save-step", "100000", "--val-step", "25"]
 VIDEO_STAGE = {"hmmn": "main"}  # the second stage's name where it is not "davis"
 DEFAULT_OUT = Path("outputs/train-sample")
 RUN_FILE = "run.json"  # in <out>/<paper>: the `run_settings` of the run, which a resume must keep
@@ -103,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coco-images", type=int, default=200, help="generated COCO-layout images")
     p.add_argument("--val-videos", type=int, default=3, help="generated videos to validate on while training")
     p.add_argument("--eval-videos", type=int, default=EVAL_VIDEOS, help="generated videos to score on")
-    # 0: on 2 CPU cores a loader process competes with the training for them and is forked again every 16-clip
-    # epoch (its copy-on-write faults on the weights the optimizer rewrites); in-process loading gave HMMN 3.5 s a
-    # step where one worker gave 4.6, TBD's COCO stage 0.92 where one gave 1.31 (README)
+    # 0: on 2 CPU cores one loader process, forked again every 16-clip epoch, cost a quarter of each step (HMMN 4.6 s
+    # a step against 3.5 in-process, TBD's COCO stage 1.31 against 0.92; system time 63 s against 5 s over 32 HMMN
+    # steps, README)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0: in-process)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--resume", action="store_true",
