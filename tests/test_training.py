@@ -309,16 +309,18 @@ def test_a_larger_time_limit_continues_a_last_stage_that_stopped_at_its_limit(tm
     assert Trainer(make_toy(), toy_forward, _Clips(), more, tmp_path, torch.device("cpu"), resume=True).finished
 
 
-@pytest.mark.parametrize("paper", ["bmvos", "emvos", "tbd", "hmmn"])
-def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, monkeypatch):
-    """vos.train_sample resumes `--stages coco,<video>` with the video stage's time limit: the finished COCO stage
-    must not train on under it."""
+TRAINING_ENTRIES = {"bmvos": "bmvos.main_runfile", "emvos": "emvos.run", "tbd": "tbd.run", "hmmn": "hmmn.train"}
+
+
+def run_training_entry(paper: str, argv: list, monkeypatch) -> list:
+    """The paper's training command line with its trainer replaced by one that trains nothing: the `TrainConfig` of
+    every stage it would have trained, in order."""
     configs = []
 
     class RecordingTrainer:
         def __init__(self, *args, **kwargs):
             configs.append(next(a for a in args if isinstance(a, TrainConfig)))
-            self.resume_path = tmp_path / "unused.pth"
+            self.resume_path = Path("unused.pth")
 
         def train(self):
             return {}
@@ -326,13 +328,20 @@ def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, m
     for module, name in (("common.training.tbd_recipe", "Trainer"), ("emvos.train", "Trainer"),
                          ("hmmn.training", "HMMNTrainer")):
         monkeypatch.setattr(importlib.import_module(module), name, RecordingTrainer)
+    importlib.import_module(TRAINING_ENTRIES[paper]).main(argv if paper == "hmmn" else ["--train"] + argv)
+    return configs
+
+
+@pytest.mark.parametrize("paper", ["bmvos", "emvos", "tbd", "hmmn"])
+def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, monkeypatch):
+    """vos.train_sample resumes `--stages coco,<video>` with the video stage's time limit: the finished COCO stage
+    must not train on under it."""
     coco = make_coco_sample(tmp_path / "COCO", n_images=2, height=96, width=96)
     davis = make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=3, height=96, width=96)
     video = "main" if paper == "hmmn" else "davis"
     argv = ["--coco", str(coco), "--davis", str(davis), "--stages", f"coco,{video}", "--output-dir",
             str(tmp_path / "out"), "--init", "scratch", "--device", "cpu", "--workers", "0", "--time-limit", "1"]
-    entry = {"bmvos": "bmvos.main_runfile", "emvos": "emvos.run", "tbd": "tbd.run", "hmmn": "hmmn.train"}[paper]
-    importlib.import_module(entry).main(argv if paper == "hmmn" else ["--train"] + argv)
+    configs = run_training_entry(paper, argv, monkeypatch)
     assert [(c.save_name, c.extend_time_limit) for c in configs] == [("coco", False), (f"coco_{video}", True)]
 
 
@@ -344,17 +353,6 @@ def test_resuming_a_run_started_from_imagenet_downloads_nothing(paper, tmp_path,
         raise RuntimeError("no network")
 
     monkeypatch.setattr(importlib.import_module("torchvision.models._api"), "load_state_dict_from_url", offline)
-
-    class RecordingTrainer:
-        def __init__(self, *args, **kwargs):
-            self.resume_path = tmp_path / "unused.pth"
-
-        def train(self):
-            return {}
-
-    for module, name in (("common.training.tbd_recipe", "Trainer"), ("emvos.train", "Trainer"),
-                         ("hmmn.training", "HMMNTrainer")):
-        monkeypatch.setattr(importlib.import_module(module), name, RecordingTrainer)
     davis = make_davis_sample(tmp_path / "DAVIS", n_videos=1, n_frames=3, height=96, width=96)
     video = "main" if paper == "hmmn" else "davis"
     out = tmp_path / "out"
@@ -362,8 +360,7 @@ def test_resuming_a_run_started_from_imagenet_downloads_nothing(paper, tmp_path,
     (out / f"{video}_last.pth").write_bytes(b"")  # what check_resume and start_init look for
     argv = ["--davis", str(davis), "--stages", video, "--output-dir", str(out), "--device", "cpu", "--workers", "0",
             "--resume"]
-    entry = {"bmvos": "bmvos.main_runfile", "emvos": "emvos.run", "tbd": "tbd.run", "hmmn": "hmmn.train"}[paper]
-    importlib.import_module(entry).main(argv if paper == "hmmn" else ["--train"] + argv)
+    assert len(run_training_entry(paper, argv, monkeypatch)) == 1  # built, and handed to its one stage's trainer
 
 
 def test_a_resumed_run_starts_from_scratch_instead_of_imagenet(tmp_path):
