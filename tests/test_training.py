@@ -332,7 +332,7 @@ def run_training_entry(paper: str, argv: list, monkeypatch) -> list:
     return configs
 
 
-@pytest.mark.parametrize("paper", ["bmvos", "emvos", "tbd", "hmmn"])
+@pytest.mark.parametrize("paper", list(TRAINING_ENTRIES))
 def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, monkeypatch):
     """vos.train_sample resumes `--stages coco,<video>` with the video stage's time limit: the finished COCO stage
     must not train on under it."""
@@ -345,7 +345,7 @@ def test_only_a_commands_last_stage_takes_more_time_on_resume(paper, tmp_path, m
     assert [(c.save_name, c.extend_time_limit) for c in configs] == [("coco", False), (f"coco_{video}", True)]
 
 
-@pytest.mark.parametrize("paper", ["bmvos", "emvos", "tbd", "hmmn"])
+@pytest.mark.parametrize("paper", list(TRAINING_ENTRIES))
 def test_resuming_a_run_started_from_imagenet_downloads_nothing(paper, tmp_path, monkeypatch):
     """`--resume` of a run started with the default `--init imagenet`: the checkpoint holds every weight, so the
     entry point must not fetch the ImageNet weights again (offline it would stop there)."""
