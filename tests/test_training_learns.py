@@ -299,6 +299,24 @@ def test_train_sample_gives_each_stage_its_switches():
             assert getattr(args, "matching_supervision", False) == (paper in ("emvos", "hmmn")), paper
 
 
+def test_train_sample_keeps_the_best_validated_weights_and_hmmn_its_final_ones(tmp_path):
+    """The model a run keeps: the stage's best validated weights, HMMN its final ones (its recipe, STCN's, has no
+    validation); without a validated one, the last numbered checkpoint, by epoch rather than by name."""
+    from vos.train_sample import final_weights
+
+    for name in ("main_best.pth", "main_9999.pth", "main_10000.pth", "main_last.pth", "coco_0002.pth",
+                 "coco_davis_0003.pth"):
+        (tmp_path / name).write_bytes(b"")
+    assert final_weights("tbd", tmp_path, "main") == tmp_path / "main_best.pth"
+    assert final_weights("hmmn", tmp_path, "main") == tmp_path / "main_10000.pth"
+    assert final_weights("tbd", tmp_path, "coco") == tmp_path / "coco_0002.pth"  # not the next stage's
+    (tmp_path / "main_best.pth").unlink()
+    assert final_weights("tbd", tmp_path, "main") == tmp_path / "main_10000.pth"
+    from common.runtime.errors import UserError
+    with pytest.raises(UserError, match="training wrote no checkpoint"):
+        final_weights("hmmn", tmp_path, "davis")
+
+
 @pytest.mark.parametrize("paper, stages", [("tbd", ("coco", "coco_davis")), ("hmmn", ("main",))])
 def test_train_sample_end_to_end(tmp_path, paper, stages):
     """`python -m vos.train_sample` writes its data, trains each stage to its time limit, and scores the result
