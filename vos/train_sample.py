@@ -86,7 +86,8 @@ HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-4", "--unclamped-ag
               "--save-step", "100000", "--val-step", "25"]
 # HMMN keeps the weights its run ends with, as STCN's recipe does (it has no validation): on 20 more unseen videos
 # its final weights scored 10.0 points above the checkpoint the 3 validation videos picked, on average over 5 runs
-# (10.7-13.7 above in four, 0.7 below in one; hmmn/README.md, "The final weights, not the validated ones")
+# (10.7-13.7 above in four, 0.7 below in one; hmmn/README.md, "The final weights, not the validated ones;
+# twice the time")
 KEEPS_LAST_WEIGHTS = {"hmmn"}
 VIDEO_STAGE = {"hmmn": "main"}  # the second stage's name where it is not "davis"
 DEFAULT_OUT = Path("outputs/train-sample")
