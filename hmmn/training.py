@@ -6,8 +6,10 @@ issues 2, 4); hmmn/README.md ("Training") gives the source of every number here.
   each next frame is segmented from the memory of all frames before it (/16: every one, flow-tracked
   kernels; /8 and /4: the first and the previous frame, as in `hmmn.inference`), and its soft prediction is
   memorised for the next frame (not detached, as STCN). Two objects per clip, soft-aggregated like at test
-  time; a clip without a second object masks that object out (STCN's `selector`). `--teacher-forcing` (not
-  in the recipe; scratch training) memorises each frame's ground truth instead of its prediction.
+  time; a clip without a second object gets no pass for it (STCN computes one and masks it out with its
+  `selector`: the same outputs and loss with BatchNorm frozen, as the recipe keeps it, at a fifth fewer passes on
+  the generated training data). `--teacher-forcing` (not in the recipe; scratch training) memorises each frame's
+  ground truth instead of its prediction.
   `--unclamped-aggregation` (not in the recipe; scratch training) computes the same aggregated logits in log
   space, without the released clamp of the probabilities to [1e-7, 1 - 1e-7] (`unclamped_aggregate_logits`).
 - Memory read-out dropout (`MemoryReadDropout`): the paper's top-k guided matching drops the fine-scale read-out
@@ -72,13 +74,20 @@ class MemoryReadDropout:
         return torch.zeros_like(output) if self.rng.random() < self.p else None
 
 
-def _memorize(model: HMMN, frames: torch.Tensor, probs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+def object_passes(present: torch.Tensor) -> torch.Tensor:
+    """The (clip, object) pairs a batch computes, as indices into its `B*N` pairs (objects of a clip consecutive):
+    those of the objects its clips have (`object_masks`' `present` `[B, N]`)."""
+    return present.flatten().nonzero().squeeze(1)
+
+
+def _memorize(model: HMMN, frames: torch.Tensor, probs: torch.Tensor,
+              passes: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """`HMMN.memorize` for a batch of clips: frames `[B, 3, H, W]`, object probabilities `[B, N, H, W]` ->
-    keys/values `[B*N, C, 1, h, w]` (objects of a clip consecutive)."""
+    keys/values `[P, C, 1, h, w]` of the P (clip, object) pairs in `passes` (`object_passes`)."""
     b, n, h, w = probs.shape
-    others = [(probs.sum(dim=1) - probs[:, o]).clamp(0, 1) for o in range(n)]
+    others = torch.stack([(probs.sum(dim=1) - probs[:, o]).clamp(0, 1) for o in range(n)], 1).reshape(b * n, h, w)
     own = probs.reshape(b * n, h, w)
-    r4, r3, r2 = model.Encoder_M(frames.repeat_interleave(n, dim=0), own, torch.stack(others, 1).reshape(b * n, h, w))
+    r4, r3, r2 = model.Encoder_M(frames[passes // n], own[passes], others[passes])
     k4, v4 = model.KV_M_r4(r4)
     k3, v3 = model.KV_M_r3(r3)
     k2, v2 = model.KV_M_r2(r2)
@@ -106,18 +115,19 @@ def _kernel_read(memory: KernelGuidedMemory, mem_key: torch.Tensor, mem_value: t
     return torch.cat([read, query_value], dim=1), attention
 
 
-def _object_logits(model: HMMN, frames: torch.Tensor, n: int, keys4, values4, keys3, values3, keys2,
+def _object_logits(model: HMMN, frames: torch.Tensor, clips: torch.Tensor, keys4, values4, keys3, values3, keys2,
                    values2, log_attentions: Optional[List[torch.Tensor]] = None,
                    fine_attentions: Optional[List[FineAttention]] = None) -> torch.Tensor:
-    """The decoder's (background, object) logits `[B*N, 2, H, W]` of every object of a batch of clips; their
-    softmax is `HMMN.object_probabilities` (`tests/test_hmmn_train.py` checks they agree). `log_attentions`,
-    when given, receives the /16 read-out's log-attention `[B*N, memory cells, query cells]`, `fine_attentions` the
-    /8 and /4 ones (`FineAttention`)."""
+    """The decoder's (background, object) logits `[P, 2, H, W]` of P object passes over a batch of frames
+    `[B, 3, H, W]`, `clips` `[P]` the frame of each pass, the memory `[P, ...]` (`_memorize`); their softmax is
+    `HMMN.object_probabilities` (`tests/test_hmmn_train.py` checks they agree). `log_attentions`, when given,
+    receives the /16 read-out's log-attention `[P, memory cells, query cells]`, `fine_attentions` the /8 and /4
+    ones (`FineAttention`)."""
     r4, r3, r2 = model.Encoder_Q(frames)
     k4, v4 = model.KV_Q_r4(r4)
     k3, _ = model.KV_Q_r3(r3)
     k2, _ = model.KV_Q_r2(r2)
-    k4e, v4e, k3e, k2e, r3e, r2e = (t.repeat_interleave(n, dim=0) for t in (k4, v4, k3, k2, r3, r2))
+    k4e, v4e, k3e, k2e, r3e, r2e = (t[clips] for t in (k4, v4, k3, k2, r3, r2))
     read4, attention4 = _kernel_read(model.Memory, keys4, values4, k4e, v4e, log_attentions)
     cells = attention4.shape[2]
     if attention4.shape[1] > cells:
@@ -174,16 +184,19 @@ def clip_logits(model: HMMN, imgs: torch.Tensor, masks: torch.Tensor, teacher_fo
                          f"got {h}x{w}")
     onehot, present = object_masks(masks)
     n = OBJECTS_PER_CLIP
+    passes = object_passes(present)
     probs = onehot[:, 0]
     memory: List[Tuple[torch.Tensor, ...]] = []
     out = []
     model.Memory.reset()  # the /16 flow table follows this clip from its first frame
     for t in range(1, length):
-        memory.append(_memorize(model, imgs[:, t - 1], probs))
+        memory.append(_memorize(model, imgs[:, t - 1], probs, passes))
         coarse = [torch.cat([m[i] for m in memory], dim=2) for i in (0, 1)]
         fine_frames = memory[:1] + memory[-1:] if len(memory) > 1 else memory
         fine = [torch.cat([m[i] for m in fine_frames], dim=2) for i in (2, 3, 4, 5)]
-        object_logits = _object_logits(model, imgs[:, t], n, *coarse, *fine, log_attentions, fine_attentions)
+        computed = _object_logits(model, imgs[:, t], passes // n, *coarse, *fine, log_attentions, fine_attentions)
+        # an absent object's logits are never read: both aggregations below give it the floor
+        object_logits = computed.new_zeros(b * n, *computed.shape[1:]).index_copy(0, passes, computed)
         if unclamped:
             logits = unclamped_aggregate_logits(object_logits.view(b, n, 2, h, w), present)
         else:
@@ -258,50 +271,51 @@ class ReadoutSupervision:
         log_attentions, self.log_attentions = self.log_attentions, []
         fine_attentions, self.fine_attentions = self.fine_attentions, []
         cells, present = cell_coverage(masks)
+        passes = object_passes(present)  # the attentions' rows: `clip_logits` computes only these
         b, length, n, _ = cells.shape
         if len(log_attentions) != length - 1:
             raise RuntimeError(f"read-out supervision expected {length - 1} attentions, got {len(log_attentions)}")
         if self.fine_weight and len(fine_attentions) != 2 * (length - 1):
             raise RuntimeError(f"read-out supervision expected {2 * (length - 1)} /8 and /4 attentions, "
                                f"got {len(fine_attentions)}")
-        # only what the weights ask for: the cells' labels `[B*N, L, cells]` (the same in every pass), the masks
-        labels = cell_labels(cells).repeat_interleave(n, dim=0) if self.label_weight else None
+        # only what the weights ask for: the cells' labels `[P, L, cells]` (the same in every pass), the masks
+        labels = cell_labels(cells)[passes // n] if self.label_weight else None
         onehot = object_masks(masks)[0] if self.fine_weight else None
         total = masks.new_zeros((), dtype=torch.float32)
         for t, log_attention in enumerate(log_attentions, start=1):
             if self.weight:
-                total = total + self.weight * self._share_loss(log_attention, cells, present, t)
+                total = total + self.weight * self._share_loss(log_attention, cells, passes, t)
             if self.label_weight:
                 total = total + self.label_weight * self._label_loss(log_attention, labels, t)
             if self.fine_weight:
                 for fine in fine_attentions[2 * (t - 1):2 * t]:
-                    total = total + self.fine_weight * self._fine_share_loss(fine, onehot, present, t)
+                    total = total + self.fine_weight * self._fine_share_loss(fine, onehot, passes, t)
         return total / len(log_attentions)
 
-    def _share_loss(self, log_attention: torch.Tensor, cells: torch.Tensor, present: torch.Tensor,
+    def _share_loss(self, log_attention: torch.Tensor, cells: torch.Tensor, passes: torch.Tensor,
                     t: int) -> torch.Tensor:
         b, _, n, _ = cells.shape
-        memory = memory_coverage(cells, t).unsqueeze(2)  # [B*N, memory cells, 1]
-        return self._share(log_attention, memory, cells[:, t].reshape(b * n, -1), present, dim=1)
+        memory = memory_coverage(cells, t)[passes].unsqueeze(2)  # [P, memory cells, 1]
+        return self._share(log_attention, memory, cells[:, t].reshape(b * n, -1)[passes], dim=1)
 
-    def _fine_share_loss(self, fine: FineAttention, onehot: torch.Tensor, present: torch.Tensor,
+    def _fine_share_loss(self, fine: FineAttention, onehot: torch.Tensor, passes: torch.Tensor,
                          t: int) -> torch.Tensor:
         """`_share_loss` of a top-k guided read (/8 or /4): over its candidates, per query pixel; `onehot` is
         `object_masks`' `[B, L, N, H, W]`."""
         b, length, n = onehot.shape[:3]
-        bn, gh, gw, cell = fine.log_attention.shape[:4]
+        gh, gw, cell = fine.log_attention.shape[1:4]
         height, width = gh * cell, gw * cell
         coverage = F.adaptive_avg_pool2d(onehot.flatten(0, 1), (height, width)).view(b, length, n, height, width)
         frames = [0] if t == 1 else [0, t - 1]  # the first and the previous frame, as the fine memory holds them
-        memory = coverage[:, frames].transpose(1, 2).reshape(bn, 1, len(frames), height, width)
-        memory = fine.candidates(memory, 1)[..., 0][:, :, :, None, None, :]  # [B*N, gh, gw, 1, 1, candidates]
-        query = coverage[:, t].reshape(bn, gh, cell, gw, cell).transpose(2, 3)  # [B*N, gh, gw, cell, cell]
-        return self._share(fine.log_attention, memory, query, present, dim=-1)
+        memory = coverage[:, frames].transpose(1, 2).reshape(b * n, 1, len(frames), height, width)[passes]
+        memory = fine.candidates(memory, 1)[..., 0][:, :, :, None, None, :]  # [P, gh, gw, 1, 1, candidates]
+        query = coverage[:, t].reshape(b * n, gh, cell, gw, cell)[passes].transpose(2, 3)  # [P, gh, gw, cell, cell]
+        return self._share(fine.log_attention, memory, query, dim=-1)
 
     def _share(self, log_attention: torch.Tensor, memory: torch.Tensor, query: torch.Tensor,
-               present: torch.Tensor, dim: int) -> torch.Tensor:
+               dim: int) -> torch.Tensor:
         """The share loss of log-attentions over memory positions along `dim`, the memory's object coverage
-        (broadcastable to them) and the query's (the attention without `dim`), objects first."""
+        (broadcastable to them) and the query's (the attention without `dim`), passes first; their mean."""
         log_object = (log_attention + self._log_or_uncovered(memory)).logsumexp(dim=dim)
         log_rest = (log_attention + self._log_or_uncovered(1 - memory)).logsumexp(dim=dim)
         # a memory without any cell of one side cannot be matched to it: those terms are left out
@@ -310,13 +324,12 @@ class ReadoutSupervision:
         target = (query > 0.5).float()
         per_object = -(target * log_object * object_in_memory
                        + (1 - target) * log_rest * rest_in_memory).flatten(1).mean(dim=1)
-        weights = present.flatten().float()
-        return (per_object * weights).sum() / weights.sum()
+        return per_object.mean()
 
     @staticmethod
     def _label_loss(log_attention: torch.Tensor, labels: torch.Tensor, t: int) -> torch.Tensor:
-        memory = labels[:, :t].flatten(1)  # [B*N, memory cells], in memory order
-        same = (memory.unsqueeze(2) == labels[:, t].unsqueeze(1)).float()  # [B*N, memory cells, query cells]
+        memory = labels[:, :t].flatten(1)  # [P, memory cells], in memory order
+        same = (memory.unsqueeze(2) == labels[:, t].unsqueeze(1)).float()  # [P, memory cells, query cells]
         count = same.sum(dim=1)
         per_cell = -(log_attention * same).sum(dim=1) / count.clamp_min(1)
         return per_cell[count > 0].mean()

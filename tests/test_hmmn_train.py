@@ -132,8 +132,33 @@ def test_training_forward_matches_the_network():
         model.Memory.reset()
         expected, _ = model.object_probabilities(frame1, *model.memorize(frame0, masks, 2), 2)
         model.Memory.reset()
-        got = torch.softmax(_object_logits(model, frame1, 2, *_memorize(model, frame0, masks[:, 1:])), dim=1)[:, 1]
+        passes = torch.arange(2)  # the clip's two objects
+        memory = _memorize(model, frame0, masks[:, 1:], passes)
+        got = torch.softmax(_object_logits(model, frame1, passes // 2, *memory), dim=1)[:, 1]
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_a_clip_without_a_second_object_gets_no_pass_for_it_and_the_networks_own_logits():
+    torch.manual_seed(0)
+    model = HMMN().eval()
+    imgs = torch.rand(2, 2, 3, SIZE, SIZE)
+    # clip 0 has one object, clip 1 two: three passes (clip 0's target, clip 1's target and second object)
+    masks = torch.from_numpy(np.stack([[white_objects(t, SIZE, SIZE, n) for t in range(2)] for n in (1, 2)]))
+    masks = masks.long()[:, :, None]
+    passes = []
+    handle = model.Decoder.register_forward_hook(lambda module, inputs, output: passes.append(output.shape[0]))
+    with torch.no_grad():
+        logits = clip_logits(model, imgs, masks)
+    handle.remove()
+    assert passes == [3]
+    for clip, n in ((0, 1), (1, 2)):
+        onehot = torch.stack([masks[clip, 0, 0] == k for k in range(n + 1)]).float()[None]
+        with torch.no_grad():
+            model.Memory.reset()
+            memory = model.memorize(imgs[clip, 0:1], onehot, n)
+            probs, _ = model.object_probabilities(imgs[clip, 1:2], *memory, n)
+        expected = soft_aggregate_logits(probs)[0]
+        torch.testing.assert_close(logits[clip, 0, :n + 1], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_teacher_forcing_memorises_the_ground_truth_not_the_prediction():
@@ -191,7 +216,7 @@ def test_readout_supervision_scores_the_attention_share_on_each_objects_cells():
     masks[0, 0, 0, 16:, :8] = 1
     masks[0, 1, 0, :16, 16:] = 1
     torch.manual_seed(0)
-    attention = torch.softmax(torch.randn(2, 4, 4), dim=1)  # [objects, memory cells, query cells]
+    attention = torch.softmax(torch.randn(1, 4, 4), dim=1)  # [passes, memory cells, query cells]: the target's
     supervision = ReadoutSupervision()
     supervision.log_attentions.append(attention.log())
     got = supervision.loss(masks)
@@ -200,11 +225,21 @@ def test_readout_supervision_scores_the_attention_share_on_each_objects_cells():
     expected = -(target * share.log() + (1 - target) * (1 - share).log()).mean()
     torch.testing.assert_close(got, expected)
     assert supervision.log_attentions == []  # consumed: the next clip starts empty
-    supervision.log_attentions.append(torch.stack([attention[0], attention[1].flip(0)]).log())
-    torch.testing.assert_close(supervision.loss(masks), got, rtol=0, atol=0)  # the absent object takes no part
+
+    # a batch's rows are its passes (`clip_logits`'): clip 0's target, clip 1's target, clip 1's second object;
+    # its loss is their mean
+    with_second = masks.clone()
+    with_second[0, 0, 0, 16:, 8:] = 2
+    second_alone = (with_second == 2).long()  # the second object as a clip's only one
+    other = torch.softmax(torch.randn(1, 4, 4), dim=1)
+    supervision.log_attentions.append(torch.cat([attention, attention, other]).log())
+    alone = ReadoutSupervision()
+    alone.log_attentions.append(other.log())
+    expected = (2 * got + alone.loss(second_alone)) / 3
+    torch.testing.assert_close(supervision.loss(torch.cat([masks, with_second])), expected)
 
     # a saturated attention, all on a background cell, still gets a gradient (the share itself would not)
-    scores = torch.zeros(2, 4, 4)
+    scores = torch.zeros(1, 4, 4)
     scores[:, 3] = 200.0
     scores.requires_grad_()
     supervision.log_attentions.append(torch.log_softmax(scores, dim=1))
@@ -239,11 +274,12 @@ def test_matching_labels_spread_each_query_cells_attention_over_the_memory_cells
     share.log_attentions.append(attention.log())
     torch.testing.assert_close(both.loss(masks), share.loss(masks) + got)
 
-    # a query cell whose label no memory cell has takes no part
+    # a query cell whose label no memory cell has takes no part (here the second object, missing from frame 0,
+    # and so without a pass of its own)
     masks[0, 0, 0, :12, 16:] = 0
-    supervision.log_attentions.append(attention.log())
-    expected = torch.stack([-(log[:, 1, 0] + log[:, 2, 0] + log[:, 3, 0]) / 3, -log[:, 0, 1],
-                            -(log[:, 1, 3] + log[:, 2, 3] + log[:, 3, 3]) / 3], dim=1).mean()
+    supervision.log_attentions.append(attention[:1].log())
+    expected = torch.stack([-(log[:1, 1, 0] + log[:1, 2, 0] + log[:1, 3, 0]) / 3, -log[:1, 0, 1],
+                            -(log[:1, 1, 3] + log[:1, 2, 3] + log[:1, 3, 3]) / 3], dim=1).mean()
     torch.testing.assert_close(supervision.loss(masks), expected)
 
 
@@ -258,13 +294,13 @@ def test_fine_matching_supervision_scores_the_top_k_reads_share_per_query_pixel(
 
     def every_memory_pixel(memory: torch.Tensor, channels: int) -> torch.Tensor:
         # a read whose candidates are all 16 memory pixels for every /16 cell
-        flat = memory.flatten(2).transpose(1, 2)  # [objects, 16, channels]
+        flat = memory.flatten(2).transpose(1, 2)  # [passes, 16, channels]
         return flat[:, None, None].expand(-1, 2, 2, -1, -1)
 
     torch.manual_seed(0)
-    log_attention = torch.log_softmax(torch.randn(2, 2, 2, 2, 2, 16), dim=-1)  # [objects, gh, gw, i, j, pixels]
+    log_attention = torch.log_softmax(torch.randn(1, 2, 2, 2, 2, 16), dim=-1)  # [passes, gh, gw, i, j, pixels]
     supervision = ReadoutSupervision(weight=0.0, fine_weight=1.0)
-    supervision.log_attentions.append(torch.zeros(2, 4, 4))  # the /16 read's, unused without its weight
+    supervision.log_attentions.append(torch.zeros(1, 4, 4))  # the /16 read's, unused without its weight
     fine = FineAttention(log_attention, every_memory_pixel)
     supervision.fine_attentions += [fine, fine]  # the /8 and the /4 read of the one predicted frame, here the same
     got = supervision.loss(masks)
@@ -274,8 +310,8 @@ def test_fine_matching_supervision_scores_the_top_k_reads_share_per_query_pixel(
         for x in range(4):
             share = (log_attention[0, y // 2, x // 2, y % 2, x % 2].exp() * memory_coverage).sum()
             losses.append(-(share.log() if (y, x) == (3, 3) else (1 - share).log()))
-    torch.testing.assert_close(got, 2 * torch.stack(losses).mean())  # the absent second object takes no part
-    supervision.log_attentions.append(torch.zeros(2, 4, 4))
+    torch.testing.assert_close(got, 2 * torch.stack(losses).mean())  # one pass: the clip has no second object
+    supervision.log_attentions.append(torch.zeros(1, 4, 4))
     supervision.fine_attentions.append(fine)
     with pytest.raises(RuntimeError, match="expected 2 /8 and /4 attentions, got 1"):
         supervision.loss(masks)
