@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         teacher_forcing="memorise each training clip's ground-truth masks instead of its predictions (the "
                         "reconstructed recipe, like STCN's, memorises the soft prediction; from a random start that is "
                         "noise)",
-        cosine_lr="not for HMMN (refused): its recipe has its own step decay")
+        cosine_lr="lower the learning rate along a half cosine from --lr to 0 over each stage (over its epochs, or "
+                  "over its --time-limit when that ends it sooner) instead of the recipe's tenfold step decay (not in "
+                  "the recipe; scratch training)")
     add_schedule_arguments(
         p, epochs="epochs per stage (1000 steps each at the official batch; 300 coco / 150 main)",
         batch_size="clips per batch, global over DDP processes (16 coco, 8 main)",
@@ -143,10 +145,8 @@ def check_args(args, stages: Sequence[str], o: Overrides) -> None:
                         f"it would overwrite them: pass --init scratch or leave it out")
     if not 0.0 <= args.memory_dropout <= 1.0:
         raise UserError(f"--memory-dropout is a probability in [0, 1], got {args.memory_dropout}")
-    switches = {"--deep-supervision": args.deep_supervision, "--cosine-lr": args.cosine_lr}
-    refused = [flag for flag, on in switches.items() if on]
-    if refused:
-        raise UserError(f"{refused[0]} is a switch of the BMVOS/EMVOS/TBD trainers, not of HMMN's: leave it out")
+    if args.deep_supervision:
+        raise UserError("--deep-supervision is a switch of the BMVOS/EMVOS/TBD trainers, not of HMMN's: leave it out")
     if args.train_encoder:
         print("notice: --train-encoder changes nothing for HMMN: its recipe (STCN's) trains the encoders anyway")
     if "coco" in stages and args.coco is None:
@@ -165,7 +165,7 @@ def plan(stage: str, o: Overrides, args) -> HMMNStage:
     recipe = s.recipe if args.lr is None else replace(s.recipe, lr=args.lr)
     if args.no_bootstrap:
         recipe = replace(recipe, top_p=1.0)
-    recipe = replace(recipe, warmup_steps=args.warmup_steps)
+    recipe = replace(recipe, warmup_steps=args.warmup_steps, cosine=args.cosine_lr)
 
     def pick(new: Optional[int], old: int) -> int:
         return old if new is None else new

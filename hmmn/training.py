@@ -18,8 +18,8 @@ issues 2, 4); hmmn/README.md ("Training") gives the source of every number here.
   (`--no-bootstrap`, not in the recipe: every pixel throughout). `--matching-supervision`, `--matching-labels` and
   `--fine-matching-supervision` (not in the recipe) add `ReadoutSupervision`'s losses on the read-out attentions.
 - Adam (weight decay 1e-7), one step decay x0.1 (`Recipe`; `--warmup-steps`, not in the recipe, ramps each
-  stage's first steps); the network trains whole (STCN trains its encoders), BatchNorm frozen in eval() as in
-  the shared Trainer and in STCN.
+  stage's first steps; `--cosine-lr`, not in the recipe, puts a half cosine to 0 in the step decay's place); the
+  network trains whole (STCN trains its encoders), BatchNorm frozen in eval() as in the shared Trainer and in STCN.
 
 `HMMNTrainer` is the shared `common.training.Trainer` (checkpoints, resume, validation, DDP, logs) with
 HMMN's epoch: this loss, this schedule, the max-skip curriculum and its own skip rule.
@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.training.trainer import TrainConfig, Trainer, Validate
+from common.training.trainer import TrainConfig, Trainer, Validate, cosine_lr
 from hmmn.model import HMMN, PROB_CLAMP, FineAttention, KernelGuidedMemory, soft_aggregate_logits
 from hmmn.options import MEMORY_DROPOUT
 
@@ -397,10 +397,13 @@ class Recipe:
     bootstrap_end: float = 70_000 / 150_000
     top_p: float = 0.15
     warmup_steps: int = 0  # not in the recipe (`--warmup-steps`, scratch training)
+    cosine: bool = False   # not in the recipe (`--cosine-lr`, scratch training): a half cosine instead of the decay
 
     def lr_at(self, fraction: float, step: int = 0) -> float:
         """The learning rate at this share of the stage, for its optimizer step `step` (0 = the first)."""
         warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.cosine:
+            return warmup * cosine_lr(self.lr, fraction)
         return warmup * self.lr * self.gamma ** sum(fraction >= f for f in self.decay_at)
 
     def top_p_at(self, fraction: float) -> float:

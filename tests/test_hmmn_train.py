@@ -357,6 +357,23 @@ def test_warmup_raises_the_learning_rate_over_each_stages_first_steps(tmp_path):
     assert rates == pytest.approx([1.5e-5, 3e-5, 3e-5])
 
 
+def test_cosine_lr_replaces_the_recipes_step_decay_by_a_half_cosine(tmp_path):
+    from common.training.schedule import Overrides
+    args = hmmn_train.build_parser().parse_args(["--cosine-lr", "--lr", "4e-4", "--warmup-steps", "2"])
+    recipe = hmmn_train.plan("main", Overrides.from_args(args), args).recipe
+    positions = [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]
+    assert [recipe.lr_at(f, 10) for f in positions] == pytest.approx(
+        [4e-4, 4e-4 * (1 + math.cos(math.pi / 4)) / 2, 2e-4, 4e-4 * (1 - math.cos(math.pi / 4)) / 2,
+         4e-4 * (1 - math.cos(math.pi / 10)) / 2, 0.0])  # no tenfold step at the recipe's 5/6
+    assert recipe.lr_at(0.5, 0) == pytest.approx(1e-4)  # the warm-up still ramps the first steps
+    assert MAIN_RECIPE.lr_at(0.9) == pytest.approx(MAIN_RECIPE.lr * MAIN_RECIPE.gamma)  # the recipe's own decay
+    # the trainer asks for each step's rate along the stage (4 epochs of 1 step: 0, 1/4, 1/2, 3/4 of the way)
+    hmmn_train.main(train_args(write_davis(tmp_path / "DAVIS"), tmp_path / "out", 4, "--cosine-lr"))
+    with open(tmp_path / "out" / "main_log.csv") as f:
+        rates = [float(row["lr"]) for row in csv.DictReader(f)]
+    assert rates == pytest.approx([3e-5 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)])
+
+
 def test_zero_init_residual_starts_each_encoder_bottleneck_as_the_identity():
     from torchvision.models.resnet import Bottleneck
     torch.manual_seed(0)
@@ -562,9 +579,8 @@ def test_bad_data_is_refused_with_a_clear_error(tmp_path):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--crop", "80", "--init", "scratch"])
     with pytest.raises(UserError, match="short-side"):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--short-side", "480"])
-    for switch in ("--deep-supervision", "--cosine-lr"):  # the DenseNet trainers' switches
-        with pytest.raises(UserError, match=f"{switch} is a switch of the BMVOS/EMVOS/TBD trainers"):
-            hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), switch])
+    with pytest.raises(UserError, match="--deep-supervision is a switch of the BMVOS/EMVOS/TBD trainers"):
+        hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--deep-supervision"])
     with pytest.raises(UserError, match="--zero-init-residual sets the initial weights of a random start"):
         hmmn_train.main(["--stages", "main", "--davis", str(tmp_path), "--zero-init-residual"])  # --init imagenet
     short = write_davis(tmp_path / "short", n_frames=2)  # a 3-frame clip cannot be drawn from 2 frames

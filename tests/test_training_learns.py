@@ -268,7 +268,7 @@ def test_trainer_overfits_one_clip_from_scratch(paper, one_clip, tmp_path):
 
 def test_train_sample_gives_each_stage_its_switches():
     """Each call of the paper's own training command line parses, with the scratch switches of the shared recipe
-    and `--cosine-lr` in exactly the stages `COSINE_LR_STAGES` names (HMMN: its own flags, no cosine), and
+    and `--cosine-lr` in exactly the stages `COSINE_LR_STAGES` names (HMMN: its own flags), and
     `--matching-supervision` for EMVOS and HMMN alone."""
     import argparse
 
