@@ -293,8 +293,8 @@ def test_train_sample_gives_each_stage_its_switches():
             if paper != "hmmn":
                 assert args.train_encoder and args.deep_supervision and args.teacher_forcing
                 assert args.lr == float(SCRATCH_LR[paper]), paper
-            else:  # its own scratch switches (hmmn/README.md, "Training from a random start")
-                assert args.teacher_forcing and args.unclamped_aggregation and args.no_bootstrap
+            else:  # its own scratch switches (hmmn/README.md, "Training from a random start"), the recipe's loss
+                assert args.teacher_forcing and args.unclamped_aggregation and not args.no_bootstrap
                 assert args.matching_labels and args.fine_matching_supervision and args.memory_dropout == 0
             assert getattr(args, "matching_supervision", False) == (paper in ("emvos", "hmmn")), paper
 

@@ -71,18 +71,20 @@ SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96"
                   "--coco-clip-length", "3", "--video-clip-length", str(VIDEO_CLIP_LENGTH), "--min-fg-pixels", "64",
                   "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
 # HMMN (hmmn.train, STCN's recipe): its encoders always train and its crops are random (no --short-side,
-# --min-fg-pixels); 3-frame clips as in its recipe. Its own scratch switches (hmmn/README.md, "Training from a
-# random start"): 3e-4 with the aggregation unclamped (the released clamp stalls it), the read-out attention
-# supervised at /16 (it saturates on background cells otherwise), spread over the memory cells of the query cell's
-# label and supervised at /8 and /4 too, with the /8 and /4 reads in every pass (it otherwise settles on one wrong
-# cell per query cell), the ground truth memorised, every pixel in the loss (the bootstrapped loss drove the masks
-# to 0.5) and a 50-step warm-up: 32.3 on the 5 scored videos and 39.9 on 20 more after both stages, where the flags
-# before the label spread gave 36.5 and 33.4 and 3e-5 without any of them 23-24 (the video stage alone: 40.8, 53.9);
-# with the encoders' bottlenecks started as the identity, 60.7 and 74.8 (the video stage alone; 64.8 and 80.0 with
-# the clips loaded in-process, 516 steps where 400)
+# --min-fg-pixels); 3-frame clips and the bootstrapped loss as in its recipe. Its own scratch switches (hmmn/README.md,
+# "Training from a random start"): 3e-4 with the aggregation unclamped (the released clamp stalls it), the read-out
+# attention supervised at /16 (it saturates on background cells otherwise), spread over the memory cells of the query
+# cell's label and supervised at /8 and /4 too, with the /8 and /4 reads in every pass (it otherwise settles on one
+# wrong cell per query cell), the ground truth memorised and a 50-step warm-up: 32.3 on the 5 scored videos and 39.9
+# on 20 more after both stages (every pixel in the loss then, `--no-bootstrap`: the bootstrapped loss drove the masks
+# of those first runs to 0.5), where the flags before the label spread gave 36.5 and 33.4 and 3e-5 without any of
+# them 23-24 (the video stage alone: 40.8, 53.9); with the encoders' bottlenecks started as the identity, 60.7 and
+# 74.8 (the video stage alone; 64.8 and 80.0 with the clips loaded in-process, 516 steps where 400). With the
+# cosine the recipe's bootstrapped loss trains as well as every pixel's: 70.5 and 65.5 on the 5 (two seeds) where
+# `--no-bootstrap` scored 64.5 the same day, so it is the recipe's again (hmmn/README.md, "The recipe's loss back")
 HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-4", "--unclamped-aggregation", "--matching-supervision",
               "--matching-labels", "--fine-matching-supervision", "--memory-dropout", "0",
-              "--teacher-forcing", "--no-bootstrap", "--warmup-steps", "50", "--zero-init-residual",
+              "--teacher-forcing", "--warmup-steps", "50", "--zero-init-residual",
               "--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96", "--epochs", "100000",
               "--save-step", "100000", "--val-step", "25"]
 # HMMN keeps the weights its run ends with, as STCN's recipe does (it has no validation): on 20 more unseen videos
