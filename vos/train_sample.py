@@ -67,9 +67,11 @@ COSINE_LR_STAGES = {"tbd": ("coco", "video"), "hmmn": ("video",)}
 # learned to follow the previous mask and barely used its matching (68.6 without it, 81.2 and 82.5 with it, README)
 PAPER_SCRATCH_FLAGS = {"emvos": ["--matching-supervision"]}
 VIDEO_CLIP_LENGTH = 4
-SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96", "--short-side", "96",
-                  "--coco-clip-length", "3", "--video-clip-length", str(VIDEO_CLIP_LENGTH), "--min-fg-pixels", "64",
-                  "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
+# batch, crop and run length of every paper's stages; the time limit ends them, the epochs never do
+RUN_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96",
+             "--epochs", "100000", "--save-step", "100000", "--val-step", "25"]
+SCHEDULE_FLAGS = RUN_FLAGS + ["--short-side", "96", "--coco-clip-length", "3",
+                              "--video-clip-length", str(VIDEO_CLIP_LENGTH), "--min-fg-pixels", "64"]
 # HMMN (hmmn.train, STCN's recipe): its encoders always train and its crops are random (no --short-side,
 # --min-fg-pixels); 3-frame clips and the bootstrapped loss as in its recipe. Its own scratch switches (hmmn/README.md,
 # "Training from a random start"): 3e-4 with the aggregation unclamped (the released clamp stalls it), the read-out
@@ -84,9 +86,7 @@ SCHEDULE_FLAGS = ["--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96"
 # `--no-bootstrap` scored 64.5 the same day, so it is the recipe's again (hmmn/README.md, "The recipe's loss back")
 HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-4", "--unclamped-aggregation", "--matching-supervision",
               "--matching-labels", "--fine-matching-supervision", "--memory-dropout", "0",
-              "--teacher-forcing", "--warmup-steps", "50", "--zero-init-residual",
-              "--batch-size", "4", "--clips-per-epoch", "16", "--crop", "96", "--epochs", "100000",
-              "--save-step", "100000", "--val-step", "25"]
+              "--teacher-forcing", "--warmup-steps", "50", "--zero-init-residual"] + RUN_FLAGS
 # HMMN keeps the weights its run ends with, as STCN's recipe does (it has no validation): on 20 more unseen videos
 # its final weights scored 10.0 points above the checkpoint the 3 validation videos picked, on average over 5 runs
 # (10.7-13.7 above in four, 0.7 below in one; hmmn/README.md, "The final weights, not the validated ones;
