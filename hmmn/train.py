@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raise the learning rate linearly from lr/N to lr over each stage's first N optimizer steps "
                         "(scratch training: from a random start, Adam's first steps at 3e-4 saturate the /16 read-out "
                         "attention on background cells; the recipe has no warm-up)")
+    h.add_argument("--dice-loss", action="store_true",
+                   help="add a soft Dice term per object to the bootstrapped cross-entropy (Cutie's loss; scratch "
+                        "training: the cross-entropy weighs pixels, so the generated videos' small second objects "
+                        "count for little; the recipe's loss alone is what the log's loss column shows)")
     h.add_argument("--matching-labels", action="store_true",
                    help="add the cross-entropy of the /16 read-out attention against an even spread over the memory "
                         "cells whose larger part has the query cell's label (background, target, second object) "
@@ -241,7 +245,7 @@ def run(args) -> List[Path]:
                               unclamped_aggregation=args.unclamped_aggregation,
                               readout_supervision=args.matching_supervision,
                               readout_labels=args.matching_labels,
-                              readout_fine=args.fine_matching_supervision)
+                              readout_fine=args.fine_matching_supervision, dice=args.dice_loss)
         trainer.train()
         finished.append(trainer.resume_path)
     return finished

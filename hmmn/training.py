@@ -15,8 +15,9 @@ issues 2, 4); hmmn/README.md ("Training") gives the source of every number here.
 - Memory read-out dropout (`MemoryReadDropout`): the paper's top-k guided matching drops the fine-scale read-out
   in training; the author's recipe (issue 1) drops it with probability 0.5 per decoder level and pass.
 - Loss (`bootstrapped_ce`): STCN's bootstrapped cross-entropy, summed over the predicted frames
-  (`--no-bootstrap`, not in the recipe: every pixel throughout). `--matching-supervision`, `--matching-labels` and
-  `--fine-matching-supervision` (not in the recipe) add `ReadoutSupervision`'s losses on the read-out attentions.
+  (`--no-bootstrap`, not in the recipe: every pixel throughout). `--dice-loss` (not in the recipe) adds a soft Dice
+  term per object (`dice_loss`). `--matching-supervision`, `--matching-labels` and `--fine-matching-supervision` (not
+  in the recipe) add `ReadoutSupervision`'s losses on the read-out attentions.
 - Adam (weight decay 1e-7), one step decay x0.1 (`Recipe`; `--warmup-steps`, not in the recipe, ramps each
   stage's first steps; `--cosine-lr`, not in the recipe, puts a half cosine to 0 in the step decay's place); the
   network trains whole (STCN trains its encoders), BatchNorm frozen in eval() as in the shared Trainer and in STCN.
@@ -376,6 +377,22 @@ def bootstrapped_ce(logits: torch.Tensor, masks: torch.Tensor, top_p: float) -> 
     return total
 
 
+def dice_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """`--dice-loss` (not in the recipe; scratch training; Cutie's cross-entropy + Dice): per clip and predicted
+    frame, 1 - (2 sum(p g) + 1) / (sum(p) + sum(g) + 1) of each object's aggregated probability p against its mask
+    g, averaged over the objects the clip has, then over clips, summed over frames (`bootstrapped_ce`'s shape). The
+    cross-entropy weighs pixels, so a small object counts for little; here each object counts the same. A clip
+    without a second object takes the softmax over (background, target), as `bootstrapped_ce` does."""
+    onehot, present = object_masks(masks)
+    classes = torch.cat([torch.ones_like(present[:, :1]), present], dim=1) > 0  # [B, N+1]
+    logits = logits.masked_fill(~classes[:, None, :, None, None], float("-inf"))
+    probs = F.softmax(logits, dim=2)[:, :, 1:].flatten(3)  # [B, frames, N, pixels]
+    truth = onehot[:, 1:].flatten(3)
+    overlap = 1 - (2 * (probs * truth).sum(3) + 1) / (probs.sum(3) + truth.sum(3) + 1)  # [B, frames, N]
+    per_frame = (overlap * present[:, None]).sum(2) / present.sum(1, keepdim=True)
+    return per_frame.mean(0).sum()
+
+
 def target_iou_counts(logits: torch.Tensor, masks: torch.Tensor) -> Tuple[float, float]:
     """(intersection, union) pixel counts of the target object over the batch (STCN's `hide_iou`)."""
     pred = logits.argmax(dim=2) == 1
@@ -431,10 +448,11 @@ class HMMNTrainer(Trainer):
                  recipe: Recipe, validate: Optional[Validate] = None, resume: bool = False,
                  memory_dropout: float = MEMORY_DROPOUT, unclamped_aggregation: bool = False,
                  readout_supervision: bool = False, readout_labels: bool = False,
-                 readout_fine: bool = False) -> None:
+                 readout_fine: bool = False, dice: bool = False) -> None:
         config.lr = recipe.lr
         config.swap_attach_probability = 0.0  # not part of HMMN's (STCN's) recipe
         self.recipe = recipe
+        self.dice = dice
         self.readout = None
         if readout_supervision or readout_labels or readout_fine:
             weights = [ReadoutSupervision.WEIGHT if on else 0.0
@@ -472,8 +490,11 @@ class HMMNTrainer(Trainer):
                 continue
             logits = self.step_module(imgs, masks)
             loss = bootstrapped_ce(logits, masks, self.recipe.top_p_at(fraction))
-            # the log keeps the recipe's loss; the optimiser sees the read-out supervision too
-            self.optimize(loss if self.readout is None else loss + self.readout.loss(masks), epoch, step)
+            # the log keeps the recipe's loss; the optimiser sees the scratch-training terms too
+            objective = loss + dice_loss(logits, masks) if self.dice else loss
+            if self.readout is not None:
+                objective = objective + self.readout.loss(masks)
+            self.optimize(objective, epoch, step)
             inter, union = target_iou_counts(logits.detach(), masks)
             sums += torch.tensor([loss.item() * imgs.shape[0], imgs.shape[0], inter, union], dtype=torch.float64)
             self._epoch_rows.append({"step": self.step, "epoch": epoch, "loss": loss.item(),

@@ -26,7 +26,7 @@ from common.runtime.errors import UserError
 from hmmn import train as hmmn_train
 from hmmn.model import HMMN, FineAttention, TopkGuidedMemory, soft_aggregate_logits
 from hmmn.training import (MAIN_RECIPE, ReadoutSupervision, _memorize, _object_logits, bootstrapped_ce, clip_logits,
-                           unclamped_aggregate_logits)
+                           dice_loss, unclamped_aggregate_logits)
 from hmmn.training_data import STATIC, VIDEO, ClipAugmenter, VideoClips, davis_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -397,8 +397,8 @@ def test_zero_init_residual_starts_each_encoder_bottleneck_as_the_identity():
 
 def test_the_switches_reach_the_training_forward_and_loss(tmp_path, monkeypatch):
     from hmmn import training
-    seen, readout_losses = [], []
-    real_forward, real_loss = training.clip_logits, training.ReadoutSupervision.loss
+    seen, readout_losses, dice_losses = [], [], []
+    real_forward, real_loss, real_dice = training.clip_logits, training.ReadoutSupervision.loss, training.dice_loss
 
     def spy(model, imgs, masks, teacher_forcing=False, unclamped=False, log_attentions=None, fine_attentions=None):
         seen.append((unclamped, log_attentions is not None, fine_attentions is not None))
@@ -408,13 +408,20 @@ def test_the_switches_reach_the_training_forward_and_loss(tmp_path, monkeypatch)
         readout_losses.append((self.weight, self.label_weight, self.fine_weight, real_loss(self, masks)))
         return readout_losses[-1][-1]
 
+    def dice_spy(logits, masks):
+        dice_losses.append(real_dice(logits, masks))
+        return dice_losses[-1]
+
     monkeypatch.setattr(training, "clip_logits", spy)
     monkeypatch.setattr(training.ReadoutSupervision, "loss", loss_spy)
+    monkeypatch.setattr(training, "dice_loss", dice_spy)
     davis = write_davis(tmp_path / "DAVIS")
     readout_switches = ("--matching-supervision", "--matching-labels", "--fine-matching-supervision")
-    for index, switch in enumerate(([], ["--unclamped-aggregation"], *([flag] for flag in readout_switches))):
+    switches = ([], ["--unclamped-aggregation"], ["--dice-loss"], *([flag] for flag in readout_switches))
+    for index, switch in enumerate(switches):
         seen.clear()
         readout_losses.clear()
+        dice_losses.clear()
         hmmn_train.main(train_args(davis, tmp_path / f"out{index}", 1, *switch))
         # one optimizer step, through the aggregation the flag asks for, with the read-out loss when asked: its
         # one term that the flag names, the /8 and /4 attentions collected only for the fine one
@@ -424,6 +431,8 @@ def test_the_switches_reach_the_training_forward_and_loss(tmp_path, monkeypatch)
         for *weights, loss in readout_losses:
             assert weights == [1.0 if flag in switch else 0.0 for flag in readout_switches]
             assert loss.requires_grad and loss > 0
+        assert len(dice_losses) == ("--dice-loss" in switch)
+        assert all(loss.requires_grad and loss > 0 for loss in dice_losses)
 
 
 def test_bootstrapped_loss_scores_the_hardest_pixels():
@@ -435,6 +444,26 @@ def test_bootstrapped_loss_scores_the_hardest_pixels():
     assert top > full  # the top 12.5 % are exactly the two misclassified pixels
     wrong = torch.nn.functional.cross_entropy(logits[0, 0, :2, 0, 0][None], torch.tensor([0]))
     torch.testing.assert_close(top, wrong)
+
+
+def test_dice_loss_counts_each_object_alike_and_leaves_out_an_absent_one():
+    # frame 1 of an 8x8 clip: the target is the top six rows (48 pixels), the second object a 2x2 block below them;
+    # the prediction gives the target all of it and the block as well: the second object is missed
+    masks = torch.zeros(2, 2, 1, 8, 8, dtype=torch.long)
+    masks[:, :, 0, :6] = 1
+    masks[0, :, 0, 6:, :2] = 2  # clip 1 has no second object: its block is background
+    logits = torch.full((2, 1, 3, 8, 8), -30.0)
+    logits[:, 0, 0] = 30.0
+    logits[:, 0, 1, :6] = logits[:, 0, 1, 6:, :2] = 60.0
+    logits[1, 0, 2, 6:, 2:] = 90.0  # clip 1's absent object: never in its softmax
+    target = 1 - (2 * 48 + 1) / (52 + 48 + 1)  # 4 extra pixels
+    missed = 1 - (0 + 1) / (0 + 4 + 1)
+    lone_target = 1 - (2 * 48 + 1) / (52 + 48 + 1)
+    expected = ((target + missed) / 2 + lone_target) / 2  # per clip the mean of its objects, then of the clips
+    torch.testing.assert_close(dice_loss(logits, masks), torch.tensor(expected))
+    perfect = logits.clone()
+    perfect[0, 0, 2, 6:, :2] = 90.0  # the block given to the second object
+    assert float(dice_loss(perfect[:1], masks[:1])) == pytest.approx(0.0, abs=1e-6)
 
 
 # --- (b) overfit one clip, (c) the checkpoints' round trip -------------------------------------------------------------
