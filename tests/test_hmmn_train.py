@@ -456,10 +456,9 @@ def test_dice_loss_counts_each_object_alike_and_leaves_out_an_absent_one():
     logits[:, 0, 0] = 30.0
     logits[:, 0, 1, :6] = logits[:, 0, 1, 6:, :2] = 60.0
     logits[1, 0, 2, 6:, 2:] = 90.0  # clip 1's absent object: never in its softmax
-    target = 1 - (2 * 48 + 1) / (52 + 48 + 1)  # 4 extra pixels
+    target = 1 - (2 * 48 + 1) / (52 + 48 + 1)  # in both clips: its 48 pixels and the block's 4 more
     missed = 1 - (0 + 1) / (0 + 4 + 1)
-    lone_target = 1 - (2 * 48 + 1) / (52 + 48 + 1)
-    expected = ((target + missed) / 2 + lone_target) / 2  # per clip the mean of its objects, then of the clips
+    expected = ((target + missed) / 2 + target) / 2  # per clip the mean of its objects, then of the clips
     torch.testing.assert_close(dice_loss(logits, masks), torch.tensor(expected))
     perfect = logits.clone()
     perfect[0, 0, 2, 6:, :2] = 90.0  # the block given to the second object
