@@ -87,7 +87,7 @@ SCHEDULE_FLAGS = RUN_FLAGS + ["--short-side", "96", "--coco-clip-length", "3",
 # cosine the recipe's bootstrapped loss trains as well as every pixel's: 70.5 and 65.5 on the 5 (two seeds) where
 # `--no-bootstrap` scored 64.5 the same day, so it is the recipe's again (hmmn/README.md, "The recipe's loss back").
 # A soft Dice term per object (Cutie's loss): four runs 68.1-73.2 on the 5 and 81.6-84.7 on the 20 (means 70.8 and
-# 83.5), where the command without it scored 70.3 and 80.2 on the same machine (hmmn/README.md, "The Dice term
+# 83.5), where the command without it scored 70.3 and 80.2 on a machine as fast (hmmn/README.md, "The Dice term
 # adopted; what the models see of video 04")
 HMMN_FLAGS = ["--init", "scratch", "--bn-train", "--lr", "3e-4", "--unclamped-aggregation", "--matching-supervision",
               "--matching-labels", "--fine-matching-supervision", "--memory-dropout", "0",
